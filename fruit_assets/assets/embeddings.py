@@ -1,0 +1,53 @@
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+
+from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.assets.raw import raw_images
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.pipeline import build_embeddings
+from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
+
+
+@asset(
+    deps=[raw_images],
+    partitions_def=fruit_class_partitions,
+    # A backfill over many classes is one Spark application: one JVM and one model per worker,
+    # not one per class.
+    backfill_policy=BackfillPolicy.single_run(),
+    kinds={"spark", "tensorflow", "parquet"},
+    description="MobileNetV2 (no top, global average pooling) embeddings: 1280 float32 per image.",
+)
+def image_embeddings(
+    context: AssetExecutionContext,
+    storage: FruitStorage,
+    spark: SparkResource,
+    embedding_model: EmbeddingModelResource,
+) -> MaterializeResult:
+    classes = list(context.partition_keys)
+    weights = embedding_model.resolve()
+    session = spark.get_session()
+    context.log.info(
+        f"embedding {len(classes)} class(es) with weights {weights.source} ({weights.fingerprint}); "
+        f"Spark UI: {spark.ui_url}"
+    )
+    report = build_embeddings(
+        session, storage.layout, classes, weights, context.run_id, embedding_model.settings
+    )
+    for fruit_class, counts in sorted(report.per_class.items()):
+        context.log.info(
+            f"{fruit_class}: {counts.embedded} embedded, {counts.quarantined} quarantined of {counts.images}"
+        )
+    context.log.info(f"{report.images} images in {report.seconds:.1f} s: {report.images_per_second:.1f} images/s")
+    metadata = step_metadata(report)
+    metadata.update(
+        {
+            "num_embedded": report.embedded,
+            "num_quarantined": report.quarantined,
+            "weights": weights.source,
+            "weights_fingerprint": weights.fingerprint,
+            "per_class": per_class_table(report),
+            "spark_master": session.sparkContext.master,
+        }
+    )
+    if spark.ui_url:
+        metadata["spark_ui"] = MetadataValue.url(spark.ui_url)
+    return MaterializeResult(metadata=metadata)

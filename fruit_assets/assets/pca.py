@@ -1,0 +1,50 @@
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+
+from fruit_assets.assets.embeddings import image_embeddings
+from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.pipeline import build_reduced_features, fit_pca
+from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
+
+
+@asset(
+    deps=[image_embeddings],
+    kinds={"spark", "numpy"},
+    description="PCA over every embedding; k is the smallest reaching the explained-variance target.",
+)
+def pca_model(
+    context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource, pca_settings: PcaSettings
+) -> MaterializeResult:
+    classes = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+    model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
+    context.log.info(
+        f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
+        f"{model.explained_variance:.4f} (target {model.variance_target})"
+    )
+    return MaterializeResult(
+        metadata={
+            "k": model.k,
+            "explained_variance": round(model.explained_variance, 6),
+            "variance_target": model.variance_target,
+            "num_samples": model.num_samples,
+            "num_classes": len(classes),
+            "output_path": MetadataValue.path(storage.layout.pca_model),
+        }
+    )
+
+
+@asset(
+    deps=[pca_model, image_embeddings],
+    partitions_def=fruit_class_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    kinds={"spark", "parquet"},
+    description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
+)
+def reduced_features(
+    context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource
+) -> MaterializeResult:
+    classes = list(context.partition_keys)
+    report, model = build_reduced_features(spark.get_session(), storage.layout, classes, context.run_id)
+    metadata = step_metadata(report)
+    metadata.update({"k": model.k, "per_class": per_class_table(report, ("images",))})
+    return MaterializeResult(metadata=metadata)

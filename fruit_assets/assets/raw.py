@@ -1,0 +1,22 @@
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
+
+from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.pipeline import build_manifests
+from fruit_assets.resources import FruitStorage
+
+
+@asset(
+    partitions_def=fruit_class_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    kinds={"s3", "parquet"},
+    description="The images under <root>/Training/<class>/: a manifest (path, size, etag, mtime) per class.",
+)
+def raw_images(context: AssetExecutionContext, storage: FruitStorage) -> MaterializeResult:
+    classes = list(context.partition_keys)
+    report = build_manifests(storage.layout, classes)
+    for fruit_class, counts in sorted(report.per_class.items()):
+        context.log.info(f"{fruit_class}: {counts.images} objects")
+    metadata = step_metadata(report)
+    metadata["images_per_class"] = per_class_table(report, ("images",))
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,156 @@
+"""``fruit-assets``: sample data, and the whole graph materialized through Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _contiguous_runs(selected: list[str], ordered: list[str]) -> list[tuple[str, str]]:
+    """Partition ranges (first, last) covering exactly ``selected`` in the instance's order:
+    one run per contiguous block, so 'all classes' is a single run."""
+    wanted = set(selected)
+    runs, start, previous = [], None, None
+    for key in ordered:
+        if key in wanted and start is None:
+            start = key
+        elif key not in wanted and start is not None:
+            runs.append((start, previous))
+            start = None
+        previous = key
+    if start is not None:
+        runs.append((start, previous))
+    return runs
+
+
+def cmd_sample(args) -> int:
+    from fruit_assets.sample import write_sample_dataset
+
+    started = time.perf_counter()
+    count = write_sample_dataset(args.dest, args.classes, args.images, args.seed)
+    print(f"wrote {count} images in {args.classes} classes under {args.dest}/Training "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = os.path.abspath(".dagster_home")
+        os.makedirs(home, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = home
+        print(f"DAGSTER_HOME not set: using {home}")
+    return DagsterInstance.get()
+
+
+def _materializations(result) -> dict[str, dict]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        out[materialization.asset_key.to_user_string()] = {
+            key: getattr(value, "value", value) for key, value in materialization.metadata.items()
+        }
+    return out
+
+
+def cmd_materialize(args) -> int:
+    from fruit_assets.definitions import defs
+    from fruit_assets.manifest import discover_classes
+    from fruit_assets.partitions import fruit_class_partitions
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.resources.env import resolved
+    from fruit_assets.resources.spark import SparkResource
+    from fruit_assets.storage import StorageError
+
+    started = time.perf_counter()
+    try:
+        layout = DataLayout.at(resolved(defs.resources["storage"].data_uri))
+        classes = discover_classes(layout)
+    except (StorageError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    selected = args.fruit_class or classes
+    unknown = sorted(set(selected) - set(classes))
+    if unknown:
+        print(f"error: no such class under {layout.training}: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+
+    instance = _instance()
+    known = set(instance.get_dynamic_partitions(fruit_class_partitions.name))
+    new = [c for c in classes if c not in known]
+    if new:
+        instance.add_dynamic_partitions(fruit_class_partitions.name, new)
+    ordered = instance.get_dynamic_partitions(fruit_class_partitions.name)
+    print(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered); "
+          f"materializing {len(selected)}")
+
+    # One Spark application for the whole command: every run below reuses it (and the model
+    # each Python worker already built).
+    session = SparkResource(master=resolved(defs.resources["spark"].master)).get_session()
+    summary: dict[str, dict] = {}
+    try:
+        steps = [("embed_classes", r) for r in _contiguous_runs(selected, ordered)]
+        steps.append(("fit_pca", None))
+        steps += [("reduce_classes", r) for r in _contiguous_runs(selected, ordered)]
+        for job_name, key_range in steps:
+            tags = {}
+            label = job_name
+            if key_range:
+                tags = {"dagster/asset_partition_range_start": key_range[0],
+                        "dagster/asset_partition_range_end": key_range[1]}
+                label += f" [{key_range[0]} .. {key_range[1]}]"
+            print(f"-> {label}", flush=True)
+            step_started = time.perf_counter()
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False
+            )
+            if not result.success:
+                print(f"error: run {result.run_id} of {job_name} failed; see `dagster dev` or the log above",
+                      file=sys.stderr)
+                return 1
+            for asset, metadata in _materializations(result).items():
+                summary[asset] = metadata
+            print(f"   ok in {time.perf_counter() - step_started:.1f} s (run {result.run_id})", flush=True)
+    finally:
+        session.stop()
+
+    embeddings = summary.get("image_embeddings", {})
+    pca = summary.get("pca_model", {})
+    reduced = summary.get("reduced_features", {})
+    print("\nsummary")
+    print(f"  classes              {len(selected)}")
+    print(f"  images               {embeddings.get('num_images')} "
+          f"({embeddings.get('num_embedded')} embedded, {embeddings.get('num_quarantined')} quarantined)")
+    print(f"  embedding speed      {embeddings.get('images_per_second')} images/s")
+    print(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
+          f"target {pca.get('variance_target')})")
+    print(f"  reduced features     {reduced.get('output_path')}")
+    print(f"  total time           {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fruit-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample", help="write a synthetic Fruits-360-style dataset")
+    sample.add_argument("dest", help="root to write Training/<Class>/ under (path, file:// or s3://)")
+    sample.add_argument("--classes", type=int, default=5)
+    sample.add_argument("--images", type=int, default=40)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=cmd_sample)
+
+    materialize = commands.add_parser("materialize", help="materialize every asset for all (or some) classes")
+    materialize.add_argument("--class", dest="fruit_class", action="append", metavar="NAME",
+                             help="a class to materialize (repeatable); default all")
+    materialize.set_defaults(func=cmd_materialize)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The code location: assembles Definitions from the modules named after what they hold."""
+
+import warnings
+
+from dagster import BetaWarning, Definitions, define_asset_job, in_process_executor
+
+# BackfillPolicy is beta in Dagster 1.13; we rely on it deliberately (single-run backfills).
+warnings.filterwarnings("ignore", category=BetaWarning)
+
+from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
+from fruit_assets.resources.env import env_or_default
+
+embed_classes_job = define_asset_job(
+    "embed_classes", selection=[raw_images, image_embeddings], partitions_def=fruit_class_partitions
+)
+fit_pca_job = define_asset_job("fit_pca", selection=[pca_model])
+reduce_classes_job = define_asset_job(
+    "reduce_classes", selection=[reduced_features], partitions_def=fruit_class_partitions
+)
+
+defs = Definitions(
+    assets=[raw_images, image_embeddings, pca_model, reduced_features],
+    jobs=[embed_classes_job, fit_pca_job, reduce_classes_job],
+    resources={
+        "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
+        "spark": SparkResource(master=env_or_default("SPARK_MASTER", "local[*]")),
+        "embedding_model": EmbeddingModelResource(weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet")),
+        "pca_settings": PcaSettings(variance_target=env_or_default("FRUIT_PCA_VARIANCE", "0.95")),
+    },
+    # All steps of a run share one process, hence one Spark application and one model per worker.
+    executor=in_process_executor,
+)

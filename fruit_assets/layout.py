@@ -1,0 +1,65 @@
+"""Where everything lives under the data root (``FRUIT_DATA_URI``). No Dagster, no Spark.
+
+Outputs are Hive-style folders (``fruit_class=<name>/part-*.parquet``) that also store
+``fruit_class`` inside the files, so Spark and ``pyarrow.dataset`` read them with or without
+partition discovery. Work in progress lives under ``_staging/``, never inside an output folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fruit_assets.storage import join_uri, normalize_uri
+
+# The characters Spark escapes in partition folder names (ExternalCatalogUtils.charToEscape).
+_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(0x20)}
+
+
+def escape_partition_value(value: str) -> str:
+    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in value)
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: str
+
+    @classmethod
+    def at(cls, location: str) -> "DataLayout":
+        return cls(normalize_uri(location))
+
+    @property
+    def training(self) -> str:
+        return join_uri(self.root, "Training")
+
+    def training_class(self, fruit_class: str) -> str:
+        return join_uri(self.training, fruit_class)
+
+    def manifest(self, fruit_class: str) -> str:
+        return join_uri(self.root, "manifests", self._partition(fruit_class), "manifest.parquet")
+
+    @property
+    def embeddings(self) -> str:
+        return join_uri(self.root, "embeddings")
+
+    @property
+    def quarantine(self) -> str:
+        return join_uri(self.root, "quarantine")
+
+    @property
+    def reduced_features(self) -> str:
+        return join_uri(self.root, "output", "resultats_features_parquet")
+
+    @property
+    def pca_model(self) -> str:
+        return join_uri(self.root, "models", "pca", "pca.npz")
+
+    def staging(self, run_token: str) -> str:
+        return join_uri(self.root, "_staging", run_token)
+
+    @staticmethod
+    def class_folder(dataset_uri: str, fruit_class: str) -> str:
+        return join_uri(dataset_uri, DataLayout._partition(fruit_class))
+
+    @staticmethod
+    def _partition(fruit_class: str) -> str:
+        return f"fruit_class={escape_partition_value(fruit_class)}"

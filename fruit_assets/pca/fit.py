@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Moments:
+    """Count, mean and centred scatter matrix of a set of rows, mergeable in any order."""
+
+    count: int
+    mean: np.ndarray  # (d,) float64
+    scatter: np.ndarray  # (d, d) float64: sum of (x - mean)(x - mean)ᵀ
+
+    @classmethod
+    def empty(cls, dim: int) -> "Moments":
+        return cls(0, np.zeros(dim), np.zeros((dim, dim)))
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> "Moments":
+        rows = np.asarray(rows, dtype=np.float64)
+        if len(rows) == 0:
+            return cls.empty(rows.shape[1])
+        mean = rows.mean(axis=0)
+        centred = rows - mean
+        return cls(len(rows), mean, centred.T @ centred)
+
+    def merge(self, other: "Moments") -> "Moments":
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / total)
+        scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.count * other.count / total)
+        return Moments(total, mean, scatter)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, count=self.count, mean=self.mean, scatter=self.scatter)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Moments":
+        arrays = np.load(io.BytesIO(data))
+        return cls(int(arrays["count"]), arrays["mean"], arrays["scatter"])
+
+
+@dataclass
+class PcaModel:
+    mean: np.ndarray  # (d,) float64
+    components: np.ndarray  # (k, d), orthonormal rows, by decreasing variance
+    explained_variance_ratio: np.ndarray  # (k,)
+    variance_target: float
+    num_samples: int
+
+    @property
+    def k(self) -> int:
+        return int(self.components.shape[0])
+
+    @property
+    def explained_variance(self) -> float:
+        return float(self.explained_variance_ratio.sum())
+
+
+def choose_k(ratios: np.ndarray, target: float) -> int:
+    """Smallest k whose cumulative explained-variance ratio reaches ``target``."""
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"the explained-variance target must be in (0, 1], got {target}")
+    cumulative = np.cumsum(ratios)
+    # Tolerance: for target 1.0, float rounding can leave the full sum at 0.9999999999.
+    k = int(np.searchsorted(cumulative, target - 1e-12) + 1)
+    return min(k, len(ratios))
+
+
+def fit_from_moments(moments: Moments, target: float) -> PcaModel:
+    if moments.count < 2:
+        raise ValueError(f"PCA needs at least 2 embeddings, got {moments.count}")
+    covariance = moments.scatter / (moments.count - 1)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+    eigenvectors = eigenvectors[:, order]
+    total = eigenvalues.sum()
+    if total <= 0:
+        raise ValueError("all embeddings are identical: there is no variance to explain")
+    ratios = eigenvalues / total
+    k = choose_k(ratios, target)
+    components = eigenvectors[:, :k].T
+    # Sign convention (as scikit-learn's svd_flip): largest-magnitude loading positive, so that
+    # refits on the same data give the same components rather than arbitrary sign flips.
+    signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
+    components = components * signs[:, None]
+    return PcaModel(moments.mean, components, ratios[:k], target, moments.count)
+
+
+def project(embeddings: np.ndarray, model: PcaModel) -> np.ndarray:
+    """``(embedding - mean) @ components.T`` as float32 (n, k)."""
+    centred = np.asarray(embeddings, dtype=np.float64) - model.mean
+    return (centred @ model.components.T).astype(np.float32)
+
+
+def save_pca(model: PcaModel) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        mean=model.mean.astype(np.float64),
+        components=model.components.astype(np.float64),
+        explained_variance_ratio=model.explained_variance_ratio.astype(np.float64),
+        variance_target=np.float64(model.variance_target),
+        num_samples=np.int64(model.num_samples),
+    )
+    return buffer.getvalue()
+
+
+def load_pca(data: bytes) -> PcaModel:
+    arrays = np.load(io.BytesIO(data))
+    return PcaModel(
+        arrays["mean"],
+        arrays["components"],
+        arrays["explained_variance_ratio"],
+        float(arrays["variance_target"]),
+        int(arrays["num_samples"]),
+    )

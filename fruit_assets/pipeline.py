@@ -1,0 +1,152 @@
+"""The pipeline's steps as plain functions over (Spark session, data layout). No Dagster.
+
+Dagster assets call these and turn the reports into metadata; tests and benchmarks call them
+directly. Every step writes under ``_staging/<run_token>/`` and commits class folders at the end,
+so an output folder holds one complete version whatever happens to the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.manifest import list_class_images, read_manifest, write_manifest
+from fruit_assets.pca import PcaModel, fit_from_moments, load_pca, save_pca
+from fruit_assets.spark_jobs.commit import commit_class_folder, dataset_files, discard_staging
+from fruit_assets.spark_jobs.embed import EmbedSettings, embed_images
+from fruit_assets.spark_jobs.pca import embedding_moments, project_files
+from fruit_assets.storage import StorageError, open_store
+
+
+class AccountingError(RuntimeError):
+    """Images in the manifest != images embedded + images quarantined."""
+
+
+@dataclass
+class ClassCounts:
+    images: int = 0
+    embedded: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class StepReport:
+    per_class: dict[str, ClassCounts] = field(default_factory=dict)
+    seconds: float = 0.0
+    output: str = ""
+
+    @property
+    def images(self) -> int:
+        return sum(c.images for c in self.per_class.values())
+
+    @property
+    def embedded(self) -> int:
+        return sum(c.embedded for c in self.per_class.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(c.quarantined for c in self.per_class.values())
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def build_manifests(layout: DataLayout, classes: list[str]) -> StepReport:
+    started = time.perf_counter()
+    report = StepReport(output=f"{layout.root}/manifests")
+    for fruit_class in classes:
+        manifest = list_class_images(layout, fruit_class)
+        write_manifest(layout, fruit_class, manifest)
+        report.per_class[fruit_class] = ClassCounts(images=len(manifest))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run_token: str,
+                     settings: EmbedSettings = EmbedSettings()) -> StepReport:
+    started = time.perf_counter()
+    report = StepReport(output=layout.embeddings)
+    rows = []
+    for fruit_class in classes:
+        manifest = read_manifest(layout, fruit_class)
+        rows.extend(zip(manifest["path"].to_pylist(), manifest["fruit_class"].to_pylist(), manifest["etag"].to_pylist()))
+        report.per_class[fruit_class] = ClassCounts(images=len(manifest))
+    staging = layout.staging(run_token)
+    try:
+        outcome = embed_images(spark, rows, weights, staging, settings)
+        for fruit_class, counts in report.per_class.items():
+            counts.embedded = outcome.count(fruit_class, "embeddings")
+            counts.quarantined = outcome.count(fruit_class, "quarantine")
+            if counts.embedded + counts.quarantined != counts.images:
+                raise AccountingError(
+                    f"class {fruit_class!r}: {counts.images} images in the manifest but "
+                    f"{counts.embedded} embedded + {counts.quarantined} quarantined"
+                )
+        for fruit_class in classes:
+            for kind, final in (("embeddings", layout.embeddings), ("quarantine", layout.quarantine)):
+                commit_class_folder(
+                    f"{staging}/{kind}", final, fruit_class, outcome.staged.get((fruit_class, kind), [])
+                )
+    finally:
+        discard_staging(staging)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def embedding_files(layout: DataLayout, classes: list[str]) -> dict[str, list[str]]:
+    files = {fruit_class: dataset_files(layout.embeddings, fruit_class) for fruit_class in classes}
+    missing = [c for c in classes if not files[c] and not _materialized(layout, c)]
+    if missing:
+        raise StorageError(
+            f"no embeddings for {len(missing)} class(es) ({', '.join(sorted(missing)[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}): materialize image_embeddings for them first"
+        )
+    return files
+
+
+def _materialized(layout: DataLayout, fruit_class: str) -> bool:
+    """A class whose every image was quarantined has an (empty) committed embeddings folder."""
+    folder = DataLayout.class_folder(layout.quarantine, fruit_class)
+    return any(True for _ in open_store(folder).list_objects(folder))
+
+
+def fit_pca(spark, layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel:
+    if not 0.0 < variance_target <= 1.0:
+        raise ValueError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {variance_target}")
+    files = [uri for uris in embedding_files(layout, classes).values() for uri in uris]
+    model = fit_from_moments(embedding_moments(spark, files), variance_target)
+    open_store(layout.pca_model).write_bytes(layout.pca_model, save_pca(model))
+    return model
+
+
+def read_pca(layout: DataLayout) -> PcaModel:
+    store = open_store(layout.pca_model)
+    if not store.exists(layout.pca_model):
+        raise StorageError(f"no PCA model at {layout.pca_model}: materialize pca_model first")
+    return load_pca(store.read_bytes(layout.pca_model))
+
+
+def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str) -> tuple[StepReport, PcaModel]:
+    started = time.perf_counter()
+    report = StepReport(output=layout.reduced_features)
+    model = read_pca(layout)
+    pca_bytes = save_pca(model)
+    files = embedding_files(layout, classes)
+    work = [(fruit_class, uri) for fruit_class, uris in files.items() for uri in uris]
+    staging = layout.staging(run_token)
+    try:
+        staged: dict[str, list[str]] = {}
+        for fruit_class, uri, rows in project_files(spark, work, pca_bytes, f"{staging}/reduced"):
+            staged.setdefault(fruit_class, []).append(uri)
+            counts = report.per_class.setdefault(fruit_class, ClassCounts())
+            counts.images += rows
+            counts.embedded += rows
+        for fruit_class in classes:
+            report.per_class.setdefault(fruit_class, ClassCounts())
+            commit_class_folder(f"{staging}/reduced", layout.reduced_features, fruit_class, staged.get(fruit_class, []))
+    finally:
+        discard_staging(staging)
+    report.seconds = time.perf_counter() - started
+    return report, model

@@ -1,0 +1,17 @@
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from fruit_assets.layout import DataLayout
+
+
+class FruitStorage(ConfigurableResource):
+    """Where the dataset lives and outputs go. Credentials come from the standard AWS chain only."""
+
+    data_uri: str = Field(
+        default="./data",
+        description="Root holding Training/<Class>/ and receiving outputs: a path, file:// or s3:// URI.",
+    )
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout.at(self.data_uri)

@@ -1,0 +1,198 @@
+"""image_embeddings on Spark: manifest rows -> tasks fetch, decode and embed -> staged Parquet.
+
+Each task writes its own Parquet files (one per class it touched) under the run's staging folder
+and returns only a small summary row to the driver; the driver then commits the files reported by
+successful task attempts. Neither images nor embeddings ever pass through the driver.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.spark_jobs import schemas
+
+SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    batch_size: int = 32
+    max_images_per_task: int = 2000
+    tf_threads_per_task: int = 1
+    fetch_threads: int = 4
+
+
+@dataclass
+class EmbedOutcome:
+    """Files staged per class and per kind ('embeddings' / 'quarantine'), plus counts."""
+
+    staged: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    task_seconds: float = 0.0
+
+    def count(self, fruit_class: str, kind: str) -> int:
+        return self.counts.get((fruit_class, kind), 0)
+
+
+def plan_slices(num_images: int, parallelism: int, max_per_task: int) -> int:
+    """Few large tasks (one model warm-up each), at least one per core, a multiple of the cores."""
+    if num_images == 0:
+        return 1
+    tasks = max(parallelism, math.ceil(num_images / max_per_task))
+    tasks = math.ceil(tasks / parallelism) * parallelism
+    return max(1, min(tasks, num_images))
+
+
+def embed_images(spark, manifest_rows: list[tuple[str, str, str]], weights, staging_uri: str,
+                 settings: EmbedSettings = EmbedSettings()) -> EmbedOutcome:
+    """``manifest_rows``: (path, fruit_class, etag), any order. Returns what was staged."""
+    sc = spark.sparkContext
+    rows = sorted(manifest_rows, key=lambda row: (row[1], row[0]))
+    outcome = EmbedOutcome()
+    if not rows:
+        return outcome
+    slices = plan_slices(len(rows), sc.defaultParallelism, settings.max_images_per_task)
+    weights_broadcast = sc.broadcast(weights.arrays)
+    fingerprint = weights.fingerprint
+    try:
+        # Contiguous slices of the sorted manifest: each task's files hold consecutive paths.
+        chunk = math.ceil(len(rows) / slices)
+        rdd = sc.parallelize([rows[i : i + chunk] for i in range(0, len(rows), chunk)], slices)
+
+        def run(partition_index: int, chunks: Iterator[list]) -> Iterator[tuple]:
+            task_rows = [row for part in chunks for row in part]
+            return embed_partition(
+                partition_index, task_rows, fingerprint, lambda: weights_broadcast.value,
+                staging_uri, settings,
+            )
+
+        summaries = rdd.mapPartitionsWithIndex(run).collect()
+    finally:
+        weights_broadcast.unpersist()
+    for fruit_class, kind, uri, count, seconds in summaries:
+        outcome.staged.setdefault((fruit_class, kind), []).append(uri)
+        outcome.counts[(fruit_class, kind)] = outcome.count(fruit_class, kind) + count
+        outcome.task_seconds += seconds
+    return outcome
+
+
+def fetch_and_decode(path: str):
+    """-> (uint8 image, None) or (None, (reason, message)); never raises for bad input."""
+    from fruit_assets.featurize import ImageDecodeError, decode_image
+    from fruit_assets.storage import open_store
+
+    data = open_store(path).read_bytes(path)
+    try:
+        return decode_image(data), None
+    except ImageDecodeError as error:
+        return None, (error.reason, str(error))
+
+
+def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
+    """``map(fn, items)`` in order, computed ``lookahead`` items ahead on a thread pool, so image
+    fetching and decoding overlap TensorFlow's inference (both release the GIL)."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = []
+        iterator = iter(items)
+        for item in iterator:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= lookahead:
+                break
+        while pending:
+            result = pending.pop(0).result()
+            for item in iterator:
+                pending.append(pool.submit(fn, item))
+                break
+            yield result
+
+
+def embed_partition(partition_index: int, rows: list, fingerprint: str, load_weights,
+                    staging_uri: str, settings: EmbedSettings) -> Iterable[tuple]:
+    import pyarrow as pa
+
+    from fruit_assets.featurize.images import preprocess_batch
+    from fruit_assets.featurize.model import (
+        EMBEDDING_SIZE,
+        ModelWeights,
+        cached_embedder,
+        configure_tensorflow_threads,
+    )
+    from fruit_assets.spark_jobs.parquet_io import vectors_column, write_table
+
+    if not rows:
+        return []
+    started = time.perf_counter()
+    configure_tensorflow_threads(settings.tf_threads_per_task, 1)
+    embedder = cached_embedder(
+        fingerprint, lambda: ModelWeights(load_weights(), "broadcast", fingerprint), settings.batch_size
+    )
+    embeddings = np.empty((len(rows), EMBEDDING_SIZE), dtype=np.float32)
+    ok = np.zeros(len(rows), dtype=bool)
+    failures: dict[int, tuple[str, str]] = {}
+    batch_images, batch_index = [], []
+
+    def flush():
+        if batch_images:
+            embeddings[batch_index] = embedder.embed(preprocess_batch(np.stack(batch_images)))
+            ok[batch_index] = True
+            batch_images.clear()
+            batch_index.clear()
+
+    decoded = _prefetched(
+        [row[0] for row in rows], fetch_and_decode, settings.fetch_threads, 2 * settings.batch_size
+    )
+    for index, (image, failure) in enumerate(decoded):
+        if failure is not None:
+            failures[index] = failure
+            continue
+        batch_images.append(image)
+        batch_index.append(index)
+        if len(batch_images) == settings.batch_size:
+            flush()
+    flush()
+
+    from pyspark import TaskContext
+
+    attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
+    paths = np.array([row[0] for row in rows], dtype=object)
+    classes = np.array([row[1] for row in rows], dtype=object)
+    etags = np.array([row[2] for row in rows], dtype=object)
+    elapsed = time.perf_counter() - started
+    summaries = []
+    for fruit_class in sorted(set(classes)):
+        in_class = classes == fruit_class
+        name = f"part-{partition_index:05d}-a{attempt}.parquet"
+        good = in_class & ok
+        if good.any():
+            table = pa.table(
+                [pa.array(paths[good], pa.string()), pa.array(classes[good], pa.string()),
+                 pa.array(etags[good], pa.string()), vectors_column(embeddings[good])],
+                schema=schemas.EMBEDDINGS.with_metadata({"fruit_assets.weights": fingerprint}),
+            )
+            uri = DataLayout.class_folder(f"{staging_uri}/embeddings", fruit_class) + "/" + name
+            write_table(uri, table)
+            summaries.append((fruit_class, "embeddings", uri, int(good.sum()), elapsed))
+            elapsed = 0.0  # the task's time is reported once, on its first file
+        bad = [i for i in np.flatnonzero(in_class) if i in failures]
+        if bad:
+            table = pa.table(
+                {
+                    "path": [rows[i][0] for i in bad],
+                    "fruit_class": [fruit_class] * len(bad),
+                    "etag": [rows[i][2] for i in bad],
+                    "reason": [failures[i][0] for i in bad],
+                    "error": [failures[i][1] for i in bad],
+                },
+                schema=schemas.QUARANTINE,
+            )
+            uri = DataLayout.class_folder(f"{staging_uri}/quarantine", fruit_class) + "/" + name
+            write_table(uri, table)
+            summaries.append((fruit_class, "quarantine", uri, len(bad), 0.0))
+    return summaries

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fruit_assets.storage import open_store
+
+
+def vectors_column(matrix: np.ndarray) -> pa.Array:
+    """float32 (n, d) -> Arrow list<float32> without a Python object per value."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    n, d = matrix.shape
+    offsets = np.arange(0, (n + 1) * d, d, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.reshape(-1)))
+
+
+def column_matrix(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np.ndarray:
+    """Arrow list<float32> -> float32 (n, d), zero-copy where the chunks allow."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    if n == 0:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(n, -1)
+
+
+def write_table(uri: str, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    open_store(uri).write_bytes(uri, buffer.getvalue())
+
+
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(open_store(uri).read_bytes(uri)), columns=columns)
+
+
+def read_tables(uris: list[str], columns: list[str] | None = None) -> pa.Table | None:
+    tables = [read_table(uri, columns) for uri in uris]
+    return pa.concat_tables(tables) if tables else None

@@ -1,0 +1,74 @@
+"""pca_model and reduced_features on Spark: moments and projections computed inside tasks."""
+
+from __future__ import annotations
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.pca import Moments
+from fruit_assets.spark_jobs import schemas
+
+EMBEDDING_DIM = 1280
+
+
+def _slices(sc, count: int) -> int:
+    return max(1, min(count, sc.defaultParallelism * 2))
+
+
+def embedding_moments(spark, file_uris: list[str]) -> Moments:
+    """One pass over the embedding files: each task reduces its files to (n, mean, M2); the
+    partial moments are merged on executors (treeReduce), so the driver receives one 13 MB
+    matrix whatever the number of files."""
+    if not file_uris:
+        return Moments.empty(EMBEDDING_DIM)
+    sc = spark.sparkContext
+
+    def task(uris):
+        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+
+        moments = Moments.empty(EMBEDDING_DIM)
+        for uri in uris:
+            table = read_table(uri, ["embedding"])
+            moments = moments.merge(Moments.of(column_matrix(table["embedding"], EMBEDDING_DIM)))
+        yield moments.to_bytes()
+
+    def merge(left: bytes, right: bytes) -> bytes:
+        return Moments.from_bytes(left).merge(Moments.from_bytes(right)).to_bytes()
+
+    rdd = sc.parallelize(sorted(file_uris), _slices(sc, len(file_uris)))
+    return Moments.from_bytes(rdd.mapPartitions(task).treeReduce(merge, depth=2))
+
+
+def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str) -> list[tuple]:
+    """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced
+    file per input file; returns (fruit_class, staged uri, rows) per file."""
+    if not work:
+        return []
+    sc = spark.sparkContext
+    pca_broadcast = sc.broadcast(pca_bytes)
+    try:
+
+        def task(index: int, items):
+            import pyarrow as pa
+            from pyspark import TaskContext
+
+            from fruit_assets.pca import load_pca, project
+            from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table, vectors_column, write_table
+
+            model = load_pca(pca_broadcast.value)
+            attempt = TaskContext.get().attemptNumber()
+            for fruit_class, uri in items:
+                table = read_table(uri, ["path", "fruit_class", "embedding"])
+                features = project(column_matrix(table["embedding"], EMBEDDING_DIM), model)
+                reduced = pa.table(
+                    [table["path"], table["fruit_class"], vectors_column(features.reshape(len(table), model.k))],
+                    schema=schemas.REDUCED_FEATURES,
+                )
+                source_name = uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                target = DataLayout.class_folder(staging_dataset, fruit_class) + f"/{source_name}-a{attempt}.parquet"
+                write_table(target, reduced)
+                yield fruit_class, target, len(reduced)
+
+        rdd = sc.parallelize(sorted(work), _slices(sc, len(work)))
+        return rdd.mapPartitionsWithIndex(task).collect()
+    finally:
+        pca_broadcast.unpersist()
+

@@ -1,0 +1,16 @@
+"""One object-storage layer for ``file://`` and ``s3://`` URIs (no Dagster, no Spark).
+
+Spark tasks, the Dagster driver and the CLI all reach storage through :func:`open_store`, so the
+code path that runs against S3 in production is the one the local tests exercise.
+"""
+
+from fruit_assets.storage.objects import (
+    ObjectInfo,
+    ObjectStore,
+    StorageError,
+    join_uri,
+    normalize_uri,
+    open_store,
+)
+
+__all__ = ["ObjectInfo", "ObjectStore", "StorageError", "join_uri", "normalize_uri", "open_store"]

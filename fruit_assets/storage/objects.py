@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+from urllib.parse import urlsplit
+
+
+class StorageError(RuntimeError):
+    """A storage problem with a message a user can act on."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+    etag: str  # MD5 hex of the content for local files and single-part S3 uploads
+    mtime: float  # seconds since the epoch
+
+
+def normalize_uri(location: str) -> str:
+    """``./data`` -> ``file:///abs/data``; ``s3://b/p/`` -> ``s3://b/p``. No percent-encoding:
+    object keys keep their spaces so a URI reads the same as the key it names."""
+    location = location.strip()
+    if location.startswith("s3a://"):
+        location = "s3://" + location[len("s3a://") :]
+    if location.startswith("s3://"):
+        bucket_and_key = location[len("s3://") :].strip("/")
+        if not bucket_and_key:
+            raise StorageError(f"{location!r} names no bucket")
+        return "s3://" + bucket_and_key
+    if location.startswith("file://"):
+        location = location[len("file://") :]
+    elif "://" in location:
+        raise StorageError(f"unsupported storage scheme in {location!r}: use a path, file:// or s3://")
+    path = os.path.abspath(os.path.expanduser(location))
+    return "file://" + path.rstrip("/") if path != "/" else "file:///"
+
+
+def join_uri(base: str, *parts: str) -> str:
+    uri = base.rstrip("/")
+    for part in parts:
+        part = part.strip("/")
+        if part:
+            uri = f"{uri}/{part}"
+    return uri
+
+
+def open_store(uri: str) -> "ObjectStore":
+    """The store that serves ``uri``; one per process and scheme (clients are thread-safe)."""
+    scheme = "s3" if uri.startswith("s3://") else "file"
+    with _STORES_LOCK:
+        store = _STORES.get(scheme)
+        if store is None:
+            store = S3ObjectStore() if scheme == "s3" else LocalObjectStore()
+            _STORES[scheme] = store
+        return store
+
+
+_STORES: dict[str, "ObjectStore"] = {}
+_STORES_LOCK = threading.Lock()
+
+
+class ObjectStore:
+    """Flat object semantics over both backends: a "folder" is a key prefix ending in ``/``."""
+
+    def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
+        raise NotImplementedError
+
+    def list_folders(self, prefix_uri: str) -> list[str]:
+        """Names of the immediate sub-folders of ``prefix_uri``."""
+        raise NotImplementedError
+
+    def read_bytes(self, uri: str) -> bytes:
+        raise NotImplementedError
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Readers see the whole object or nothing (never a prefix of it)."""
+        raise NotImplementedError
+
+    def exists(self, uri: str) -> bool:
+        raise NotImplementedError
+
+    def delete(self, uris: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix_uri: str) -> None:
+        self.delete([info.uri for info in self.list_objects(prefix_uri)])
+
+    def replace_folder(self, staged_uri: str, final_uri: str) -> None:
+        """Make ``final_uri`` hold exactly the objects staged under ``staged_uri``."""
+        raise NotImplementedError
+
+
+def _local_path(uri: str) -> str:
+    if not uri.startswith("file://"):
+        raise StorageError(f"not a file:// URI: {uri!r}")
+    return uri[len("file://") :]
+
+
+def _md5_file(path: str) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LocalObjectStore(ObjectStore):
+    def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
+        root = _local_path(prefix_uri)
+        if not os.path.isdir(root):
+            return
+        if recursive:
+            walker = ((d, sorted(f)) for d, _dirs, f in sorted(os.walk(root)))
+        else:
+            walker = iter([(root, sorted(e.name for e in os.scandir(root) if e.is_file()))])
+        for directory, files in walker:
+            for name in files:
+                path = os.path.join(directory, name)
+                stat = os.stat(path)
+                yield ObjectInfo("file://" + path, stat.st_size, _md5_file(path), stat.st_mtime)
+
+    def list_folders(self, prefix_uri: str) -> list[str]:
+        root = _local_path(prefix_uri)
+        if not os.path.isdir(root):
+            return []
+        return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+
+    def read_bytes(self, uri: str) -> bytes:
+        with open(_local_path(uri), "rb") as handle:
+            return handle.read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        path = _local_path(uri)
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        # Dot-prefixed temp name: Spark and pyarrow.dataset skip hidden files while it exists.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def exists(self, uri: str) -> bool:
+        return os.path.exists(_local_path(uri))
+
+    def delete(self, uris: Iterable[str]) -> None:
+        for uri in uris:
+            try:
+                os.unlink(_local_path(uri))
+            except FileNotFoundError:
+                pass
+
+    def delete_prefix(self, prefix_uri: str) -> None:
+        shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
+
+    def replace_folder(self, staged_uri: str, final_uri: str) -> None:
+        # Two renames: a reader sees the old folder, then (for microseconds) none, then the new one;
+        # never a mix of the two.
+        staged, final = _local_path(staged_uri), _local_path(final_uri)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        if not os.path.isdir(staged):
+            os.makedirs(staged)
+        retired = None
+        if os.path.exists(final):
+            retired = os.path.join(os.path.dirname(final), f".retired-{uuid.uuid4().hex}")
+            os.rename(final, retired)
+        os.rename(staged, final)
+        if retired:
+            shutil.rmtree(retired, ignore_errors=True)
+
+
+class S3ObjectStore(ObjectStore):
+    """boto3 with the standard credential chain (env, profile, IRSA) and endpoint variables."""
+
+    def __init__(self) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self._client = boto3.session.Session().client(
+            "s3",
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32),
+        )
+
+    @staticmethod
+    def split(uri: str) -> tuple[str, str]:
+        parts = urlsplit(uri)
+        return parts.netloc, uri[len("s3://") + len(parts.netloc) + 1 :]
+
+    def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
+        bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
+        paginator = self._client.get_paginator("list_objects_v2")
+        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        for page in paginator.paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    f"s3://{bucket}/{obj['Key']}",
+                    int(obj["Size"]),
+                    obj["ETag"].strip('"'),
+                    obj["LastModified"].timestamp(),
+                )
+
+    def list_folders(self, prefix_uri: str) -> list[str]:
+        bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
+        paginator = self._client.get_paginator("list_objects_v2")
+        names = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                names.append(common["Prefix"][len(prefix) :].rstrip("/"))
+        return sorted(names)
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = self.split(uri)
+        return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        bucket, key = self.split(uri)
+        self._client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def exists(self, uri: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self.split(uri)
+        try:
+            self._client.head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def delete(self, uris: Iterable[str]) -> None:
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            bucket, key = self.split(uri)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            for start in range(0, len(keys), 1000):
+                chunk = [{"Key": key} for key in keys[start : start + 1000]]
+                self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+
+    def replace_folder(self, staged_uri: str, final_uri: str) -> None:
+        # S3 has no rename: copy the new objects in under names no earlier version used, then delete
+        # the old ones. A reader listing in between sees both versions (documented in the README).
+        old = [info.uri for info in self.list_objects(final_uri)]
+        staged_bucket, staged_prefix = self.split(staged_uri.rstrip("/") + "/")
+        final_bucket, final_prefix = self.split(final_uri.rstrip("/") + "/")
+        new_keys = set()
+        for info in self.list_objects(staged_uri):
+            _, key = self.split(info.uri)
+            target = final_prefix + key[len(staged_prefix) :]
+            new_keys.add(target)
+            self._client.copy_object(
+                Bucket=final_bucket, Key=target, CopySource={"Bucket": staged_bucket, "Key": key}
+            )
+        self.delete(uri for uri in old if self.split(uri)[1] not in new_keys)
+        self.delete_prefix(staged_uri)

