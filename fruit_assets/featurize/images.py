@@ -58,7 +58,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # 16-bit greyscale: Pillow's plain convert("RGB") clips to 255; scale to 8 bits instead.
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray((array * (255.0 / peak)).round().astype(np.uint8), mode="L")
+        image = Image.fromarray((array * (255.0 / peak)).round().astype(np.uint8))
     return image.convert("RGB")
 
 

@@ -1,0 +1,128 @@
+"""The four assets end to end through Dagster, on a real instance and a real Spark session."""
+
+import os
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from dagster import materialize
+
+from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
+from fruit_assets_tests.conftest import SPARK_MASTER
+
+ALL_ASSETS = [raw_images, image_embeddings, pca_model, reduced_features]
+CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
+
+
+def resources(root, weights_file, target="0.9"):
+    return {
+        "storage": FruitStorage(data_uri=root),
+        "spark": SparkResource(master=SPARK_MASTER),
+        "embedding_model": EmbeddingModelResource(weights=weights_file, max_images_per_task=8),
+        "pca_settings": PcaSettings(variance_target=target),
+    }
+
+
+def run_graph(instance, root, weights_file, classes=CLASSES):
+    instance.add_dynamic_partitions(fruit_class_partitions.name, [c for c in classes if not instance.has_dynamic_partition(fruit_class_partitions.name, c)])
+    range_tags = {"dagster/asset_partition_range_start": classes[0], "dagster/asset_partition_range_end": classes[-1]}
+    res = resources(root, weights_file)
+    results = [
+        materialize(ALL_ASSETS, selection=[raw_images, image_embeddings], instance=instance, resources=res, tags=range_tags),
+        materialize(ALL_ASSETS, selection=[pca_model], instance=instance, resources=res),
+        materialize(ALL_ASSETS, selection=[reduced_features], instance=instance, resources=res, tags=range_tags),
+    ]
+    assert all(r.success for r in results)
+    return results
+
+
+def metadata_of(result, asset_name):
+    [event] = [
+        e for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key.to_user_string() == asset_name
+    ][:1]
+    return {k: getattr(v, "value", v) for k, v in event.event_specific_data.materialization.metadata.items()}
+
+
+def read(root, folder):
+    return ds.dataset(os.path.join(root, folder), format="parquet").to_table().sort_by("path")
+
+
+def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_instance):
+    embed_run, pca_run, reduce_run = run_graph(dagster_instance, sample_root, weights_file)
+
+    # One run materialized every class partition of both assets (single-run backfill policy).
+    for asset in ("raw_images", "image_embeddings"):
+        keys = dagster_instance.get_materialized_partitions(image_embeddings.key if asset == "image_embeddings" else raw_images.key)
+        assert keys == set(CLASSES)
+    embed_meta = metadata_of(embed_run, "image_embeddings")
+    assert embed_meta["num_images"] == 36 and embed_meta["num_embedded"] == 36 and embed_meta["num_quarantined"] == 0
+    assert embed_meta["images_per_second"] > 0 and embed_meta["elapsed_seconds"] > 0
+    assert "Apple Red 1" in embed_meta["per_class"]
+
+    # Files where the README says, class names with spaces intact, nothing temporary in sight.
+    for fruit_class in CLASSES:
+        assert os.path.isfile(os.path.join(sample_root, "manifests", f"fruit_class={fruit_class}", "manifest.parquet"))
+        assert os.listdir(os.path.join(sample_root, "embeddings", f"fruit_class={fruit_class}"))
+    assert not os.listdir(os.path.join(sample_root, "_staging"))
+    for folder in ("embeddings", "output/resultats_features_parquet"):
+        for dirpath, _dirs, files in os.walk(os.path.join(sample_root, folder)):
+            assert all(f.endswith(".parquet") and not f.startswith(".") for f in files), files
+
+    manifest = read(sample_root, "manifests")
+    assert manifest.num_rows == 36 and set(manifest.column_names) >= {"path", "size", "etag", "mtime"}
+
+    embeddings = read(sample_root, "embeddings")
+    vectors = np.stack(embeddings["embedding"].to_numpy(zero_copy_only=False)).astype(np.float64)
+    assert vectors.shape == (36, 1280) and np.isfinite(vectors).all()
+    assert embeddings["path"].to_pylist() == manifest["path"].to_pylist()
+
+    # pca.npz loads with plain numpy and matches eigh on the same embeddings.
+    pca = np.load(os.path.join(sample_root, "models", "pca", "pca.npz"))
+    k = pca["components"].shape[0]
+    centred = vectors - vectors.mean(axis=0)
+    values, vectors_eigh = np.linalg.eigh(np.cov(centred, rowvar=False))
+    ratios = values[::-1] / values.sum()
+    assert k == int(np.argmax(np.cumsum(ratios) >= 0.9)) + 1
+    np.testing.assert_allclose(pca["explained_variance_ratio"], ratios[:k], atol=1e-5)
+    np.testing.assert_allclose(np.abs(pca["components"] @ vectors_eigh[:, ::-1][:, :k]), np.eye(k), atol=1e-5)
+    np.testing.assert_allclose(pca["mean"], vectors.mean(axis=0), rtol=1e-6, atol=1e-9)
+    pca_meta = metadata_of(pca_run, "pca_model")
+    assert pca_meta["k"] == k and pca_meta["explained_variance"] >= 0.9 and pca_meta["num_samples"] == 36
+
+    reduced = read(sample_root, "output/resultats_features_parquet")
+    assert reduced.column_names[:3] == ["path", "fruit_class", "features"]
+    assert reduced["path"].to_pylist() == embeddings["path"].to_pylist()
+    features = np.stack(reduced["features"].to_numpy(zero_copy_only=False))
+    assert features.dtype == np.float32 and features.shape == (36, k)
+    np.testing.assert_allclose(features, (vectors - pca["mean"]) @ pca["components"].T, rtol=1e-4, atol=1e-4)
+    assert metadata_of(reduce_run, "reduced_features")["num_images"] == 36
+
+    # Spark reads the output folder too, with fruit_class from the files and the folder names.
+    spark_rows = spark.read.parquet(os.path.join(sample_root, "output", "resultats_features_parquet"))
+    assert spark_rows.count() == 36
+    assert {r.fruit_class for r in spark_rows.select("fruit_class").distinct().collect()} == set(CLASSES)
+
+    # Re-running the same materialization gives identical results and replaces, not appends.
+    run_graph(dagster_instance, sample_root, weights_file)
+    again = read(sample_root, "output/resultats_features_parquet")
+    assert again.num_rows == 36
+    np.testing.assert_array_equal(np.stack(again["features"].to_numpy(zero_copy_only=False)), features)
+    np.testing.assert_array_equal(np.load(os.path.join(sample_root, "models", "pca", "pca.npz"))["components"], pca["components"])
+
+
+def test_pca_without_embeddings_fails_with_a_clear_message(spark, sample_root, weights_file, dagster_instance):
+    dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, ["Banana"])
+    result = materialize(ALL_ASSETS, selection=[pca_model], instance=dagster_instance,
+                         resources=resources(sample_root, weights_file), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "materialize image_embeddings" in str(failure.event_specific_data.error)
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "abc"])
+def test_pca_target_is_validated(bad):
+    with pytest.raises(Exception, match=r"FRUIT_PCA_VARIANCE"):
+        PcaSettings(variance_target=bad)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Spark session, a real weights file, sample images, Dagster instances.
+
+Nothing here stands in for Spark, storage or Dagster: the fixtures start the real things.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+SPARK_MASTER = "local[2]"
+SAMPLE_CLASSES = 3  # "Apple Red 1", "Banana", "Pepper Red": spaces, digits, mixed case
+SAMPLE_IMAGES = 12
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> str:
+    """Calibrated random MobileNetV2 weights saved the way a user's own file would be."""
+    from fruit_assets.featurize.model import calibrated_random_model
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_test.weights.h5"
+    calibrated_random_model(seed=7).save_weights(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def model_weights(weights_file):
+    from fruit_assets.featurize.model import resolve_weights
+
+    return resolve_weights(weights_file)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session
+
+    session = build_spark_session(SparkSettings(master=SPARK_MASTER, app_name="fruit_assets_tests"))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_source(tmp_path_factory) -> str:
+    """A pristine sample dataset; tests copy it (see ``sample_root``) before changing anything."""
+    from fruit_assets.sample import write_sample_dataset
+
+    root = tmp_path_factory.mktemp("sample_source")
+    write_sample_dataset(str(root), SAMPLE_CLASSES, SAMPLE_IMAGES, seed=3)
+    return str(root)
+
+
+@pytest.fixture
+def sample_root(sample_source, tmp_path) -> str:
+    root = tmp_path / "data"
+    shutil.copytree(os.path.join(sample_source, "Training"), root / "Training")
+    return str(root)
+
+
+@pytest.fixture
+def dagster_instance(tmp_path):
+    from dagster import DagsterInstance
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with DagsterInstance.local_temp(str(home)) as instance:
+        yield instance

@@ -1,0 +1,58 @@
+import os
+
+import numpy as np
+import pyarrow.dataset as ds
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.manifest import discover_classes
+from fruit_assets.pipeline import build_embeddings, build_manifests
+from fruit_assets.spark_jobs.embed import EmbedSettings, plan_slices
+from fruit_assets_tests.reference import reference_embeddings
+
+
+def test_plan_slices_few_large_tasks_at_least_one_per_core():
+    assert plan_slices(0, 2, 2000) == 1
+    assert plan_slices(3, 4, 2000) == 3
+    assert plan_slices(2000, 2, 2000) == 2
+    assert plan_slices(20000, 2, 2000) == 10
+    assert plan_slices(20001, 2, 2000) == 12
+
+
+def test_spark_embeddings_equal_single_process_tensorflow(spark, sample_root, model_weights, weights_file):
+    layout = DataLayout.at(sample_root)
+    classes = discover_classes(layout)
+    build_manifests(layout, classes)
+    # Small tasks and batches: several tasks per class and a padded last batch in each.
+    settings = EmbedSettings(batch_size=5, max_images_per_task=7)
+    report = build_embeddings(spark, layout, classes, model_weights, "run-ref", settings)
+    assert report.embedded == report.images == 36 and report.quarantined == 0
+
+    table = ds.dataset(f"{sample_root}/embeddings", format="parquet").to_table().sort_by("path")
+    assert table.num_rows == 36
+    assert set(table.column_names) >= {"path", "fruit_class", "embedding"}
+    paths = table["path"].to_pylist()
+    assert len(set(paths)) == 36
+    assert all(p.startswith(f"file://{sample_root}/Training/") for p in paths)
+    assert set(table["fruit_class"].to_pylist()) == {"Apple Red 1", "Banana", "Pepper Red"}
+    got = np.stack(table["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    assert got.shape == (36, 1280)
+
+    expected = reference_embeddings(weights_file, [open(p[len("file://"):], "rb").read() for p in paths])
+    relative = np.linalg.norm(got - expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert relative.max() < 1e-4
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_leftovers_of_failed_attempts_are_not_committed(spark, sample_root, model_weights):
+    """A file staged by an attempt that never reported (a killed or retried task) is discarded."""
+    from fruit_assets.spark_jobs.commit import commit_class_folder, dataset_files
+    from fruit_assets.storage import open_store
+
+    layout = DataLayout.at(sample_root)
+    staged = layout.staging("manual") + "/embeddings"
+    folder = DataLayout.class_folder(staged, "Banana")
+    store = open_store(folder)
+    store.write_bytes(folder + "/part-00000-a0.parquet", b"reported")
+    store.write_bytes(folder + "/part-00000-a1.parquet", b"orphan of a lost attempt")
+    commit_class_folder(staged, layout.embeddings, "Banana", [folder + "/part-00000-a0.parquet"])
+    assert [os.path.basename(u) for u in dataset_files(layout.embeddings, "Banana")] == ["part-00000-a0.parquet"]
