@@ -124,5 +124,5 @@ def test_pca_without_embeddings_fails_with_a_clear_message(spark, sample_root, w
 
 @pytest.mark.parametrize("bad", ["0", "1.5", "abc"])
 def test_pca_target_is_validated(bad):
-    with pytest.raises(Exception, match=r"FRUIT_PCA_VARIANCE"):
-        PcaSettings(variance_target=bad)
+    with pytest.raises(ValueError, match=r"FRUIT_PCA_VARIANCE"):
+        PcaSettings(variance_target=bad).target
