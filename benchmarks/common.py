@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmark scripts: process-tree memory sampling and data generation."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import psutil
+
+
+class PeakMemory:
+    """Samples RSS of this process (the driver), its JVM child and the Spark Python workers."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.driver = self.jvm = self.workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                driver = me.memory_info().rss
+                jvm = workers = 0
+                for child in me.children(recursive=True):
+                    try:
+                        name, rss = child.name(), child.memory_info().rss
+                    except psutil.Error:
+                        continue
+                    if name == "java":
+                        jvm += rss
+                    elif name.startswith("python"):
+                        workers += rss
+                self.driver = max(self.driver, driver)
+                self.jvm = max(self.jvm, jvm)
+                self.workers = max(self.workers, workers)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def describe(self) -> str:
+        mib = 1 << 20
+        return (f"driver python {self.driver / mib:.0f} MiB, driver JVM {self.jvm / mib:.0f} MiB, "
+                f"python workers (sum) {self.workers / mib:.0f} MiB")
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+def ensure_env():
+    import sys
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
