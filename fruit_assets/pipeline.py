@@ -75,7 +75,7 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run
         report.per_class[fruit_class] = ClassCounts(images=len(manifest))
     staging = layout.staging(run_token)
     try:
-        outcome = embed_images(spark, rows, weights, staging, settings)
+        outcome = embed_images(spark, rows, weights, staging, settings, file_tag=run_token[:8])
         for fruit_class, counts in report.per_class.items():
             counts.embedded = outcome.count(fruit_class, "embeddings")
             counts.quarantined = outcome.count(fruit_class, "quarantine")
@@ -138,7 +138,7 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
     staging = layout.staging(run_token)
     try:
         staged: dict[str, list[str]] = {}
-        for fruit_class, uri, rows in project_files(spark, work, pca_bytes, f"{staging}/reduced"):
+        for fruit_class, uri, rows in project_files(spark, work, pca_bytes, f"{staging}/reduced", run_token[:8]):
             staged.setdefault(fruit_class, []).append(uri)
             counts = report.per_class.setdefault(fruit_class, ClassCounts())
             counts.images += rows

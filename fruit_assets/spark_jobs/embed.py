@@ -51,8 +51,11 @@ def plan_slices(num_images: int, parallelism: int, max_per_task: int) -> int:
 
 
 def embed_images(spark, manifest_rows: list[tuple[str, str, str]], weights, staging_uri: str,
-                 settings: EmbedSettings = EmbedSettings()) -> EmbedOutcome:
-    """``manifest_rows``: (path, fruit_class, etag), any order. Returns what was staged."""
+                 settings: EmbedSettings = EmbedSettings(), file_tag: str = "") -> EmbedOutcome:
+    """``manifest_rows``: (path, fruit_class, etag), any order. Returns what was staged.
+
+    ``file_tag`` (the run's id) goes into every file name: on S3 a commit copies files next to the
+    previous version's, so names must never collide with an earlier run's."""
     sc = spark.sparkContext
     rows = sorted(manifest_rows, key=lambda row: (row[1], row[0]))
     outcome = EmbedOutcome()
@@ -70,7 +73,7 @@ def embed_images(spark, manifest_rows: list[tuple[str, str, str]], weights, stag
             task_rows = [row for part in chunks for row in part]
             return embed_partition(
                 partition_index, task_rows, fingerprint, lambda: weights_broadcast.value,
-                staging_uri, settings,
+                staging_uri, settings, file_tag,
             )
 
         summaries = rdd.mapPartitionsWithIndex(run).collect()
@@ -114,7 +117,7 @@ def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
 
 
 def embed_partition(partition_index: int, rows: list, fingerprint: str, load_weights,
-                    staging_uri: str, settings: EmbedSettings) -> Iterable[tuple]:
+                    staging_uri: str, settings: EmbedSettings, file_tag: str = "") -> Iterable[tuple]:
     import pyarrow as pa
 
     from fruit_assets.featurize.images import preprocess_batch
@@ -168,7 +171,7 @@ def embed_partition(partition_index: int, rows: list, fingerprint: str, load_wei
     summaries = []
     for fruit_class in sorted(set(classes)):
         in_class = classes == fruit_class
-        name = f"part-{partition_index:05d}-a{attempt}.parquet"
+        name = f"part-{partition_index:05d}-{file_tag}-a{attempt}.parquet"
         good = in_class & ok
         if good.any():
             table = pa.table(

@@ -37,7 +37,8 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
     return Moments.from_bytes(rdd.mapPartitions(task).treeReduce(merge, depth=2))
 
 
-def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str) -> list[tuple]:
+def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str,
+                  file_tag: str = "") -> list[tuple]:
     """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced
     file per input file; returns (fruit_class, staged uri, rows) per file."""
     if not work:
@@ -62,8 +63,9 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                     [table["path"], table["fruit_class"], vectors_column(features.reshape(len(table), model.k))],
                     schema=schemas.REDUCED_FEATURES,
                 )
-                source_name = uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-                target = DataLayout.class_folder(staging_dataset, fruit_class) + f"/{source_name}-a{attempt}.parquet"
+                source_index = uri.rsplit("/", 1)[-1].split("-")[1]  # part-<index>-<tag>-a<n>.parquet
+                name = f"part-{source_index}-{file_tag}-a{attempt}.parquet"
+                target = DataLayout.class_folder(staging_dataset, fruit_class) + "/" + name
                 write_table(target, reduced)
                 yield fruit_class, target, len(reduced)
 

@@ -180,23 +180,70 @@ class LocalObjectStore(ObjectStore):
             shutil.rmtree(retired, ignore_errors=True)
 
 
+def _explain_s3_errors(method):
+    """botocore errors -> StorageError naming the endpoint and what to check (never a secret)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            result = method(self, *args, **kwargs)
+            return list(result) if isinstance(result, Iterator) else result
+        except NoCredentialsError as error:
+            raise StorageError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+                "or run with an IAM role (IRSA on EKS)"
+            ) from error
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            target = args[0] if args and isinstance(args[0], str) else ""
+            hints = {
+                "NoSuchBucket": "the bucket does not exist",
+                "InvalidAccessKeyId": "the access key is not known to this endpoint",
+                "SignatureDoesNotMatch": "the secret key does not match the access key",
+                "AccessDenied": "the credentials are not allowed to do this",
+                "403": "the credentials are not allowed to do this",
+            }
+            hint = hints.get(code, code or "request failed")
+            raise StorageError(f"S3 error at {self.endpoint} for {target}: {hint} ({code})") from error
+        except BotoCoreError as error:
+            raise StorageError(
+                f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__}. Check "
+                "AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and that the server is up."
+            ) from error
+
+    return wrapper
+
+
 class S3ObjectStore(ObjectStore):
-    """boto3 with the standard credential chain (env, profile, IRSA) and endpoint variables."""
+    """boto3 with the standard credential chain (env, profile, IRSA) and endpoint variables
+    (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3): any S3 API (AWS, MinIO, SeaweedFS) without code changes."""
 
     def __init__(self) -> None:
         import boto3
         from botocore.config import Config
 
+        # Bounded: 5 attempts with exponential backoff and jitter ("standard" mode), short connect
+        # timeout, so a vanished endpoint fails a task in well under a minute instead of hanging.
         self._client = boto3.session.Session().client(
             "s3",
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32),
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+            ),
         )
+        self.endpoint = self._client.meta.endpoint_url
 
     @staticmethod
     def split(uri: str) -> tuple[str, str]:
         parts = urlsplit(uri)
         return parts.netloc, uri[len("s3://") + len(parts.netloc) + 1 :]
 
+    @_explain_s3_errors
     def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
         bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
         paginator = self._client.get_paginator("list_objects_v2")
@@ -212,6 +259,7 @@ class S3ObjectStore(ObjectStore):
                     obj["LastModified"].timestamp(),
                 )
 
+    @_explain_s3_errors
     def list_folders(self, prefix_uri: str) -> list[str]:
         bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
         paginator = self._client.get_paginator("list_objects_v2")
@@ -221,14 +269,17 @@ class S3ObjectStore(ObjectStore):
                 names.append(common["Prefix"][len(prefix) :].rstrip("/"))
         return sorted(names)
 
+    @_explain_s3_errors
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = self.split(uri)
         return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
+    @_explain_s3_errors
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self.split(uri)
         self._client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    @_explain_s3_errors
     def exists(self, uri: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -241,6 +292,7 @@ class S3ObjectStore(ObjectStore):
                 return False
             raise
 
+    @_explain_s3_errors
     def delete(self, uris: Iterable[str]) -> None:
         by_bucket: dict[str, list[str]] = {}
         for uri in uris:
@@ -251,6 +303,7 @@ class S3ObjectStore(ObjectStore):
                 chunk = [{"Key": key} for key in keys[start : start + 1000]]
                 self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
 
+    @_explain_s3_errors
     def replace_folder(self, staged_uri: str, final_uri: str) -> None:
         # S3 has no rename: copy the new objects in under names no earlier version used, then delete
         # the old ones. A reader listing in between sees both versions (documented in the README).
