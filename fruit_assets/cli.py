@@ -8,23 +8,6 @@ import sys
 import time
 
 
-def _contiguous_runs(selected: list[str], ordered: list[str]) -> list[tuple[str, str]]:
-    """Partition ranges (first, last) covering exactly ``selected`` in the instance's order:
-    one run per contiguous block, so 'all classes' is a single run."""
-    wanted = set(selected)
-    runs, start, previous = [], None, None
-    for key in ordered:
-        if key in wanted and start is None:
-            start = key
-        elif key not in wanted and start is not None:
-            runs.append((start, previous))
-            start = None
-        previous = key
-    if start is not None:
-        runs.append((start, previous))
-    return runs
-
-
 def cmd_sample(args) -> int:
     from fruit_assets.sample import write_sample_dataset
 
@@ -32,6 +15,32 @@ def cmd_sample(args) -> int:
     count = write_sample_dataset(args.dest, args.classes, args.images, args.seed)
     print(f"wrote {count} images in {args.classes} classes under {args.dest}/Training "
           f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def cmd_upload(args) -> int:
+    from tqdm import tqdm
+
+    from fruit_assets.storage import StorageError
+    from fruit_assets.storage.sync import sync_folder
+
+    total = sum(len(files) for _d, _s, files in os.walk(args.src))
+    started = time.perf_counter()
+    with tqdm(total=total, unit="file", desc="upload", disable=args.quiet) as bar:
+        bytes_done = [0]
+
+        def progress(files, size):
+            bytes_done[0] += size
+            bar.update(files)
+            bar.set_postfix_str(f"{bytes_done[0] / 1e6:.1f} MB sent")
+
+        try:
+            report = sync_folder(args.src, args.dest, threads=args.threads, progress=progress)
+        except (StorageError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    print(f"{report.files} files: {report.uploaded} uploaded ({report.bytes_uploaded / 1e6:.1f} MB), "
+          f"{report.skipped} already there; {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -92,9 +101,9 @@ def cmd_materialize(args) -> int:
     session = SparkResource(master=resolved(defs.resources["spark"].master)).get_session()
     summary: dict[str, dict] = {}
     try:
-        steps = [("embed_classes", r) for r in _contiguous_runs(selected, ordered)]
+        steps = [("embed_classes", r) for r in contiguous_ranges(selected, ordered)]
         steps.append(("fit_pca", None))
-        steps += [("reduce_classes", r) for r in _contiguous_runs(selected, ordered)]
+        steps += [("reduce_classes", r) for r in contiguous_ranges(selected, ordered)]
         for job_name, key_range in steps:
             tags = {}
             label = job_name
@@ -142,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--images", type=int, default=40)
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=cmd_sample)
+
+    upload = commands.add_parser("upload", help="copy a local folder to s3:// like `aws s3 sync`")
+    upload.add_argument("src", help="local folder, e.g. fruits-360/Training")
+    upload.add_argument("dest", help="destination, e.g. s3://bucket/prefix/Training")
+    upload.add_argument("--threads", type=int, default=16)
+    upload.add_argument("--quiet", action="store_true", help="no progress bar")
+    upload.set_defaults(func=cmd_upload)
 
     materialize = commands.add_parser("materialize", help="materialize every asset for all (or some) classes")
     materialize.add_argument("--class", dest="fruit_class", action="append", metavar="NAME",

@@ -7,7 +7,6 @@ import sys
 import pyarrow.dataset as ds
 import pytest
 
-from fruit_assets.cli import _contiguous_runs
 
 BIN = os.path.dirname(sys.executable)
 
@@ -15,13 +14,6 @@ BIN = os.path.dirname(sys.executable)
 def run(args, env_extra, timeout=600):
     env = {**os.environ, **env_extra}
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def test_contiguous_runs_cover_exactly_the_selection():
-    order = ["a", "b", "c", "d", "e"]
-    assert _contiguous_runs(order, order) == [("a", "e")]
-    assert _contiguous_runs(["b", "c", "e"], order) == [("b", "c"), ("e", "e")]
-    assert _contiguous_runs([], order) == []
 
 
 def test_sample_writes_fruits360_layout(tmp_path):

@@ -69,7 +69,9 @@ _STORES_LOCK = threading.Lock()
 class ObjectStore:
     """Flat object semantics over both backends: a "folder" is a key prefix ending in ``/``."""
 
-    def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix_uri: str, recursive: bool = True, content_hash: bool = True) -> Iterator[ObjectInfo]:
+        """Objects under the prefix, in key order. ``content_hash=False`` lets the local backend
+        skip reading every file (etag becomes ``mtime:<ns>``); S3's ETag is free either way."""
         raise NotImplementedError
 
     def list_folders(self, prefix_uri: str) -> list[str]:
@@ -112,7 +114,7 @@ def _md5_file(path: str) -> str:
 
 
 class LocalObjectStore(ObjectStore):
-    def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix_uri: str, recursive: bool = True, content_hash: bool = True) -> Iterator[ObjectInfo]:
         root = _local_path(prefix_uri)
         if not os.path.isdir(root):
             return
@@ -124,7 +126,8 @@ class LocalObjectStore(ObjectStore):
             for name in files:
                 path = os.path.join(directory, name)
                 stat = os.stat(path)
-                yield ObjectInfo("file://" + path, stat.st_size, _md5_file(path), stat.st_mtime)
+                etag = _md5_file(path) if content_hash else f"mtime:{stat.st_mtime_ns}"
+                yield ObjectInfo("file://" + path, stat.st_size, etag, stat.st_mtime)
 
     def list_folders(self, prefix_uri: str) -> list[str]:
         root = _local_path(prefix_uri)
@@ -244,7 +247,7 @@ class S3ObjectStore(ObjectStore):
         return parts.netloc, uri[len("s3://") + len(parts.netloc) + 1 :]
 
     @_explain_s3_errors
-    def list_objects(self, prefix_uri: str, recursive: bool = True) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix_uri: str, recursive: bool = True, content_hash: bool = True) -> Iterator[ObjectInfo]:
         bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
         paginator = self._client.get_paginator("list_objects_v2")
         kwargs = {"Bucket": bucket, "Prefix": prefix}

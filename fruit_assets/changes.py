@@ -1,0 +1,84 @@
+"""What changed under Training/ since the last look: one fingerprint per class. No Dagster.
+
+A class's fingerprint is a digest of its sorted (key, etag, size) triples, so the sensor's cursor
+holds one short string per class (not one entry per image) and still notices added, modified
+(new ETag) and deleted images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.storage import open_store
+
+CURSOR_VERSION = 1
+
+
+@dataclass
+class Changes:
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[str]:
+        return sorted(self.new + self.changed)
+
+
+def class_fingerprints(layout: DataLayout) -> tuple[dict[str, str], int]:
+    """One listing of Training/ (paged, in key order) -> ({class: fingerprint}, object count)."""
+    prefix = layout.training + "/"
+    digests: dict[str, "hashlib._Hash"] = {}
+    count = 0
+    for info in open_store(layout.root).list_objects(layout.training, content_hash=False):
+        relative = info.uri[len(prefix):]
+        if "/" not in relative:
+            continue  # a file directly under Training/ belongs to no class
+        fruit_class, key = relative.split("/", 1)
+        digest = digests.get(fruit_class)
+        if digest is None:
+            digest = digests[fruit_class] = hashlib.sha256()
+        digest.update(f"{key}\0{info.etag}\0{info.size}\n".encode())
+        count += 1
+    return {name: digest.hexdigest()[:20] for name, digest in sorted(digests.items())}, count
+
+
+def diff(previous: dict[str, str], current: dict[str, str]) -> Changes:
+    return Changes(
+        new=sorted(set(current) - set(previous)),
+        changed=sorted(c for c in current if c in previous and previous[c] != current[c]),
+        deleted=sorted(set(previous) - set(current)),
+    )
+
+
+def encode_cursor(fingerprints: dict[str, str]) -> str:
+    return json.dumps({"v": CURSOR_VERSION, "classes": fingerprints}, separators=(",", ":"), sort_keys=True)
+
+
+def decode_cursor(cursor: str | None) -> dict[str, str]:
+    if not cursor:
+        return {}
+    data = json.loads(cursor)
+    if data.get("v") != CURSOR_VERSION:
+        return {}
+    return dict(data["classes"])
+
+
+def contiguous_ranges(selected: list[str], ordered: list[str]) -> list[tuple[str, str]]:
+    """Partition ranges (first, last) covering exactly ``selected`` in the instance's order:
+    one run per contiguous block, so 'all classes' is a single run."""
+    wanted = set(selected)
+    ranges, start, previous = [], None, None
+    for key in ordered:
+        if key in wanted and start is None:
+            start = key
+        elif key not in wanted and start is not None:
+            ranges.append((start, previous))
+            start = None
+        previous = key
+    if start is not None:
+        ranges.append((start, previous))
+    return ranges

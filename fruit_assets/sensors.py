@@ -1,0 +1,75 @@
+"""New uploads under Training/ -> new partitions and runs for exactly the classes that changed."""
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from fruit_assets.assets import image_embeddings, raw_images
+from fruit_assets.changes import class_fingerprints, contiguous_ranges, decode_cursor, diff, encode_cursor
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.resources import FruitStorage
+
+
+def _shorten(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@sensor(
+    name="new_uploads_sensor",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    asset_selection=[raw_images, image_embeddings],
+    description="Lists Training/ once per tick; registers new classes and requests runs of "
+    "raw_images + image_embeddings for classes whose images were added, modified or deleted.",
+)
+def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
+    layout = storage.layout
+    # The cursor (one fingerprint per class, in Dagster's storage) survives daemon restarts.
+    previous = decode_cursor(context.cursor)
+    current, objects = class_fingerprints(layout)
+    changes = diff(previous, current)
+    if changes.deleted:
+        context.log.warning(
+            f"class folder(s) deleted under {layout.training}: {', '.join(changes.deleted)}. Their "
+            "partitions and outputs are kept; delete the partitions in the UI to drop them."
+        )
+    # One instance query per tick, not one per class (#16750).
+    registered = list(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+    known = set(registered)
+    to_register = [c for c in sorted(current) if c not in known]
+    ordered = registered + to_register
+
+    run_requests = []
+    for first, last in contiguous_ranges(changes.to_run, ordered):
+        block = ordered[ordered.index(first): ordered.index(last) + 1]
+        run_requests.append(
+            RunRequest(
+                # Same classes in the same state -> same key: Dagster never launches it twice,
+                # even if the cursor were lost.
+                run_key="|".join(f"{c}@{current[c]}" for c in block),
+                asset_selection=[raw_images.key, image_embeddings.key],
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                    "fruit_assets/trigger": "new_uploads_sensor",
+                },
+            )
+        )
+    context.log.info(
+        f"{objects} objects in {len(current)} classes: {len(changes.new)} new, "
+        f"{len(changes.changed)} changed, {len(changes.deleted)} deleted; {len(run_requests)} run(s) requested"
+        + (f" for {_shorten(changes.to_run)}" if changes.to_run else "")
+    )
+    if not run_requests and not to_register:
+        return SensorResult(skip_reason=SkipReason(f"no change in {len(current)} classes ({objects} objects)"),
+                            cursor=encode_cursor(current))
+    return SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[fruit_class_partitions.build_add_request(to_register)] if to_register else [],
+        cursor=encode_cursor(current),
+    )
