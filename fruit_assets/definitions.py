@@ -11,7 +11,7 @@ from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets.resources.env import env_or_default
-from fruit_assets.sensors import new_uploads_sensor
+from fruit_assets.sensors import downstream_automation_sensor, new_uploads_sensor
 
 embed_classes_job = define_asset_job(
     "embed_classes", selection=[raw_images, image_embeddings], partitions_def=fruit_class_partitions
@@ -24,7 +24,7 @@ reduce_classes_job = define_asset_job(
 defs = Definitions(
     assets=[raw_images, image_embeddings, pca_model, reduced_features],
     jobs=[embed_classes_job, fit_pca_job, reduce_classes_job],
-    sensors=[new_uploads_sensor],
+    sensors=[new_uploads_sensor, downstream_automation_sensor],
     resources={
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
         "spark": SparkResource(master=env_or_default("SPARK_MASTER", "local[*]")),

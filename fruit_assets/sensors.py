@@ -1,6 +1,8 @@
 """New uploads under Training/ -> new partitions and runs for exactly the classes that changed."""
 
 from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -9,7 +11,7 @@ from dagster import (
     sensor,
 )
 
-from fruit_assets.assets import image_embeddings, raw_images
+from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
 from fruit_assets.changes import class_fingerprints, contiguous_ranges, decode_cursor, diff, encode_cursor
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import FruitStorage
@@ -73,3 +75,14 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
         dynamic_partitions_requests=[fruit_class_partitions.build_add_request(to_register)] if to_register else [],
         cursor=encode_cursor(current),
     )
+
+
+# Carries new embeddings downstream (pca_model, then every reduced_features partition) through
+# the assets' eager automation conditions. Emits backfills, so the single-run backfill policy holds.
+downstream_automation_sensor = AutomationConditionSensorDefinition(
+    "downstream_automation_sensor",
+    target=AssetSelection.assets(pca_model, reduced_features),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    emit_backfills=True,
+)

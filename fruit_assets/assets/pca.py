@@ -1,4 +1,4 @@
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.metadata import per_class_table, step_metadata
@@ -9,6 +9,9 @@ from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 
 @asset(
     deps=[image_embeddings],
+    # Refit once new embeddings land (and none are still being computed): the sensor only
+    # requests raw_images + image_embeddings, the automation daemon carries the change downstream.
+    automation_condition=AutomationCondition.eager(),
     kinds={"spark", "numpy"},
     description="PCA over every embedding; k is the smallest reaching the explained-variance target.",
 )
@@ -37,6 +40,8 @@ def pca_model(
     deps=[pca_model, image_embeddings],
     partitions_def=fruit_class_partitions,
     backfill_policy=BackfillPolicy.single_run(),
+    # A new PCA basis invalidates every class's features: all partitions follow pca_model.
+    automation_condition=AutomationCondition.eager(),
     kinds={"spark", "parquet"},
     description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
 )
