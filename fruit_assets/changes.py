@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fruit_assets.layout import DataLayout
@@ -28,22 +29,25 @@ class Changes:
         return sorted(self.new + self.changed)
 
 
-def class_fingerprints(layout: DataLayout) -> tuple[dict[str, str], int]:
-    """One listing of Training/ (paged, in key order) -> ({class: fingerprint}, object count)."""
-    prefix = layout.training + "/"
-    digests: dict[str, "hashlib._Hash"] = {}
-    count = 0
-    for info in open_store(layout.root).list_objects(layout.training, content_hash=False):
-        relative = info.uri[len(prefix):]
-        if "/" not in relative:
-            continue  # a file directly under Training/ belongs to no class
-        fruit_class, key = relative.split("/", 1)
-        digest = digests.get(fruit_class)
-        if digest is None:
-            digest = digests[fruit_class] = hashlib.sha256()
-        digest.update(f"{key}\0{info.etag}\0{info.size}\n".encode())
-        count += 1
-    return {name: digest.hexdigest()[:20] for name, digest in sorted(digests.items())}, count
+def class_fingerprints(layout: DataLayout, threads: int = 16) -> tuple[dict[str, str], int]:
+    """({class: fingerprint}, object count) from one listing of each class prefix, the prefixes
+    listed concurrently: a tick costs about one S3 page round-trip per 1,000 objects / threads."""
+    store = open_store(layout.root)
+    classes = store.list_folders(layout.training)
+
+    def fingerprint(fruit_class: str) -> tuple[str, str, int]:
+        folder = layout.training_class(fruit_class)
+        digest = hashlib.sha256()
+        count = 0
+        for info in store.list_objects(folder, content_hash=False):
+            digest.update(f"{info.uri[len(folder) + 1:]}\0{info.etag}\0{info.size}\n".encode())
+            count += 1
+        return fruit_class, digest.hexdigest()[:20], count
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(fingerprint, classes))
+    # An emptied folder can linger as a prefix (local dirs, filer-backed S3): no objects = no class.
+    return {name: value for name, value, count in results if count}, sum(count for *_, count in results)
 
 
 def diff(previous: dict[str, str], current: dict[str, str]) -> Changes:

