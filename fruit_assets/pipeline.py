@@ -14,7 +14,7 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.manifest import list_class_images, read_manifest, write_manifest
 from fruit_assets.pca import PcaModel, fit_from_moments, load_pca, save_pca
 from fruit_assets.spark_jobs.commit import commit_class_folder, dataset_files, discard_staging
-from fruit_assets.spark_jobs.embed import EmbedSettings, embed_images
+from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images
 from fruit_assets.spark_jobs.pca import embedding_moments, project_files
 from fruit_assets.storage import StorageError, open_store
 
@@ -28,6 +28,8 @@ class ClassCounts:
     images: int = 0
     embedded: int = 0
     quarantined: int = 0
+    featurized: int = 0  # images decoded (and embedded or quarantined) by this run
+    reused: int = 0  # rows carried over from the previous materialization
 
 
 @dataclass
@@ -49,8 +51,19 @@ class StepReport:
         return sum(c.quarantined for c in self.per_class.values())
 
     @property
+    def featurized(self) -> int:
+        return sum(c.featurized for c in self.per_class.values())
+
+    @property
+    def reused(self) -> int:
+        return sum(c.reused for c in self.per_class.values())
+
+    @property
     def images_per_second(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
+        """Throughput of the work done: images featurized by this run (all images for steps that
+        featurize nothing, such as manifests and projections) per second."""
+        done = self.featurized or self.images
+        return done / self.seconds if self.seconds > 0 else 0.0
 
 
 def build_manifests(layout: DataLayout, classes: list[str]) -> StepReport:
@@ -65,20 +78,53 @@ def build_manifests(layout: DataLayout, classes: list[str]) -> StepReport:
 
 
 def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run_token: str,
-                     settings: EmbedSettings = EmbedSettings()) -> StepReport:
+                     settings: EmbedSettings = EmbedSettings(), incremental: bool = True) -> StepReport:
+    """Embeds the classes' images; with ``incremental``, only images whose (path, content ETag) or
+    weights differ from the previous materialization. Deleted images drop out."""
     started = time.perf_counter()
     report = StepReport(output=layout.embeddings)
-    rows = []
+    manifests = {}
     for fruit_class in classes:
-        manifest = read_manifest(layout, fruit_class)
-        rows.extend(zip(manifest["path"].to_pylist(), manifest["fruit_class"].to_pylist(), manifest["etag"].to_pylist()))
-        report.per_class[fruit_class] = ClassCounts(images=len(manifest))
+        manifests[fruit_class] = read_manifest(layout, fruit_class)
+        report.per_class[fruit_class] = ClassCounts(images=len(manifests[fruit_class]))
     staging = layout.staging(run_token)
+    tag = run_token[:8]
     try:
-        outcome = embed_images(spark, rows, weights, staging, settings, file_tag=run_token[:8])
+        staged: dict[tuple[str, str], list[str]] = {}
+        kept_paths: dict[str, set[str]] = {c: set() for c in classes}
+        if incremental:
+            work = [
+                (kind, fruit_class, files)
+                for fruit_class in classes
+                for kind, dataset in (("embeddings", layout.embeddings), ("quarantine", layout.quarantine))
+                if (files := dataset_files(dataset, fruit_class))
+            ]
+            manifest_uris = {c: layout.manifest(c) for c in classes}
+            for kind, fruit_class, uri, paths in carry_forward(spark, work, manifest_uris, weights.fingerprint, staging, tag):
+                if uri:
+                    staged.setdefault((fruit_class, kind), []).append(uri)
+                kept_paths[fruit_class].update(paths)
+                counts = report.per_class[fruit_class]
+                counts.reused += len(paths)
+                if kind == "embeddings":
+                    counts.embedded += len(paths)
+                else:
+                    counts.quarantined += len(paths)
+        rows = [
+            (path, fruit_class, etag)
+            for fruit_class, manifest in manifests.items()
+            for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist())
+            if path not in kept_paths[fruit_class]
+        ]
+        outcome = embed_images(spark, rows, weights, staging, settings, file_tag=tag)
+        for (fruit_class, kind), uris in outcome.staged.items():
+            staged.setdefault((fruit_class, kind), []).extend(uris)
         for fruit_class, counts in report.per_class.items():
-            counts.embedded = outcome.count(fruit_class, "embeddings")
-            counts.quarantined = outcome.count(fruit_class, "quarantine")
+            new_embedded = outcome.count(fruit_class, "embeddings")
+            new_quarantined = outcome.count(fruit_class, "quarantine")
+            counts.embedded += new_embedded
+            counts.quarantined += new_quarantined
+            counts.featurized = new_embedded + new_quarantined
             if counts.embedded + counts.quarantined != counts.images:
                 raise AccountingError(
                     f"class {fruit_class!r}: {counts.images} images in the manifest but "
@@ -86,9 +132,7 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run
                 )
         for fruit_class in classes:
             for kind, final in (("embeddings", layout.embeddings), ("quarantine", layout.quarantine)):
-                commit_class_folder(
-                    f"{staging}/{kind}", final, fruit_class, outcome.staged.get((fruit_class, kind), [])
-                )
+                commit_class_folder(f"{staging}/{kind}", final, fruit_class, staged.get((fruit_class, kind), []))
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started

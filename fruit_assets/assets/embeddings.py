@@ -1,5 +1,6 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from fruit_assets.assets.checks import EMBEDDING_CHECKS, embedding_checks
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.partitions import fruit_class_partitions
@@ -14,6 +15,7 @@ from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkRe
     # not one per class.
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"spark", "tensorflow", "parquet"},
+    check_specs=EMBEDDING_CHECKS,
     description="MobileNetV2 (no top, global average pooling) embeddings: 1280 float32 per image.",
 )
 def image_embeddings(
@@ -34,20 +36,27 @@ def image_embeddings(
     )
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(
-            f"{fruit_class}: {counts.embedded} embedded, {counts.quarantined} quarantined of {counts.images}"
+            f"{fruit_class}: {counts.embedded} embedded, {counts.quarantined} quarantined of {counts.images} "
+            f"({counts.featurized} featurized now, {counts.reused} reused)"
         )
-    context.log.info(f"{report.images} images in {report.seconds:.1f} s: {report.images_per_second:.1f} images/s")
+    context.log.info(
+        f"{report.featurized} images featurized, {report.reused} reused, in {report.seconds:.1f} s: "
+        f"{report.images_per_second:.1f} images/s"
+    )
     metadata = step_metadata(report)
     metadata.update(
         {
             "num_embedded": report.embedded,
             "num_quarantined": report.quarantined,
+            "num_featurized": report.featurized,
+            "num_reused": report.reused,
             "weights": weights.source,
             "weights_fingerprint": weights.fingerprint,
-            "per_class": per_class_table(report),
+            "per_class": per_class_table(report, ("images", "embedded", "quarantined", "featurized", "reused")),
             "spark_master": session.sparkContext.master,
         }
     )
     if spark.ui_url:
         metadata["spark_ui"] = MetadataValue.url(spark.ui_url)
-    return MaterializeResult(metadata=metadata)
+    checks = embedding_checks(session, storage.layout, report, embedding_model.max_quarantine_rate)
+    return MaterializeResult(metadata=metadata, check_results=checks)

@@ -1,6 +1,7 @@
 from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.embeddings import image_embeddings
+from fruit_assets.assets.checks import PCA_CHECKS, REDUCED_CHECKS, pca_checks, reduced_checks
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.pipeline import build_reduced_features, fit_pca
@@ -13,6 +14,7 @@ from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
     # requests raw_images + image_embeddings, the automation daemon carries the change downstream.
     automation_condition=AutomationCondition.eager(),
     kinds={"spark", "numpy"},
+    check_specs=PCA_CHECKS,
     description="PCA over every embedding; k is the smallest reaching the explained-variance target.",
 )
 def pca_model(
@@ -32,7 +34,8 @@ def pca_model(
             "num_samples": model.num_samples,
             "num_classes": len(classes),
             "output_path": MetadataValue.path(storage.layout.pca_model),
-        }
+        },
+        check_results=pca_checks(model),
     )
 
 
@@ -43,13 +46,15 @@ def pca_model(
     # A new PCA basis invalidates every class's features: all partitions follow pca_model.
     automation_condition=AutomationCondition.eager(),
     kinds={"spark", "parquet"},
+    check_specs=REDUCED_CHECKS,
     description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
 )
 def reduced_features(
     context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource
 ) -> MaterializeResult:
     classes = list(context.partition_keys)
-    report, model = build_reduced_features(spark.get_session(), storage.layout, classes, context.run_id)
+    session = spark.get_session()
+    report, model = build_reduced_features(session, storage.layout, classes, context.run_id)
     metadata = step_metadata(report)
     metadata.update({"k": model.k, "per_class": per_class_table(report, ("images",))})
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=metadata, check_results=reduced_checks(session, storage.layout, classes, model.k))

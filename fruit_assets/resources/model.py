@@ -18,6 +18,9 @@ class EmbeddingModelResource(ConfigurableResource):
         default=1, description="TensorFlow intra-op threads per task: keep equal to spark.task.cpus."
     )
     fetch_threads: int = Field(default=4, description="Threads per task fetching and decoding images.")
+    max_quarantine_rate: float = Field(
+        default=0.05, description="The quarantine_rate check warns above this share of quarantined images."
+    )
 
     _resolved = PrivateAttr(default=None)
 

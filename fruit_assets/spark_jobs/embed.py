@@ -199,3 +199,54 @@ def embed_partition(partition_index: int, rows: list, fingerprint: str, load_wei
             write_table(uri, table)
             summaries.append((fruit_class, "quarantine", uri, len(bad), 0.0))
     return summaries
+
+
+def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: dict[str, str],
+                  fingerprint: str, staging_uri: str, file_tag: str = "") -> list[tuple[str, str, str, list[str]]]:
+    """Reuse what an earlier materialization computed, inside Spark tasks.
+
+    ``work``: (kind, fruit_class, committed files) with kind 'embeddings' or 'quarantine'. Each task
+    reads one class's previous files and its current manifest, keeps the rows whose (path, etag)
+    is still in the manifest (and, for embeddings, were computed with the same weights), and
+    stages them as one file. Returns (kind, fruit_class, staged uri or '', kept paths): the driver
+    learns which images need no work from the paths alone; the vectors never leave the executors.
+    """
+    if not work:
+        return []
+    sc = spark.sparkContext
+
+    def task(items):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from pyspark import TaskContext
+
+        from fruit_assets.spark_jobs.parquet_io import read_table, write_table
+
+        attempt = TaskContext.get().attemptNumber()
+        for kind, fruit_class, uris in items:
+            manifest = read_table(manifest_uris[fruit_class], ["path", "etag"])
+            current = dict(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist()))
+            kept_tables = []
+            for uri in uris:
+                table = read_table(uri)
+                metadata = table.schema.metadata or {}
+                if kind == "embeddings" and metadata.get(b"fruit_assets.weights", b"").decode() != fingerprint:
+                    continue  # other weights: every image must be embedded again
+                paths, etags = table["path"].to_pylist(), table["etag"].to_pylist()
+                keep = np.fromiter((current.get(p) == e for p, e in zip(paths, etags)), bool, len(paths))
+                if keep.any():
+                    kept_tables.append(table.filter(pa.array(keep)))
+            if not kept_tables:
+                yield kind, fruit_class, "", []
+                continue
+            kept = pa.concat_tables(kept_tables)
+            kept = kept.take(pc.sort_indices(kept, [("path", "ascending")]))
+            schema = schemas.EMBEDDINGS.with_metadata({"fruit_assets.weights": fingerprint}) if kind == "embeddings" else schemas.QUARANTINE
+            target = (DataLayout.class_folder(f"{staging_uri}/{kind}", fruit_class)
+                      + f"/part-carry-{file_tag}-a{attempt}.parquet")  # one per class and run
+            write_table(target, kept.select(schema.names).cast(schema))
+            yield kind, fruit_class, target, kept["path"].to_pylist()
+
+    slices = max(1, min(len(work), sc.defaultParallelism * 2))
+    return sc.parallelize(sorted(work), slices).mapPartitions(task).collect()

@@ -1,0 +1,37 @@
+"""Independent checks of committed output, read back by Spark tasks (only counts reach the driver)."""
+
+from __future__ import annotations
+
+
+def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int) -> dict[str, dict[str, int]]:
+    """``work``: (fruit_class, parquet uri). Per class: rows, rows whose ``column`` is not ``dim``
+    finite floats, and distinct paths."""
+    if not work:
+        return {}
+    sc = spark.sparkContext
+
+    def task(items):
+        import numpy as np
+        import pyarrow.compute as pc
+
+        from fruit_assets.spark_jobs.parquet_io import read_table
+
+        for fruit_class, uri in items:
+            table = read_table(uri, ["path", column])
+            vectors = table[column].combine_chunks()
+            lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+            flat = vectors.flatten().to_numpy(zero_copy_only=False)
+            bad = lengths != dim
+            if not bad.any() and len(flat):
+                finite = np.isfinite(flat.reshape(len(table), dim)).all(axis=1)
+                bad = ~finite
+            yield fruit_class, len(table), int(bad.sum()), table["path"].to_pylist()
+
+    stats: dict[str, dict] = {}
+    slices = max(1, min(len(work), sc.defaultParallelism * 2))
+    for fruit_class, rows, bad, paths in sc.parallelize(sorted(work), slices).mapPartitions(task).collect():
+        entry = stats.setdefault(fruit_class, {"rows": 0, "bad": 0, "paths": set()})
+        entry["rows"] += rows
+        entry["bad"] += bad
+        entry["paths"].update(paths)
+    return {c: {"rows": e["rows"], "bad": e["bad"], "distinct_paths": len(e["paths"])} for c, e in stats.items()}
