@@ -4,6 +4,7 @@ from fruit_assets.assets.checks import EMBEDDING_CHECKS, embedding_checks
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.plots import class_counts_bars, markdown_image
 from fruit_assets.pipeline import build_embeddings
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
 
@@ -56,6 +57,9 @@ def image_embeddings(
             "spark_master": session.sparkContext.master,
         }
     )
+    metadata["class_counts"] = MetadataValue.md(markdown_image(
+        class_counts_bars({c: (n.embedded, n.quarantined) for c, n in report.per_class.items()}), "images per class"
+    ))
     if spark.ui_url:
         metadata["spark_ui"] = MetadataValue.url(spark.ui_url)
     checks = embedding_checks(session, storage.layout, report, embedding_model.max_quarantine_rate)

@@ -1,9 +1,13 @@
+import numpy as np
 from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.checks import PCA_CHECKS, REDUCED_CHECKS, pca_checks, reduced_checks
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.plots import explained_variance_curve, markdown_image, pc_scatter
+from fruit_assets.spark_jobs.commit import dataset_files
+from fruit_assets.spark_jobs.validate import sample_first_components
 from fruit_assets.pipeline import build_reduced_features, fit_pca
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 
@@ -34,6 +38,9 @@ def pca_model(
             "num_samples": model.num_samples,
             "num_classes": len(classes),
             "output_path": MetadataValue.path(storage.layout.pca_model),
+            "explained_variance_curve": MetadataValue.md(
+                markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")
+            ),
         },
         check_results=pca_checks(model),
     )
@@ -57,4 +64,9 @@ def reduced_features(
     report, model = build_reduced_features(session, storage.layout, classes, context.run_id)
     metadata = step_metadata(report)
     metadata.update({"k": model.k, "per_class": per_class_table(report, ("images",))})
+    labels, points = sample_first_components(
+        session, [(c, u) for c in classes for u in dataset_files(storage.layout.reduced_features, c)]
+    )
+    if len(points) > 1 and model.k >= 2:
+        metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))
     return MaterializeResult(metadata=metadata, check_results=reduced_checks(session, storage.layout, classes, model.k))

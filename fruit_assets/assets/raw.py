@@ -1,8 +1,11 @@
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.manifest import read_manifest
 from fruit_assets.pipeline import build_manifests
+from fruit_assets.plots import markdown_image, thumbnails
+from fruit_assets.storage import open_store
 from fruit_assets.resources import FruitStorage
 
 
@@ -19,4 +22,9 @@ def raw_images(context: AssetExecutionContext, storage: FruitStorage) -> Materia
         context.log.info(f"{fruit_class}: {counts.images} objects")
     metadata = step_metadata(report)
     metadata["images_per_class"] = per_class_table(report, ("images",))
+    samples = {
+        c: [open_store(p).read_bytes(p) for p in read_manifest(storage.layout, c)["path"].to_pylist()[:4]]
+        for c in classes[:12]
+    }
+    metadata["thumbnails"] = MetadataValue.md(markdown_image(thumbnails(samples), "sample images"))
     return MaterializeResult(metadata=metadata)

@@ -56,6 +56,7 @@ class PcaModel:
     explained_variance_ratio: np.ndarray  # (k,)
     variance_target: float
     num_samples: int
+    spectrum: np.ndarray | None = None  # every component's ratio (for the variance curve)
 
     @property
     def k(self) -> int:
@@ -94,7 +95,7 @@ def fit_from_moments(moments: Moments, target: float) -> PcaModel:
     # refits on the same data give the same components rather than arbitrary sign flips.
     signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
     components = components * signs[:, None]
-    return PcaModel(moments.mean, components, ratios[:k], target, moments.count)
+    return PcaModel(moments.mean, components, ratios[:k], target, moments.count, ratios)
 
 
 def project(embeddings: np.ndarray, model: PcaModel) -> np.ndarray:
@@ -112,6 +113,7 @@ def save_pca(model: PcaModel) -> bytes:
         explained_variance_ratio=model.explained_variance_ratio.astype(np.float64),
         variance_target=np.float64(model.variance_target),
         num_samples=np.int64(model.num_samples),
+        explained_variance_ratio_all=(model.spectrum if model.spectrum is not None else model.explained_variance_ratio).astype(np.float64),
     )
     return buffer.getvalue()
 
@@ -124,4 +126,5 @@ def load_pca(data: bytes) -> PcaModel:
         arrays["explained_variance_ratio"],
         float(arrays["variance_target"]),
         int(arrays["num_samples"]),
+        arrays["explained_variance_ratio_all"] if "explained_variance_ratio_all" in arrays else None,
     )

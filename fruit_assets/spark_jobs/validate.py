@@ -35,3 +35,22 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
         entry["bad"] += bad
         entry["paths"].update(paths)
     return {c: {"rows": e["rows"], "bad": e["bad"], "distinct_paths": len(e["paths"])} for c, e in stats.items()}
+
+
+def sample_first_components(spark, work: list[tuple[str, str]], per_file: int = 300) -> tuple[list[str], list[list[float]]]:
+    """(labels, [pc1, pc2]) for up to ``per_file`` rows of each reduced-features file."""
+    if not work:
+        return [], []
+    sc = spark.sparkContext
+
+    def task(items):
+        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+
+        for fruit_class, uri in items:
+            matrix = column_matrix(read_table(uri, ["features"])["features"])[:per_file, :2]
+            for row in matrix:
+                yield fruit_class, [float(v) for v in row]
+
+    slices = max(1, min(len(work), sc.defaultParallelism * 2))
+    rows = sc.parallelize(sorted(work), slices).mapPartitions(task).collect()
+    return [r[0] for r in rows], [r[1] for r in rows]

@@ -1,0 +1,30 @@
+import base64
+
+import numpy as np
+from PIL import Image
+import io
+
+from fruit_assets.plots import MAX_BYTES, class_counts_bars, explained_variance_curve, markdown_image, pc_scatter, thumbnails
+from fruit_assets.sample import jpeg_bytes, render_fruit
+
+
+def decoded(markdown: str) -> Image.Image:
+    data = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
+    assert len(data) < MAX_BYTES
+    return Image.open(io.BytesIO(data))
+
+
+def test_plots_are_small_pngs_in_markdown():
+    ratios = np.geomspace(0.3, 1e-4, 200)
+    ratios /= ratios.sum()
+    rng = np.random.default_rng(0)
+    figures = [
+        explained_variance_curve(ratios, 12, 0.95),
+        pc_scatter(rng.normal(size=(5000, 2)), [f"class {i % 7}" for i in range(5000)]),
+        class_counts_bars({"Apple Red 1": (40, 2), "Banana": (39, 0)}),
+        thumbnails({"Banana": [jpeg_bytes(render_fruit(rng, (235, 205, 60), 2.6))] * 3, "Broken": [b"not an image"]}),
+    ]
+    for png in figures:
+        image = decoded(markdown_image(png, "plot"))
+        assert image.format == "PNG" and image.size[0] > 100
+        assert np.asarray(image.convert("L")).std() > 5  # something is drawn
