@@ -112,3 +112,30 @@ def dagster_instance(tmp_path):
     home.mkdir()
     with DagsterInstance.local_temp(str(home)) as instance:
         yield instance
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory, sample_source, weights_file, s3_server):
+    """`dagster dev` over a copy of the sample data, partitions registered, sensors stopped (the
+    tests start what they need), with the repository's workspace.yaml and dagster.yaml."""
+    from dagster import DagsterInstance
+
+    from fruit_assets_tests.dagster_dev import DagsterDev
+
+    base = tmp_path_factory.mktemp("dagster_dev")
+    home, root = base / "home", base / "data"
+    home.mkdir()
+    shutil.copytree(os.path.join(sample_source, "Training"), root / "Training")
+    server = DagsterDev(str(home), {
+        "FRUIT_DATA_URI": str(root), "FRUIT_MODEL_WEIGHTS": weights_file, "SPARK_MASTER": SPARK_MASTER,
+        "FRUIT_PCA_VARIANCE": "0.9",
+    })
+    shutil.copy(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml"), home / "dagster.yaml")
+    for sensor_name in ("new_uploads_sensor", "downstream_automation_sensor"):
+        server.cli("sensor", "stop", sensor_name, "-w", "workspace.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("fruit_class", ["Apple Red 1", "Banana", "Pepper Red"])
+    server.start()
+    server.data_root = str(root)
+    yield server
+    server.stop()

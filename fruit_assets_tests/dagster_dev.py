@@ -1,0 +1,88 @@
+"""A real `dagster dev` (webserver + daemon) on a free loopback port, owned by the test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DagsterDev:
+    def __init__(self, home: str, env: dict[str, str]):
+        self.home = home
+        self.env = {**os.environ, **env, "DAGSTER_HOME": home}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def cli(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run([f"{BIN}/dagster", *args], env=self.env, cwd=REPO,
+                                capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"dagster {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        return result
+
+    def start(self, timeout: float = 120) -> "DagsterDev":
+        shutil.copy(os.path.join(REPO, "dagster.yaml"), os.path.join(self.home, "dagster.yaml"))
+        self.log = open(os.path.join(self.home, "dagster_dev.log"), "wb")
+        # `dagster dev` started from a non-interactive shell ignores SIGINT/SIGTERM unless their
+        # default handlers are restored; its own process group lets us stop all of it.
+        self.process = subprocess.Popen(
+            ["env", "--default-signal=INT,TERM", f"{BIN}/dagster", "dev", "-w", "workspace.yaml",
+             "-h", "127.0.0.1", "-p", str(self.port)],
+            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name "
+                                    "locationOrLoadError { __typename } } } } }")
+                entries = data["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"] and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                    return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"dagster dev did not come up; see {self.home}/dagster_dev.log")
+            time.sleep(0.5)
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = json.load(response)
+        if payload.get("errors"):
+            raise RuntimeError(payload["errors"])
+        return payload["data"]
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGINT)
+            self.process.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+        self.process = None
