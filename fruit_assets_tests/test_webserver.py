@@ -22,6 +22,93 @@ def wait_for_run(client, run_id, timeout=600):
     raise TimeoutError(f"run {run_id} still running after {timeout} s")
 
 
+ARTIFACTS = os.environ.get("FRUIT_TEST_ARTIFACTS", os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts"))
+
+RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
+
+
+def wait_for_all_runs(dagster_dev, expected: int, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = dagster_dev.graphql(RUNS)["runsOrError"]["results"]
+        if len(runs) >= expected and all(r["status"] in TERMINAL for r in runs):
+            return runs
+        time.sleep(2)
+    raise TimeoutError("runs did not finish")
+
+
+def materialize_in_ui(page, base_url, asset, partition, shots, name):
+    page.goto(f"{base_url}/assets/{asset}")
+    skip = page.get_by_role("button", name="Skip")  # "Join the Dagster community" on a fresh instance
+    try:
+        skip.click(timeout=5000)
+    except Exception:  # noqa: BLE001 - the dialog only shows once per browser profile
+        pass
+    page.get_by_role("button", name="Materialize…").click()
+    launch_dialog = page.get_by_text(f"Launch runs to materialize {asset}")
+    confirm = page.get_by_role("button", name="Confirm")  # "upstream not materialized" warning
+    for _ in range(20):
+        if launch_dialog.count():
+            break
+        if confirm.count():
+            confirm.click()
+        page.wait_for_timeout(500)
+    page.get_by_text("Select a partition or create one").click()
+    page.get_by_role("menuitem", name=partition).click()
+    page.keyboard.press("Escape")
+    page.screenshot(path=os.path.join(shots, f"{name}-launch-dialog.png"))
+    page.get_by_role("button", name="Launch 1 run").click()
+
+
+def test_materialize_a_partition_through_the_ui(dagster_dev):
+    """Chromium clicks the UI's own buttons; fails (not skips) when Chromium is missing."""
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists("/usr/bin/chromium"), "Chromium is required: apt-get install -y chromium (.ci/run does)"
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{dagster_dev.url}/asset-groups")
+            page.get_by_role("button", name="Skip").click(timeout=20000)
+            page.get_by_text("image_embeddings").first.wait_for(timeout=30000)
+            page.screenshot(path=os.path.join(ARTIFACTS, "asset-graph.png"))
+
+            materialize_in_ui(page, dagster_dev.url, "raw_images", "Pepper Red", ARTIFACTS, "raw_images")
+            wait_for_all_runs(dagster_dev, 1)
+            materialize_in_ui(page, dagster_dev.url, "image_embeddings", "Pepper Red", ARTIFACTS, "image_embeddings")
+            runs = wait_for_all_runs(dagster_dev, 2)
+            assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+
+            page.goto(f"{dagster_dev.url}/assets/image_embeddings?view=events&partition=Pepper%20Red")
+            page.get_by_text("num_embedded").first.wait_for(timeout=30000)
+            plot = page.locator('img[alt="images per class"]')
+            if not plot.count():
+                page.get_by_text("[Show Markdown]").first.click()
+            plot.first.wait_for(timeout=15000)
+            assert plot.first.evaluate("img => img.naturalWidth") > 100  # the PNG decoded in the browser
+            page.screenshot(path=os.path.join(ARTIFACTS, "image_embeddings-metadata.png"), full_page=True)
+
+            page.goto(f"{dagster_dev.url}/assets/image_embeddings?view=checks")
+            for check in ("embeddings_are_1280_finite_floats", "one_row_per_image", "quarantine_rate"):
+                page.get_by_text(check).first.wait_for(timeout=30000)
+            page.get_by_text("Passed").first.wait_for(timeout=30000)
+            page.screenshot(path=os.path.join(ARTIFACTS, "image_embeddings-checks.png"), full_page=True)
+
+            page.goto(f"{dagster_dev.url}/assets/image_embeddings?view=partitions")
+            page.get_by_text("Pepper Red").first.wait_for(timeout=30000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=os.path.join(ARTIFACTS, "image_embeddings-partitions.png"))
+        except Exception:
+            page.screenshot(path=os.path.join(ARTIFACTS, "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
 def test_graphql_client_launches_a_partitioned_run(dagster_dev):
     client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev.port)
     run_id = client.submit_job_execution(
@@ -29,7 +116,7 @@ def test_graphql_client_launches_a_partitioned_run(dagster_dev):
     )
     assert wait_for_run(client, run_id) == "SUCCESS"
     assert os.listdir(os.path.join(dagster_dev.data_root, "embeddings", "fruit_class=Banana"))
-    assert not os.path.exists(os.path.join(dagster_dev.data_root, "embeddings", "fruit_class=Pepper Red"))
+    assert not os.path.exists(os.path.join(dagster_dev.data_root, "embeddings", "fruit_class=Apple Red 1"))
     with pytest.raises(DagsterGraphQLClientError):
         client.submit_job_execution("no_such_job", repository_location_name="fruit_assets")
 
