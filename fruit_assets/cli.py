@@ -66,6 +66,7 @@ def _materializations(result) -> dict[str, dict]:
 
 
 def cmd_materialize(args) -> int:
+    from fruit_assets.changes import contiguous_ranges
     from fruit_assets.definitions import defs
     from fruit_assets.manifest import discover_classes
     from fruit_assets.partitions import fruit_class_partitions

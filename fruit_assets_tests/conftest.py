@@ -139,3 +139,16 @@ def dagster_dev(tmp_path_factory, sample_source, weights_file, s3_server):
     server.data_root = str(root)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory, s3_server):
+    """A Spark standalone master and two 1-core workers on 127.0.0.1 (started after the S3
+    variables are set, so executors inherit them)."""
+    from fruit_assets_tests.spark_cluster import SparkStandalone
+
+    cluster = SparkStandalone(str(tmp_path_factory.mktemp("spark_cluster")), workers=2, cores=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -1,0 +1,97 @@
+"""A real Spark standalone cluster from the pip package: one master, N workers, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def spark_home() -> str:
+    import pyspark
+
+    return os.path.dirname(pyspark.__file__)
+
+
+class SparkStandalone:
+    def __init__(self, work_dir: str, workers: int = 2, cores: int = 1, memory: str = "2g"):
+        self.work_dir = work_dir
+        self.worker_count, self.cores, self.memory = workers, cores, memory
+        self.port, self.ui_port = _free_port(), _free_port()
+        self.master_url = f"spark://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "SPARK_HOME": spark_home(), "SPARK_LOCAL_IP": "127.0.0.1",
+                    "PYSPARK_PYTHON": sys.executable, "SPARK_NO_DAEMONIZE": "1"}
+        self.master = None
+        self.workers: list[subprocess.Popen | None] = []
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(os.path.join(self.work_dir, f"{name}.log"), "ab")
+        return subprocess.Popen(
+            [os.path.join(spark_home(), "bin", "spark-class"), *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def start(self) -> "SparkStandalone":
+        self.master = self._spawn("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                  "--port", str(self.port), "--webui-port", str(self.ui_port))
+        for index in range(self.worker_count):
+            self.workers.append(self._start_worker(index))
+        self.wait_for_workers(self.worker_count)
+        return self
+
+    def _start_worker(self, index: int) -> subprocess.Popen:
+        work = os.path.join(self.work_dir, f"worker-{index}")
+        os.makedirs(work, exist_ok=True)
+        return self._spawn(f"worker-{index}", "org.apache.spark.deploy.worker.Worker", self.master_url,
+                           "--host", "127.0.0.1", "--cores", str(self.cores), "--memory", self.memory,
+                           "--webui-port", str(_free_port()), "--work-dir", work)
+
+    def alive_workers(self) -> int:
+        import json
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=5) as response:
+                state = json.load(response)
+        except OSError:
+            return 0
+        return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
+
+    def wait_for_workers(self, count: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive_workers() < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Spark workers did not register; see logs in {self.work_dir}")
+            time.sleep(0.5)
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL the worker and everything it started (executor JVM, Python workers)."""
+        process = self.workers[index]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        self.workers[index] = None
+
+    def restart_worker(self, index: int) -> None:
+        self.workers[index] = self._start_worker(index)
+        self.wait_for_workers(self.worker_count)
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.master]:
+            if process is not None and process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=20)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
