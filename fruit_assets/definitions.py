@@ -27,7 +27,14 @@ defs = Definitions(
     sensors=[new_uploads_sensor, downstream_automation_sensor],
     resources={
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
-        "spark": SparkResource(master=env_or_default("SPARK_MASTER", "local[*]")),
+        "spark": SparkResource(
+            master=env_or_default("SPARK_MASTER", "local[*]"),
+            k8s_namespace=env_or_default("SPARK_K8S_NAMESPACE", ""),
+            k8s_service_account=env_or_default("SPARK_K8S_SERVICE_ACCOUNT", ""),
+            k8s_image=env_or_default("SPARK_K8S_IMAGE", ""),
+            k8s_driver_pod_name=env_or_default("POD_NAME", ""),
+            k8s_driver_pod_ip=env_or_default("POD_IP", ""),
+        ),
         "embedding_model": EmbeddingModelResource(weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet")),
         "pca_settings": PcaSettings(variance_target=env_or_default("FRUIT_PCA_VARIANCE", "0.95")),
     },

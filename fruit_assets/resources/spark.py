@@ -1,7 +1,7 @@
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session
+from fruit_assets.spark_jobs.session import KubernetesSettings, SparkSettings, build_spark_session, kubernetes_conf
 
 
 class SparkResource(ConfigurableResource):
@@ -14,6 +14,15 @@ class SparkResource(ConfigurableResource):
     master: str = Field(default="local[*]", description="Spark master URL (SPARK_MASTER).")
     app_name: str = "fruit_assets"
     conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings; they win.")
+    # k8s:// masters only (client mode from the run pod); fed by helm-values/ through the pod's env.
+    k8s_namespace: str = Field(default="", description="SPARK_K8S_NAMESPACE")
+    k8s_service_account: str = Field(default="", description="SPARK_K8S_SERVICE_ACCOUNT")
+    k8s_image: str = Field(default="", description="SPARK_K8S_IMAGE: the executor image (= the run pod's)")
+    k8s_driver_pod_name: str = Field(default="", description="POD_NAME (downward API)")
+    k8s_driver_pod_ip: str = Field(default="", description="POD_IP (downward API)")
+    k8s_executor_cores: int = 2
+    k8s_executor_memory: str = "3g"
+    k8s_max_executors: int = 10
 
     _session = PrivateAttr(default=None)
     _owned = PrivateAttr(default=False)
@@ -26,9 +35,21 @@ class SparkResource(ConfigurableResource):
             if active is not None and active.sparkContext.master == self.master:
                 self._session, self._owned = active, False  # e.g. the CLI's, kept across runs
             else:
-                self._session = build_spark_session(SparkSettings(self.master, self.app_name, dict(self.conf)))
+                self._session = build_spark_session(self.settings())
                 self._owned = True
         return self._session
+
+    def settings(self) -> SparkSettings:
+        conf = {}
+        if self.master.startswith("k8s://"):
+            conf.update(kubernetes_conf(KubernetesSettings(
+                namespace=self.k8s_namespace, service_account=self.k8s_service_account, image=self.k8s_image,
+                driver_pod_name=self.k8s_driver_pod_name, driver_pod_ip=self.k8s_driver_pod_ip,
+                executor_cores=self.k8s_executor_cores, executor_memory=self.k8s_executor_memory,
+                max_executors=self.k8s_max_executors,
+            )))
+        conf.update(self.conf)
+        return SparkSettings(self.master, self.app_name, conf)
 
     @property
     def ui_url(self) -> str | None:
