@@ -136,7 +136,7 @@ def test_pca_target_is_validated(bad):
         PcaSettings(variance_target=bad).target
 
 
-def test_full_graph_on_s3_equals_local(spark, s3_sample_root, sample_root, weights_file, dagster_instance, tmp_path):
+def test_full_graph_on_s3_equals_local(spark, s3_sample_root, sample_root, weights_file, dagster_instance, tmp_path, s3_server):
     """FRUIT_DATA_URI=s3://... : every asset reads and writes S3 (Spark tasks fetch the images and
     write the Parquet themselves), and the result equals the same images on file://."""
     from dagster import DagsterInstance
@@ -161,6 +161,16 @@ def test_full_graph_on_s3_equals_local(spark, s3_sample_root, sample_root, weigh
     assert on_s3.num_rows == local.num_rows == 36
     assert [p.split("/Training/")[1] for p in on_s3["path"].to_pylist()] == [p.split("/Training/")[1] for p in local["path"].to_pylist()]
     assert on_s3["path"][0].as_py().startswith(f"{s3_sample_root}/Training/")
+
+    # The secret key never reaches the event log (logs and metadata) or any output object.
+    secret = s3_server["AWS_SECRET_ACCESS_KEY"]
+    for run in dagster_instance.get_runs():
+        for record in dagster_instance.all_logs(run.run_id):
+            assert secret not in str(record)
+        assert secret not in str(run.tags) and secret not in str(run.run_config)
+    for info in store.list_objects(s3_sample_root):
+        if "/Training/" not in info.uri:
+            assert secret.encode() not in store.read_bytes(info.uri)
     np.testing.assert_allclose(
         np.stack(on_s3["features"].to_numpy(zero_copy_only=False)),
         np.stack(local["features"].to_numpy(zero_copy_only=False)),

@@ -36,7 +36,7 @@ def test_missing_bucket_is_a_clear_error(s3_server):
 
 
 def test_wrong_credentials_are_a_clear_error_without_the_secret(s3_bucket, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")  # pragma: allowlist secret
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-do-not-print")
     with pytest.raises(StorageError) as raised:
         list(S3ObjectStore().list_objects(f"s3://{s3_bucket}/Training"))
