@@ -25,10 +25,22 @@ from common import PeakMemory, ensure_env, timed  # noqa: E402
 ensure_env()
 
 
-def make_images(root: str, count: int, classes: int = 10) -> None:
+def make_images(root: str, count: int, classes: int = 10, unique: int = 2000) -> None:
+    """``count`` images in ``classes`` classes; past ``unique`` renders, copies under new names
+    (rendering is the slow part, and the pipeline does not care that bytes repeat)."""
+    import shutil
+
     from fruit_assets.sample import write_sample_dataset
 
-    write_sample_dataset(root, classes, count // classes, seed=42)
+    per_class = count // classes
+    rendered = min(per_class, max(1, unique // classes))
+    write_sample_dataset(root, classes, rendered, seed=42)
+    if rendered < per_class:
+        training = os.path.join(root, "Training")
+        for name in os.listdir(training):
+            folder = os.path.join(training, name)
+            for index in range(rendered, per_class):
+                shutil.copy(os.path.join(folder, f"{index % rendered}_100.jpg"), os.path.join(folder, f"{index}_100.jpg"))
 
 
 def limit(root: str, weights) -> float:

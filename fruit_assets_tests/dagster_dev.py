@@ -37,7 +37,7 @@ class DagsterDev:
             raise RuntimeError(f"dagster {' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result
 
-    def start(self, timeout: float = 120) -> "DagsterDev":
+    def start(self, timeout: float = 300) -> "DagsterDev":
         shutil.copy(os.path.join(REPO, "dagster.yaml"), os.path.join(self.home, "dagster.yaml"))
         self.log = open(os.path.join(self.home, "dagster_dev.log"), "wb")
         # `dagster dev` started from a non-interactive shell ignores SIGINT/SIGTERM unless their
@@ -48,18 +48,21 @@ class DagsterDev:
             env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
+        last = "no answer yet"
         while True:
             try:
                 data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name "
                                     "locationOrLoadError { __typename } } } } }")
                 entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"] and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                loaded = entries and entries[0]["locationOrLoadError"]
+                if loaded and loaded["__typename"] == "RepositoryLocation":
                     return self
-            except OSError:
-                pass
+                last = f"code location not loaded yet: {entries}"
+            except OSError as error:
+                last = f"{type(error).__name__}: {error}"
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"dagster dev did not come up; see {self.home}/dagster_dev.log")
+                raise RuntimeError(f"dagster dev did not come up ({last}); see {self.home}/dagster_dev.log")
             time.sleep(0.5)
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:

@@ -56,21 +56,30 @@ class SparkStandalone:
                            "--host", "127.0.0.1", "--cores", str(self.cores), "--memory", self.memory,
                            "--webui-port", str(_free_port()), "--work-dir", work)
 
+    def _ui_port(self) -> int:
+        """The port the master UI really bound (Spark moves to the next one if ours was taken)."""
+        import re
+
+        with open(os.path.join(self.work_dir, "master.log"), errors="replace") as handle:
+            found = re.findall(r"Successfully started service 'MasterUI' on port (\d+)", handle.read())
+        return int(found[-1]) if found else self.ui_port
+
     def alive_workers(self) -> int:
         import json
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=5) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self._ui_port()}/json/", timeout=5) as response:
                 state = json.load(response)
         except OSError:
             return 0
         return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
 
-    def wait_for_workers(self, count: int, timeout: float = 90) -> None:
+    def wait_for_workers(self, count: int, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
-        while self.alive_workers() < count:
+        while (alive := self.alive_workers()) < count:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Spark workers did not register; see logs in {self.work_dir}")
+                raise RuntimeError(f"{alive} of {count} Spark workers alive on the master UI "
+                                   f"(port {self._ui_port()}); see logs in {self.work_dir}")
             time.sleep(0.5)
 
     def kill_worker(self, index: int) -> None:
