@@ -12,6 +12,9 @@ import sys
 import time
 import urllib.request
 
+# Loopback only: never through a proxy from the environment (or one a test left installed).
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
@@ -70,7 +73,7 @@ class DagsterDev:
             f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with LOOPBACK.open(request, timeout=30) as response:
             payload = json.load(response)
         if payload.get("errors"):
             raise RuntimeError(payload["errors"])

@@ -10,6 +10,9 @@ import sys
 import time
 import urllib.request
 
+# Loopback only: never through a proxy from the environment (or one a test left installed).
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -68,7 +71,7 @@ class SparkStandalone:
         import json
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self._ui_port()}/json/", timeout=5) as response:
+            with LOOPBACK.open(f"http://127.0.0.1:{self._ui_port()}/json/", timeout=5) as response:
                 state = json.load(response)
         except OSError:
             return 0

@@ -37,6 +37,13 @@ def wait_for_all_runs(dagster_dev, expected: int, timeout=600):
     raise TimeoutError("runs did not finish")
 
 
+def sensor_status(dagster_dev, name="new_uploads_sensor"):
+    query = ('{ sensorOrError(sensorSelector: {repositoryLocationName: "fruit_assets", '
+             f'repositoryName: "__repository__", sensorName: "{name}"}}) '
+             '{ ... on Sensor { sensorState { status } } } }')
+    return dagster_dev.graphql(query)["sensorOrError"]["sensorState"]["status"]
+
+
 def materialize_in_ui(page, base_url, asset, partition, shots, name):
     page.goto(f"{base_url}/assets/{asset}")
     skip = page.get_by_role("button", name="Skip")  # "Join the Dagster community" on a fresh instance
@@ -97,6 +104,19 @@ def test_materialize_a_partition_through_the_ui(dagster_dev):
                 page.get_by_text(check).first.wait_for(timeout=30000)
             page.get_by_text("Passed").first.wait_for(timeout=30000)
             page.screenshot(path=os.path.join(ARTIFACTS, "image_embeddings-checks.png"), full_page=True)
+
+            # The sensor is switched on, then off again, with its switch on the sensor's page.
+            for wanted in ("RUNNING", "STOPPED"):
+                page.goto(f"{dagster_dev.url}/locations/fruit_assets/sensors/new_uploads_sensor")
+                page.get_by_text("new_uploads_sensor").first.wait_for(timeout=30000)
+                switch = page.get_by_role("checkbox").first
+                switch.wait_for(state="attached", timeout=30000)
+                switch.evaluate("el => el.click()")  # the styled switch hides its input
+                deadline = time.monotonic() + 30
+                while sensor_status(dagster_dev) != wanted:
+                    assert time.monotonic() < deadline, f"sensor did not become {wanted}"
+                    page.wait_for_timeout(500)
+                page.screenshot(path=os.path.join(ARTIFACTS, f"sensor-{wanted.lower()}.png"))
 
             page.goto(f"{dagster_dev.url}/assets/image_embeddings?view=partitions")
             page.get_by_text("Pepper Red").first.wait_for(timeout=30000)

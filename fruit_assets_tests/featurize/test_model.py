@@ -70,6 +70,11 @@ def test_failed_imagenet_download_names_the_alternatives(tmp_path, monkeypatch):
         monkeypatch.setenv(variable, "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    # urlopen caches a global opener with the proxies it saw first: give it back afterwards, or
+    # every later urlopen in this process would go to the unreachable proxy.
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "_opener", None)
     with pytest.raises(WeightsUnavailableError) as raised:
         resolve_weights("imagenet")
     message = str(raised.value)
