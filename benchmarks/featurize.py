@@ -87,8 +87,9 @@ def ours(spark, root: str, weights):
     layout = DataLayout.at(root)
     classes = discover_classes(layout)
     build_manifests(layout, classes)
-    cold = build_embeddings(spark, layout, classes, weights, uuid.uuid4().hex)
-    warm = build_embeddings(spark, layout, classes, weights, uuid.uuid4().hex)
+    # incremental=False: both passes embed every image (the second would otherwise reuse them all).
+    cold = build_embeddings(spark, layout, classes, weights, uuid.uuid4().hex, incremental=False)
+    warm = build_embeddings(spark, layout, classes, weights, uuid.uuid4().hex, incremental=False)
     return cold, warm
 
 
