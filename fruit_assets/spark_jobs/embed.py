@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.spark_jobs import schemas
+from fruit_assets.spark_jobs import file_task_slices, schemas
 
 SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
 
@@ -248,5 +248,5 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
             write_table(target, kept.select(schema.names).cast(schema))
             yield kind, fruit_class, target, kept["path"].to_pylist()
 
-    slices = max(1, min(len(work), sc.defaultParallelism * 2))
+    slices = file_task_slices(sc, len(work))
     return sc.parallelize(sorted(work), slices).mapPartitions(task).collect()

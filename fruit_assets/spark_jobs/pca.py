@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import Moments
+from fruit_assets.spark_jobs import file_task_slices
 from fruit_assets.spark_jobs import schemas
 
 EMBEDDING_DIM = 1280
-
-
-def _slices(sc, count: int) -> int:
-    return max(1, min(count, sc.defaultParallelism * 2))
 
 
 def embedding_moments(spark, file_uris: list[str]) -> Moments:
@@ -33,7 +30,7 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
     def merge(left: bytes, right: bytes) -> bytes:
         return Moments.from_bytes(left).merge(Moments.from_bytes(right)).to_bytes()
 
-    rdd = sc.parallelize(sorted(file_uris), _slices(sc, len(file_uris)))
+    rdd = sc.parallelize(sorted(file_uris), file_task_slices(sc, len(file_uris)))
     return Moments.from_bytes(rdd.mapPartitions(task).treeReduce(merge, depth=2))
 
 
@@ -69,7 +66,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                 write_table(target, reduced)
                 yield fruit_class, target, len(reduced)
 
-        rdd = sc.parallelize(sorted(work), _slices(sc, len(work)))
+        rdd = sc.parallelize(sorted(work), file_task_slices(sc, len(work)))
         return rdd.mapPartitionsWithIndex(task).collect()
     finally:
         pca_broadcast.unpersist()

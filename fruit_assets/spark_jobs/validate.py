@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fruit_assets.spark_jobs import file_task_slices
+
 
 def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int) -> dict[str, dict[str, int]]:
     """``work``: (fruit_class, parquet uri). Per class: rows, rows whose ``column`` is not ``dim``
@@ -28,7 +30,7 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
             yield fruit_class, len(table), int(bad.sum()), table["path"].to_pylist()
 
     stats: dict[str, dict] = {}
-    slices = max(1, min(len(work), sc.defaultParallelism * 2))
+    slices = file_task_slices(sc, len(work))
     for fruit_class, rows, bad, paths in sc.parallelize(sorted(work), slices).mapPartitions(task).collect():
         entry = stats.setdefault(fruit_class, {"rows": 0, "bad": 0, "paths": set()})
         entry["rows"] += rows
@@ -51,6 +53,6 @@ def sample_first_components(spark, work: list[tuple[str, str]], per_file: int = 
             for row in matrix:
                 yield fruit_class, [float(v) for v in row]
 
-    slices = max(1, min(len(work), sc.defaultParallelism * 2))
+    slices = file_task_slices(sc, len(work))
     rows = sc.parallelize(sorted(work), slices).mapPartitions(task).collect()
     return [r[0] for r in rows], [r[1] for r in rows]
