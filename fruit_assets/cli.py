@@ -65,6 +65,16 @@ def _materializations(result) -> dict[str, dict]:
     return out
 
 
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return f"{data.error.cls_name}: {data.error.message.strip()} (stack trace in the log above)"
+    return "see `dagster dev` or the log above"
+
+
 def cmd_materialize(args) -> int:
     from fruit_assets.changes import contiguous_ranges
     from fruit_assets.definitions import defs
@@ -118,8 +128,7 @@ def cmd_materialize(args) -> int:
                 instance=instance, tags=tags, raise_on_error=False
             )
             if not result.success:
-                print(f"error: run {result.run_id} of {job_name} failed; see `dagster dev` or the log above",
-                      file=sys.stderr)
+                print(f"error: run {result.run_id} of {job_name} failed: {_failure_message(result)}", file=sys.stderr)
                 return 1
             for asset, metadata in _materializations(result).items():
                 summary[asset] = metadata

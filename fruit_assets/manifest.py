@@ -31,6 +31,14 @@ def list_class_images(layout: DataLayout, fruit_class: str) -> pa.Table:
         info for info in open_store(folder).list_objects(folder)
         if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-")
     ]
+    if not objects:
+        # An empty manifest would "succeed" with nothing in it: a wrong root must fail loudly.
+        if not open_store(layout.training).list_folders(layout.training):
+            discover_classes(layout)  # raises, naming the root and the layout it expects
+        raise StorageError(
+            f"no objects under {folder}/: the class folder is empty or gone (delete the partition "
+            f"{fruit_class!r} in the Dagster UI if the class was removed on purpose)"
+        )
     return pa.table(
         {
             "path": [info.uri for info in objects],

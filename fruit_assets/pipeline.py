@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from fruit_assets.errors import ConfigurationError, UserFacingError
 from fruit_assets.layout import DataLayout
 from fruit_assets.manifest import list_class_images, read_manifest, write_manifest
 from fruit_assets.pca import PcaModel, fit_from_moments, load_pca, save_pca
@@ -19,7 +20,7 @@ from fruit_assets.spark_jobs.pca import embedding_moments, project_files
 from fruit_assets.storage import StorageError, open_store
 
 
-class AccountingError(RuntimeError):
+class AccountingError(UserFacingError):
     """Images in the manifest != images embedded + images quarantined."""
 
 
@@ -158,7 +159,7 @@ def _materialized(layout: DataLayout, fruit_class: str) -> bool:
 
 def fit_pca(spark, layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel:
     if not 0.0 < variance_target <= 1.0:
-        raise ValueError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {variance_target}")
+        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {variance_target}")
     files = [uri for uris in embedding_files(layout, classes).values() for uri in uris]
     model = fit_from_moments(embedding_moments(spark, files), variance_target)
     open_store(layout.pca_model).write_bytes(layout.pca_model, save_pca(model))

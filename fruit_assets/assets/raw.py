@@ -1,5 +1,7 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from fruit_assets.concurrency import DATA_ROOT_POOL
+from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.manifest import read_manifest
@@ -10,14 +12,16 @@ from fruit_assets.resources import FruitStorage
 
 
 @asset(
+    pool=DATA_ROOT_POOL,
     partitions_def=fruit_class_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"s3", "parquet"},
     description="The images under <root>/Training/<class>/: a manifest (path, size, etag, mtime) per class.",
 )
 def raw_images(context: AssetExecutionContext, storage: FruitStorage) -> MaterializeResult:
-    classes = list(context.partition_keys)
-    report = build_manifests(storage.layout, classes)
+    with reported_as_one_line():
+        classes = list(context.partition_keys)
+        report = build_manifests(storage.layout, classes)
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(f"{fruit_class}: {counts.images} objects")
     metadata = step_metadata(report)

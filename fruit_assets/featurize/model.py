@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fruit_assets.errors import UserFacingError
+
 EMBEDDING_SIZE = 1280
 INPUT_SHAPE = (224, 224, 3)
 DEFAULT_RANDOM_SEED = 1234
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserFacingError):
     """The requested weights cannot be had; the message says what to do instead."""
 
 

@@ -1,14 +1,16 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from fruit_assets.errors import ConfigurationError
+
 
 def parse_variance_target(value: str) -> float:
     try:
         target = float(value)
     except ValueError:
-        raise ValueError(f"FRUIT_PCA_VARIANCE must be a number in (0, 1], got {value!r}") from None
+        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be a number in (0, 1], got {value!r}") from None
     if not 0.0 < target <= 1.0:
-        raise ValueError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {value!r}")
+        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {value!r}")
     return target
 
 

@@ -31,8 +31,10 @@ class SparkResource(ConfigurableResource):
         if self._session is None:
             from pyspark.sql import SparkSession
 
-            active = SparkSession.getActiveSession()
-            if active is not None and active.sparkContext.master == self.master:
+            # getActiveSession is per thread; a run executing on another thread than the one that
+            # built the session (a test, a notebook) must still find it, not build and then stop it.
+            active = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+            if active is not None and active._sc._jsc is not None and active.sparkContext.master == self.master:
                 self._session, self._owned = active, False  # e.g. the CLI's, kept across runs
             else:
                 self._session = build_spark_session(self.settings())

@@ -29,7 +29,7 @@ def dataset_files(dataset_uri: str, fruit_class: str) -> list[str]:
     folder = DataLayout.class_folder(dataset_uri, fruit_class)
     return sorted(
         info.uri
-        for info in open_store(folder).list_objects(folder)
+        for info in open_store(folder).list_committed(folder)
         if info.uri.endswith(".parquet") and not info.uri.rsplit("/", 1)[-1].startswith((".", "_"))
     )
 

@@ -6,6 +6,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from fruit_assets.errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class SparkSettings:
@@ -77,7 +79,7 @@ def kubernetes_conf(k8s: KubernetesSettings) -> dict[str, str]:
     missing = [name for name in ("namespace", "service_account", "image", "driver_pod_name", "driver_pod_ip")
                if not getattr(k8s, name)]
     if missing:
-        raise ValueError(
+        raise ConfigurationError(
             f"Spark on Kubernetes needs {', '.join(missing)}: set SPARK_K8S_NAMESPACE, SPARK_K8S_SERVICE_ACCOUNT, "
             "SPARK_K8S_IMAGE, and POD_NAME / POD_IP from the downward API (helm-values/ does)"
         )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -10,8 +12,10 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
+from fruit_assets.errors import UserFacingError
 
-class StorageError(RuntimeError):
+
+class StorageError(UserFacingError):
     """A storage problem with a message a user can act on."""
 
 
@@ -52,17 +56,24 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 def open_store(uri: str) -> "ObjectStore":
-    """The store that serves ``uri``; one per process and scheme (clients are thread-safe)."""
-    scheme = "s3" if uri.startswith("s3://") else "file"
+    """The store that serves ``uri``; one per process, scheme and AWS configuration (clients are
+    thread-safe; a process whose AWS variables change gets a client that uses the new ones)."""
+    if uri.startswith("s3://"):
+        key = ("s3",) + tuple(os.environ.get(name, "") for name in _AWS_CLIENT_VARIABLES)
+        key += (hashlib.sha256(os.environ.get("AWS_SECRET_ACCESS_KEY", "").encode()).hexdigest(),)
+    else:
+        key = ("file",)
     with _STORES_LOCK:
-        store = _STORES.get(scheme)
+        store = _STORES.get(key)
         if store is None:
-            store = S3ObjectStore() if scheme == "s3" else LocalObjectStore()
-            _STORES[scheme] = store
+            store = S3ObjectStore() if key[0] == "s3" else LocalObjectStore()
+            _STORES[key] = store
         return store
 
 
-_STORES: dict[str, "ObjectStore"] = {}
+_AWS_CLIENT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
+                         "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+_STORES: dict[tuple, "ObjectStore"] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -97,6 +108,16 @@ class ObjectStore:
     def replace_folder(self, staged_uri: str, final_uri: str) -> None:
         """Make ``final_uri`` hold exactly the objects staged under ``staged_uri``."""
         raise NotImplementedError
+
+    def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
+        """The objects of the version of ``folder_uri`` that the last finished replace_folder
+        committed (all of them where replace_folder is atomic)."""
+        return list(self.list_objects(folder_uri))
+
+
+# Names the objects of the committed version of a folder on S3 (where a commit is not one rename).
+# "_"-prefixed, so Spark and pyarrow.dataset skip it when reading the folder as a dataset.
+COMMIT_INDEX = "_committed.json"
 
 
 def _local_path(uri: str) -> str:
@@ -174,13 +195,25 @@ class LocalObjectStore(ObjectStore):
         os.makedirs(os.path.dirname(final), exist_ok=True)
         if not os.path.isdir(staged):
             os.makedirs(staged)
-        retired = None
-        if os.path.exists(final):
-            retired = os.path.join(os.path.dirname(final), f".retired-{uuid.uuid4().hex}")
-            os.rename(final, retired)
-        os.rename(staged, final)
-        if retired:
-            shutil.rmtree(retired, ignore_errors=True)
+        # Another writer committing the same folder at the same time can slip its version in
+        # between our two renames; retire that one too and retry: the last writer wins whole.
+        retired = []
+        for attempt in range(10):
+            if os.path.exists(final):
+                retiring = os.path.join(os.path.dirname(final), f".retired-{uuid.uuid4().hex}")
+                try:
+                    os.rename(final, retiring)
+                    retired.append(retiring)
+                except FileNotFoundError:
+                    pass  # the other writer retired it first
+            try:
+                os.rename(staged, final)
+                break
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 9:
+                    raise
+        for folder in retired:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _explain_s3_errors(method):
@@ -308,18 +341,35 @@ class S3ObjectStore(ObjectStore):
 
     @_explain_s3_errors
     def replace_folder(self, staged_uri: str, final_uri: str) -> None:
-        # S3 has no rename: copy the new objects in under names no earlier version used, then delete
-        # the old ones. A reader listing in between sees both versions (documented in the README).
+        # S3 has no rename. Copy the new objects in under names no earlier version used, then
+        # switch the folder's commit index (one PUT, atomic), then delete the old objects. A reader
+        # going through list_committed sees the old version or the new one, whenever this stops; a
+        # plain listing sees both until the deletes finish (or the next commit, if this one died).
         old = [info.uri for info in self.list_objects(final_uri)]
         staged_bucket, staged_prefix = self.split(staged_uri.rstrip("/") + "/")
         final_bucket, final_prefix = self.split(final_uri.rstrip("/") + "/")
-        new_keys = set()
+        index_key = final_prefix + COMMIT_INDEX
+        new_keys = {index_key}
         for info in self.list_objects(staged_uri):
             _, key = self.split(info.uri)
             target = final_prefix + key[len(staged_prefix) :]
+            if target == index_key:
+                continue
             new_keys.add(target)
             self._client.copy_object(
                 Bucket=final_bucket, Key=target, CopySource={"Bucket": staged_bucket, "Key": key}
             )
+        index = {"files": sorted(key[len(final_prefix) :] for key in new_keys if key != index_key)}
+        self._client.put_object(Bucket=final_bucket, Key=index_key, Body=json.dumps(index).encode())
         self.delete(uri for uri in old if self.split(uri)[1] not in new_keys)
         self.delete_prefix(staged_uri)
+
+    @_explain_s3_errors
+    def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
+        objects = list(self.list_objects(folder_uri))
+        prefix = folder_uri.rstrip("/") + "/"
+        index_uri = prefix + COMMIT_INDEX
+        if not any(info.uri == index_uri for info in objects):
+            return objects  # written before commit indexes, or never committed
+        committed = set(json.loads(self.read_bytes(index_uri))["files"])
+        return [info for info in objects if info.uri[len(prefix) :] in committed]

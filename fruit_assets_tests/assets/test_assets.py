@@ -1,8 +1,11 @@
 """The four assets end to end through Dagster, on a real instance and a real Spark session."""
 
 import os
+import re
+import secrets
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 from dagster import materialize
@@ -156,7 +159,7 @@ def test_full_graph_on_s3_equals_local(spark, s3_sample_root, sample_root, weigh
     assert any(k.startswith("output/resultats_features_parquet/fruit_class=Apple Red 1/part-") for k in keys)
     assert not any(k.startswith("_staging/") for k in keys)
 
-    on_s3 = read_tables([i.uri for i in store.list_objects(f"{s3_sample_root}/output/resultats_features_parquet")]).sort_by("path")
+    on_s3 = read_tables([i.uri for i in store.list_objects(f"{s3_sample_root}/output/resultats_features_parquet") if i.uri.endswith(".parquet")]).sort_by("path")
     local = read(sample_root, "output/resultats_features_parquet")
     assert on_s3.num_rows == local.num_rows == 36
     assert [p.split("/Training/")[1] for p in on_s3["path"].to_pylist()] == [p.split("/Training/")[1] for p in local["path"].to_pylist()]
@@ -208,3 +211,92 @@ def test_bad_files_are_quarantined_and_an_all_bad_class_fails_its_check(spark, s
     rate = checks["quarantine_rate"]
     assert not rate.passed and rate.severity.value == "WARN"
     assert "every image of Broken was quarantined" in rate.description
+
+
+RANDOM = object()  # a made-up value per run (no secret-looking literal in the repository)
+CONFIG_ERRORS = {
+    # case: (data root, env changes, weights, PCA target, asset, expected message)
+    "missing bucket": ("s3://no-such-bucket-anywhere/fruits", {}, None, "0.9", raw_images, r"bucket does not exist"),
+    "wrong credentials": ("s3://{bucket}/fruits", {"AWS_SECRET_ACCESS_KEY": RANDOM}, None, "0.9", raw_images,
+                          r"secret key does not match"),
+    "unreachable endpoint": ("s3://{bucket}/fruits", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, None, "0.9", raw_images,
+                             r"cannot reach S3 at http://127.0.0.1:9"),
+    "no Training/ under the root": ("{empty}", {}, None, "0.9", raw_images, r"no class folders under .*Training/<Class>"),
+    "bad weights path": ("{local}", {}, "/nowhere/weights.h5", "0.9", image_embeddings, r"FRUIT_MODEL_WEIGHTS='/nowhere/weights.h5'"),
+    "PCA target outside (0, 1]": ("{local}", {}, None, "1.5", pca_model, r"FRUIT_PCA_VARIANCE must be in \(0, 1\], got '1.5'"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_ERRORS))
+def test_configuration_errors_fail_the_step_with_one_clear_line(
+    case, spark, s3_bucket, sample_root, weights_file, dagster_instance, tmp_path, monkeypatch
+):
+    root, env, weights, target, asset, expected = CONFIG_ERRORS[case]
+    root = root.format(bucket=s3_bucket, empty=tmp_path / "empty", local=sample_root)
+    for name, value in env.items():
+        monkeypatch.setenv(name, secrets.token_hex(20) if value is RANDOM else value)
+    dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, ["Banana"])
+    kwargs = {} if asset is pca_model else {"partition_key": "Banana"}
+    result = materialize(ALL_ASSETS, selection=[asset], instance=dagster_instance,
+                         resources=resources(root, weights or weights_file, target), raise_on_error=False, **kwargs)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert re.search(expected, message), message
+    assert "\n" not in message and "Traceback" not in message
+    assert os.environ.get("AWS_SECRET_ACCESS_KEY", "unset") not in message
+
+
+def test_odd_keys_a_huge_photo_and_a_bomb_on_s3(spark, s3_bucket, sample_source, weights_file, dagster_instance):
+    """Object keys with spaces, unicode, quotes and URL-special characters; a 24-megapixel photo;
+    a 100-megapixel PNG bomb of a few hundred KB. Every object is accounted for, by its exact key."""
+    import io
+
+    from PIL import Image
+
+    from fruit_assets.storage import open_store
+
+    root = f"s3://{s3_bucket}/fruits"
+    store = open_store(root)
+    with open(os.path.join(sample_source, "Training", "Banana", "0_100.jpg"), "rb") as handle:
+        good = handle.read()
+    huge, bomb = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (6000, 4000), (200, 40, 40)).save(huge, "JPEG", quality=70)
+    Image.new("L", (10000, 10000)).save(bomb, "PNG", optimize=True)
+    odd_class = "Pêche \"plate\" d'été #1"
+    objects = {
+        f"{odd_class}/it's a \"pear\" ü 1.jpg": good,
+        f"{odd_class}/space  and #hash%20+plus.jpg": good,
+        f"{odd_class}/日本語/写真.jpg": good,
+        f"{odd_class}/huge photo.jpg": huge.getvalue(),
+        f"{odd_class}/bomb.png": bomb.getvalue(),
+        "Banana/0.jpg": good,
+    }
+    for key, data in objects.items():
+        store.write_bytes(f"{root}/Training/{key}", data)
+
+    classes = sorted(["Banana", odd_class])
+    dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, classes)
+    result = materialize(
+        ALL_ASSETS, selection=[raw_images, image_embeddings], instance=dagster_instance,
+        resources=resources(root, weights_file),
+        tags={"dagster/asset_partition_range_start": classes[0], "dagster/asset_partition_range_end": classes[-1]},
+    )
+    assert result.success
+    meta = metadata_of(result, "image_embeddings")
+    assert (meta["num_images"], meta["num_embedded"], meta["num_quarantined"]) == (6, 5, 1)
+
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.spark_jobs.commit import dataset_files
+    from fruit_assets.spark_jobs.parquet_io import read_tables
+
+    layout = DataLayout.at(root)
+    embedded = read_tables([u for c in classes for u in dataset_files(layout.embeddings, c)])
+    quarantined = read_tables(dataset_files(layout.quarantine, odd_class))
+    expected = {f"{root}/Training/{key}" for key in objects}
+    assert set(embedded["path"].to_pylist()) | set(quarantined["path"].to_pylist()) == expected
+    assert quarantined.to_pylist()[0]["path"].endswith("bomb.png") and quarantined["reason"].to_pylist() == ["too_large"]
+    assert set(embedded.filter(pc.equal(embedded["fruit_class"], odd_class))["path"].to_pylist()) >= {
+        f"{root}/Training/{odd_class}/huge photo.jpg", f"{root}/Training/{odd_class}/it's a \"pear\" ü 1.jpg"}
+    # The class folder is escaped the way Spark escapes Hive partition values.
+    assert any("fruit_class=Pêche %22plate%22 d%27été %231" in u for u in dataset_files(layout.embeddings, odd_class))

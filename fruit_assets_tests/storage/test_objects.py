@@ -54,3 +54,33 @@ def test_replace_folder_swaps_whole_versions(tmp_path):
     assert sorted(os.listdir(tmp_path / "out" / "c")) == ["new-1.parquet"]
     assert not (tmp_path / "_staging" / "r1" / "c").exists()
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".retired")]
+
+
+def test_concurrent_commits_of_one_folder_leave_one_whole_version(tmp_path):
+    """Two runs committing the same class at once: no error, no mix; the last writer wins whole."""
+    import threading
+
+    root = normalize_uri(str(tmp_path))
+    store = open_store(root)
+    final = join_uri(root, "out", "c")
+    errors = []
+
+    def writer(name: str) -> None:
+        try:
+            for round_ in range(30):
+                staged = join_uri(root, "_staging", f"{name}-{round_}", "c")
+                for part in range(3):
+                    store.write_bytes(join_uri(staged, f"{name}-{round_}-{part}.parquet"), name.encode())
+                store.replace_folder(staged, final)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    names = sorted(os.listdir(tmp_path / "out" / "c"))
+    assert len(names) == 3 and len({n.rsplit("-", 1)[0] for n in names}) == 1, names
+    assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".retired")]
