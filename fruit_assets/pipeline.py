@@ -78,6 +78,18 @@ def build_manifests(layout: DataLayout, classes: list[str]) -> StepReport:
     return report
 
 
+def sweep_abandoned_staging(layout: DataLayout, is_finished) -> list[str]:
+    """Deletes ``_staging/<run>/`` folders of runs that ``is_finished(run)`` says are over (a run
+    killed before its own cleanup leaves one behind); returns the runs swept. Folders of runs still
+    in progress, or unknown to the caller, are left alone."""
+    staging_root = layout.staging("")
+    store = open_store(staging_root)
+    swept = [token for token in store.list_folders(staging_root) if is_finished(token)]
+    for token in swept:
+        discard_staging(layout.staging(token))
+    return swept
+
+
 def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run_token: str,
                      settings: EmbedSettings = EmbedSettings(), incremental: bool = True) -> StepReport:
     """Embeds the classes' images; with ``incremental``, only images whose (path, content ETag) or

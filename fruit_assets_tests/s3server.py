@@ -57,6 +57,7 @@ class SeaweedFS:
         args = [weed, "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-master.telemetry=false", "-admin.ui=false"]
         args += [f"-{name}.port={port}" for name, port in self._ports.items()]
+        os.makedirs(self.data_dir, exist_ok=True)
         self._log = open(self.log_path, "ab")
         credentials = {k: v for k, v in self.env.items() if k.startswith("AWS_") and "KEY" in k}
         self.process = subprocess.Popen(

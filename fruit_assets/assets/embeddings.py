@@ -3,6 +3,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from fruit_assets.assets.checks import EMBEDDING_CHECKS, embedding_checks
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.partitions import fruit_class_partitions
@@ -32,6 +33,7 @@ def image_embeddings(
         classes = list(context.partition_keys)
         weights = embedding_model.resolve()
         session = spark.get_session()
+        sweep_staging_of_finished_runs(context, storage.layout)
         context.log.info(
             f"embedding {len(classes)} class(es) with weights {weights.source} ({weights.fingerprint}); "
             f"Spark UI: {spark.ui_url}"

@@ -178,8 +178,13 @@ def test_run_process_killed_mid_write_leaves_no_partial_output(spark, sample_roo
     plain = ds.dataset(layout.embeddings[len("file://"):], format="parquet").to_table().sort_by("path")
     assert plain.equals(before["embeddings"]["table"].select(plain.column_names))
 
-    # The next run recovers: every image embedded exactly once.
+    # Run monitoring marks the dead run failed (a run pod's death is seen by the daemon); the next
+    # run then recovers: every image embedded exactly once, the dead run's staging folder swept.
+    [killed] = [r for r in dagster_instance.get_runs() if not r.is_finished]
+    assert os.path.isdir(os.path.join(staging, killed.run_id))
+    dagster_instance.report_run_failed(killed)
     run_graph(dagster_instance, sample_root, weights_file)
+    assert os.listdir(staging) == []
     after = committed(layout)
     paths = after["embeddings"]["table"]["path"].to_pylist()
     assert len(paths) == len(set(paths)) == 36 + 12
