@@ -85,6 +85,8 @@ def thumbnails(images_by_class: dict[str, list[bytes]], size: int = 48) -> bytes
     """A grid: one row per class (at most 12), a few thumbnails each."""
     from PIL import Image, ImageDraw
 
+    from fruit_assets.featurize.images import ImageDecodeError, decode_image
+
     rows = sorted(images_by_class)[:12]
     per_row = max((len(images_by_class[r]) for r in rows), default=0)
     label_width = 110
@@ -94,12 +96,12 @@ def thumbnails(images_by_class: dict[str, list[bytes]], size: int = 48) -> bytes
         draw.text((4, row * (size + 4) + size // 2 - 6), name[:18], fill=(40, 40, 40))
         for column, data in enumerate(images_by_class[name]):
             try:
-                with Image.open(io.BytesIO(data)) as image:
-                    thumb = image.convert("RGB")
-                    thumb.thumbnail((size, size))
-                    sheet.paste(thumb, (label_width + column * (size + 4), row * (size + 4)))
-            except Exception:  # noqa: BLE001 - a bad file shows as an empty cell; it is quarantined later
-                continue
+                # The embedding path's bounded decoder: a bomb is refused from its header, not decoded.
+                thumb = Image.fromarray(decode_image(data))
+            except ImageDecodeError:
+                continue  # an empty cell; the file is quarantined by image_embeddings
+            thumb.thumbnail((size, size))
+            sheet.paste(thumb, (label_width + column * (size + 4), row * (size + 4)))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()

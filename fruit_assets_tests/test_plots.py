@@ -28,3 +28,18 @@ def test_plots_are_small_pngs_in_markdown():
         image = decoded(markdown_image(png, "plot"))
         assert image.format == "PNG" and image.size[0] > 100
         assert np.asarray(image.convert("L")).std() > 5  # something is drawn
+
+
+def test_thumbnails_refuse_a_bomb_without_decoding_it():
+    import warnings
+
+    good = jpeg_bytes(render_fruit(np.random.default_rng(0), (200, 40, 40), 1.0))
+    bomb = io.BytesIO()
+    Image.new("L", (10000, 10000)).save(bomb, "PNG", optimize=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png = thumbnails({"A": [good, bomb.getvalue(), b"", b"not an image"]})
+    # Pillow warns as it starts to decode a 100-megapixel image; the bounded decoder never gets there.
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    with Image.open(io.BytesIO(png)) as sheet:
+        assert sheet.format == "PNG" and sheet.width > 48

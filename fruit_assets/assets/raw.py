@@ -26,9 +26,13 @@ def raw_images(context: AssetExecutionContext, storage: FruitStorage) -> Materia
         context.log.info(f"{fruit_class}: {counts.images} objects")
     metadata = step_metadata(report)
     metadata["images_per_class"] = per_class_table(report, ("images",))
-    samples = {
-        c: [open_store(p).read_bytes(p) for p in read_manifest(storage.layout, c)["path"].to_pylist()[:4]]
-        for c in classes[:12]
-    }
+    samples = {c: [open_store(p).read_bytes(p) for p in _thumbnail_paths(storage.layout, c)] for c in classes[:12]}
     metadata["thumbnails"] = MetadataValue.md(markdown_image(thumbnails(samples), "sample images"))
     return MaterializeResult(metadata=metadata)
+
+
+def _thumbnail_paths(layout, fruit_class: str, count: int = 4, max_bytes: int = 5_000_000) -> list[str]:
+    """The class's first few objects small enough to fetch into the driver for a picture."""
+    manifest = read_manifest(layout, fruit_class)
+    small = [p for p, size in zip(manifest["path"].to_pylist(), manifest["size"].to_pylist()) if size <= max_bytes]
+    return small[:count]
