@@ -33,8 +33,7 @@ def list_class_images(layout: DataLayout, fruit_class: str) -> pa.Table:
     ]
     if not objects:
         # An empty manifest would "succeed" with nothing in it: a wrong root must fail loudly.
-        if not open_store(layout.training).list_folders(layout.training):
-            discover_classes(layout)  # raises, naming the root and the layout it expects
+        discover_classes(layout)  # raises first if the root has no Training/<Class>/ at all
         raise StorageError(
             f"no objects under {folder}/: the class folder is empty or gone (delete the partition "
             f"{fruit_class!r} in the Dagster UI if the class was removed on purpose)"

@@ -164,9 +164,8 @@ def embedding_files(layout: DataLayout, classes: list[str]) -> dict[str, list[st
 
 
 def _materialized(layout: DataLayout, fruit_class: str) -> bool:
-    """A class whose every image was quarantined has an (empty) committed embeddings folder."""
-    folder = DataLayout.class_folder(layout.quarantine, fruit_class)
-    return any(True for _ in open_store(folder).list_objects(folder))
+    """A class whose every image was quarantined has no embeddings files, but committed quarantine ones."""
+    return bool(dataset_files(layout.quarantine, fruit_class))
 
 
 def fit_pca(spark, layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel:

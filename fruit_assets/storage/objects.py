@@ -348,20 +348,17 @@ class S3ObjectStore(ObjectStore):
         old = [info.uri for info in self.list_objects(final_uri)]
         staged_bucket, staged_prefix = self.split(staged_uri.rstrip("/") + "/")
         final_bucket, final_prefix = self.split(final_uri.rstrip("/") + "/")
-        index_key = final_prefix + COMMIT_INDEX
-        new_keys = {index_key}
+        copied = []
         for info in self.list_objects(staged_uri):
             _, key = self.split(info.uri)
-            target = final_prefix + key[len(staged_prefix) :]
-            if target == index_key:
-                continue
-            new_keys.add(target)
+            copied.append(key[len(staged_prefix) :])
             self._client.copy_object(
-                Bucket=final_bucket, Key=target, CopySource={"Bucket": staged_bucket, "Key": key}
+                Bucket=final_bucket, Key=final_prefix + copied[-1], CopySource={"Bucket": staged_bucket, "Key": key}
             )
-        index = {"files": sorted(key[len(final_prefix) :] for key in new_keys if key != index_key)}
-        self._client.put_object(Bucket=final_bucket, Key=index_key, Body=json.dumps(index).encode())
-        self.delete(uri for uri in old if self.split(uri)[1] not in new_keys)
+        index = json.dumps({"files": sorted(copied)}).encode()
+        self._client.put_object(Bucket=final_bucket, Key=final_prefix + COMMIT_INDEX, Body=index)
+        keep = {final_prefix + name for name in [*copied, COMMIT_INDEX]}
+        self.delete(uri for uri in old if self.split(uri)[1] not in keep)
         self.delete_prefix(staged_uri)
 
     @_explain_s3_errors
