@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
 from fruit_assets.assets import image_embeddings, raw_images
 from fruit_assets.layout import DataLayout
