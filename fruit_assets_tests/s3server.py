@@ -36,6 +36,7 @@ class SeaweedFS:
         self.data_dir = data_dir
         self.process = None
         self.env: dict[str, str] = {}
+        self._probe_written = False
 
     def __enter__(self) -> "SeaweedFS":
         self._ports = {name: _free_port_pair() for name in ("s3", "master", "filer", "volume", "webdav", "admin")}
@@ -79,7 +80,13 @@ class SeaweedFS:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                client.list_buckets()
+                # Object reads, not just bucket listings: after a restart the filer answers
+                # listings before the volume server serves the objects written earlier.
+                if self._probe_written:
+                    client.get_object(Bucket="bootstrap", Key="ready-probe")["Body"].read()
+                else:
+                    client.put_object(Bucket="bootstrap", Key="ready-probe", Body=b"ok")
+                    self._probe_written = True
                 return
             except Exception:  # noqa: BLE001 - not up yet
                 if self.process.poll() is not None or time.monotonic() > deadline:
