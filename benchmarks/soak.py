@@ -153,7 +153,7 @@ def soak(args, work: str, root: str) -> int:
 
     # The baseline: the same final images, from scratch, no carry-forward, in a fresh root.
     from fruit_assets.pipeline import build_embeddings, build_manifests, build_reduced_features, fit_pca
-    from fruit_assets.featurize.model import resolve_weights
+    from fruit_assets.pipeline import inference_model
 
     fresh = DataLayout.at(os.path.join(work, "from_scratch"))
     local = open_store(fresh.root)
@@ -163,7 +163,8 @@ def soak(args, work: str, root: str) -> int:
 
     def from_scratch():
         build_manifests(fresh, classes)
-        build_embeddings(spark, fresh, classes, resolve_weights(weights), "from-scratch", incremental=False)
+        build_embeddings(spark, fresh, classes, inference_model(fresh, "onnxruntime", weights, 1234).model,
+                         "from-scratch", incremental=False)
         fit_pca(spark, fresh, classes, 0.95)
         build_reduced_features(spark, fresh, classes, "from-scratch-2")
         return "done"

@@ -75,6 +75,22 @@ def _failure_message(result) -> str:
     return "see `dagster dev` or the log above"
 
 
+def _model_needs_converting(layout) -> bool:
+    """embedding_model runs when the configured weights have no converted model yet (first run,
+    new weights): the asset records the conversion and its parity check. Otherwise it is skipped,
+    so an incremental run never imports TensorFlow."""
+    from fruit_assets import model_registry
+    from fruit_assets.definitions import defs
+    from fruit_assets.featurize.engines import ONNXRUNTIME, check_engine
+    from fruit_assets.resources.env import resolved
+
+    model = defs.resources["embedding_model"]
+    if check_engine(resolved(model.engine)) != ONNXRUNTIME:
+        return False
+    record = model_registry.find(layout, model_registry.weights_key(resolved(model.weights), model.random_seed))
+    return record is None or model_registry.read_model(layout, record) is None
+
+
 def cmd_materialize(args) -> int:
     from fruit_assets.changes import contiguous_ranges
     from fruit_assets.definitions import defs
@@ -112,7 +128,8 @@ def cmd_materialize(args) -> int:
     session = SparkResource(master=resolved(defs.resources["spark"].master)).get_session()
     summary: dict[str, dict] = {}
     try:
-        steps = [("embed_classes", r) for r in contiguous_ranges(selected, ordered)]
+        steps = [("convert_model", None)] if _model_needs_converting(layout) else []
+        steps += [("embed_classes", r) for r in contiguous_ranges(selected, ordered)]
         steps.append(("fit_pca", None))
         steps += [("reduce_classes", r) for r in contiguous_ranges(selected, ordered)]
         for job_name, key_range in steps:

@@ -7,7 +7,7 @@ from dagster import BetaWarning, Definitions, define_asset_job, in_process_execu
 # BackfillPolicy is beta in Dagster 1.13; we rely on it deliberately (single-run backfills).
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
+from fruit_assets.assets import embedding_model, image_embeddings, pca_model, raw_images, reduced_features
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets.resources.env import env_or_default
@@ -16,14 +16,15 @@ from fruit_assets.sensors import downstream_automation_sensor, new_uploads_senso
 embed_classes_job = define_asset_job(
     "embed_classes", selection=[raw_images, image_embeddings], partitions_def=fruit_class_partitions
 )
+convert_model_job = define_asset_job("convert_model", selection=[embedding_model])
 fit_pca_job = define_asset_job("fit_pca", selection=[pca_model])
 reduce_classes_job = define_asset_job(
     "reduce_classes", selection=[reduced_features], partitions_def=fruit_class_partitions
 )
 
 defs = Definitions(
-    assets=[raw_images, image_embeddings, pca_model, reduced_features],
-    jobs=[embed_classes_job, fit_pca_job, reduce_classes_job],
+    assets=[embedding_model, raw_images, image_embeddings, pca_model, reduced_features],
+    jobs=[convert_model_job, embed_classes_job, fit_pca_job, reduce_classes_job],
     sensors=[new_uploads_sensor, downstream_automation_sensor],
     resources={
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
@@ -35,7 +36,10 @@ defs = Definitions(
             k8s_driver_pod_name=env_or_default("POD_NAME", ""),
             k8s_driver_pod_ip=env_or_default("POD_IP", ""),
         ),
-        "embedding_model": EmbeddingModelResource(weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet")),
+        "embedding_model": EmbeddingModelResource(
+            weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet"),
+            engine=env_or_default("FRUIT_INFERENCE_ENGINE", "onnxruntime"),
+        ),
         "pca_settings": PcaSettings(variance_target=env_or_default("FRUIT_PCA_VARIANCE", "0.95")),
     },
     # All steps of a run share one process, hence one Spark application and one model per worker.

@@ -19,7 +19,7 @@ class ConfigurationError(UserFacingError, ValueError):
 
 # Spark reports a failed Python task as text: "...fruit_assets.storage.objects.StorageError: <msg>".
 _RAISED_IN_TASK = re.compile(
-    r"^(?:[\w.]+\.)?(StorageError|WeightsUnavailableError|AccountingError|ConfigurationError): (.+)$", re.M
+    r"^(?:[\w.]+\.)?(StorageError|WeightsUnavailableError|AccountingError|ConfigurationError|ModelParityError): (.+)$", re.M
 )
 
 

@@ -53,6 +53,20 @@ class DataLayout:
     def pca_model(self) -> str:
         return join_uri(self.root, "models", "pca", "pca.npz")
 
+    @property
+    def embedding_models(self) -> str:
+        return join_uri(self.root, "models", "embedding")
+
+    def embedding_model(self, fingerprint: str) -> str:
+        return join_uri(self.embedding_models, f"{fingerprint}.onnx")
+
+    def embedding_model_record(self, fingerprint: str) -> str:
+        return join_uri(self.embedding_models, f"{fingerprint}.json")
+
+    @property
+    def embedding_model_index(self) -> str:
+        return join_uri(self.embedding_models, "weights-index.json")
+
     def staging(self, run_token: str) -> str:
         return join_uri(self.root, "_staging", run_token)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from fruit_assets import model_registry
 from fruit_assets.errors import ConfigurationError, UserFacingError
+from fruit_assets.featurize.engines import ONNXRUNTIME, TENSORFLOW, InferenceModel, check_engine
 from fruit_assets.layout import DataLayout
 from fruit_assets.manifest import list_class_images, read_manifest, write_manifest
 from fruit_assets.pca import PcaModel, fit_from_moments, load_pca, save_pca
@@ -24,6 +26,10 @@ class AccountingError(UserFacingError):
     """Images in the manifest != images embedded + images quarantined."""
 
 
+class ModelParityError(UserFacingError):
+    """The converted model does not compute what TensorFlow computes with the same weights."""
+
+
 @dataclass
 class ClassCounts:
     images: int = 0
@@ -31,6 +37,7 @@ class ClassCounts:
     quarantined: int = 0
     featurized: int = 0  # images decoded (and embedded or quarantined) by this run
     reused: int = 0  # rows carried over from the previous materialization
+    remodeled: int = 0  # previous rows computed with another engine or weights: embedded again
 
 
 @dataclass
@@ -60,11 +67,94 @@ class StepReport:
         return sum(c.reused for c in self.per_class.values())
 
     @property
+    def remodeled(self) -> int:
+        return sum(c.remodeled for c in self.per_class.values())
+
+    @property
     def images_per_second(self) -> float:
         """Throughput of the work done: images featurized by this run (all images for steps that
         featurize nothing, such as manifests and projections) per second."""
         done = self.featurized or self.images
         return done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ModelReport:
+    model: InferenceModel
+    record: model_registry.ConvertedModel | None  # None when the engine is TensorFlow itself
+    converted: bool = False  # this call ran tf2onnx
+    measured: bool = False  # this call measured parity against TensorFlow
+    seconds: float = 0.0
+
+
+def parity_images():
+    """Fixed preprocessed images the converted model is compared on (odd sizes and colours
+    included: the synthetic sample's fruit on varied backgrounds)."""
+    from fruit_assets.featurize.images import preprocess_batch
+    from fruit_assets.sample import synthetic_images
+
+    return preprocess_batch(synthetic_images(8, seed=2024))
+
+
+def build_embedding_model(layout: DataLayout, weights_spec: str, random_seed: int, verify: bool = True) -> ModelReport:
+    """The ONNX model for the weights ``weights_spec`` names, converted once per weights.
+
+    A stored model whose hash matches its record is reused; with ``verify`` its parity with
+    TensorFlow is measured again on the stored bytes (what the asset check reports), otherwise the
+    recorded parity stands and TensorFlow is not even imported."""
+    from fruit_assets.featurize.model import resolve_weights
+
+    started = time.perf_counter()
+    key = model_registry.weights_key(weights_spec, random_seed)
+    record = model_registry.find(layout, key)
+    onnx_bytes = model_registry.read_model(layout, record) if record else None
+    if record is not None and onnx_bytes is not None and not verify:
+        model = InferenceModel(ONNXRUNTIME, record.fingerprint, record.source, onnx_bytes,
+                               layout.embedding_model(record.fingerprint))
+        return ModelReport(model, record, seconds=time.perf_counter() - started)
+
+    from importlib.metadata import version
+
+    from fruit_assets.featurize.onnx_model import ONNX_OPSET, convert_to_onnx, measure_parity
+
+    weights = resolve_weights(weights_spec, random_seed)
+    converted = record is None or onnx_bytes is None or record.fingerprint != weights.fingerprint
+    if converted:
+        onnx_bytes = convert_to_onnx(weights, ONNX_OPSET)
+    parity = measure_parity(weights, onnx_bytes, parity_images())
+    record = model_registry.ConvertedModel(
+        weights_key=key, fingerprint=weights.fingerprint, source=weights.source,
+        sha256=model_registry.sha256(onnx_bytes), opset=record.opset if record and not converted else ONNX_OPSET,
+        parity_max_abs=parity.max_abs, parity_max_rel=parity.max_rel, parity_images=parity.images,
+        versions={name: version(name) for name in ("tensorflow-cpu", "tf2onnx", "onnxruntime", "keras")},
+    )
+    model_registry.save(layout, record, onnx_bytes if converted else None)
+    model = InferenceModel(ONNXRUNTIME, weights.fingerprint, weights.source, onnx_bytes,
+                           layout.embedding_model(weights.fingerprint))
+    return ModelReport(model, record, converted=converted, measured=True, seconds=time.perf_counter() - started)
+
+
+def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_seed: int) -> ModelReport:
+    """What a run that embeds broadcasts: the converted model (converted now if this is the first
+    run with these weights) or, for the TensorFlow engine, the weight arrays themselves."""
+    from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
+
+    engine = check_engine(engine)
+    if engine == TENSORFLOW:
+        from fruit_assets.featurize.model import resolve_weights
+
+        started = time.perf_counter()
+        weights = resolve_weights(weights_spec, random_seed)
+        return ModelReport(InferenceModel(TENSORFLOW, weights.fingerprint, weights.source, weights.arrays),
+                           None, seconds=time.perf_counter() - started)
+    report = build_embedding_model(layout, weights_spec, random_seed, verify=False)
+    if not report.record.parity_max_rel <= PARITY_TOLERANCE:
+        raise ModelParityError(
+            f"the converted model {report.model.location} differs from TensorFlow by "
+            f"{report.record.parity_max_rel:.2g} (relative; limit {PARITY_TOLERANCE:g}): re-materialize "
+            f"embedding_model after deleting it, or set FRUIT_INFERENCE_ENGINE=tensorflow"
+        )
+    return report
 
 
 def build_manifests(layout: DataLayout, classes: list[str]) -> StepReport:
@@ -90,10 +180,11 @@ def sweep_abandoned_staging(layout: DataLayout, is_finished) -> list[str]:
     return swept
 
 
-def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run_token: str,
+def build_embeddings(spark, layout: DataLayout, classes: list[str], model: InferenceModel, run_token: str,
                      settings: EmbedSettings = EmbedSettings(), incremental: bool = True) -> StepReport:
-    """Embeds the classes' images; with ``incremental``, only images whose (path, content ETag) or
-    weights differ from the previous materialization. Deleted images drop out."""
+    """Embeds the classes' images with ``model``; with ``incremental``, only images whose (path,
+    content ETag), engine or weights differ from the previous materialization. Deleted images
+    drop out."""
     started = time.perf_counter()
     report = StepReport(output=layout.embeddings)
     manifests = {}
@@ -113,12 +204,14 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run
                 if (files := dataset_files(dataset, fruit_class))
             ]
             manifest_uris = {c: layout.manifest(c) for c in classes}
-            for kind, fruit_class, uri, paths in carry_forward(spark, work, manifest_uris, weights.fingerprint, staging, tag):
+            carried = carry_forward(spark, work, manifest_uris, model.engine, model.fingerprint, staging, tag)
+            for kind, fruit_class, uri, paths, remodeled in carried:
                 if uri:
                     staged.setdefault((fruit_class, kind), []).append(uri)
                 kept_paths[fruit_class].update(paths)
                 counts = report.per_class[fruit_class]
                 counts.reused += len(paths)
+                counts.remodeled += remodeled
                 if kind == "embeddings":
                     counts.embedded += len(paths)
                 else:
@@ -129,7 +222,7 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], weights, run
             for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist())
             if path not in kept_paths[fruit_class]
         ]
-        outcome = embed_images(spark, rows, weights, staging, settings, file_tag=tag)
+        outcome = embed_images(spark, rows, model, staging, settings, file_tag=tag)
         for (fruit_class, kind), uris in outcome.staged.items():
             staged.setdefault((fruit_class, kind), []).extend(uris)
         for fruit_class, counts in report.per_class.items():

@@ -38,6 +38,25 @@ def model_weights(weights_file):
 
 
 @pytest.fixture(scope="session")
+def tensorflow_model(model_weights):
+    """The weights file as the TensorFlow engine runs it (the reference)."""
+    from fruit_assets.featurize.engines import TENSORFLOW, InferenceModel
+
+    return InferenceModel(TENSORFLOW, model_weights.fingerprint, model_weights.source, model_weights.arrays)
+
+
+@pytest.fixture(scope="session")
+def onnx_model(weights_file, tmp_path_factory):
+    """The weights file converted for ONNX Runtime (the default engine), parity measured."""
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.pipeline import build_embedding_model
+
+    report = build_embedding_model(DataLayout.at(str(tmp_path_factory.mktemp("models"))), weights_file, 1234)
+    assert report.converted and report.record.parity_max_rel < 1e-4
+    return report.model
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 server (SeaweedFS `weed mini`), loopback only, with credentials made up per session.
 

@@ -7,7 +7,7 @@ from fruit_assets.definitions import defs
 
 def test_definitions_load_with_the_product_assets_and_sensors():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_images", "image_embeddings", "pca_model", "reduced_features"}
+    assert keys == {"embedding_model", "raw_images", "image_embeddings", "pca_model", "reduced_features"}
     assert defs.resolve_sensor_def("new_uploads_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_sensor_def("downstream_automation_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     graph = defs.resolve_asset_graph()
@@ -15,6 +15,11 @@ def test_definitions_load_with_the_product_assets_and_sensors():
         node = graph.get(dg.AssetKey(key))
         assert node.partitions_def.name == "fruit_class"
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    # The converted model is one for all classes, upstream of the embeddings; the default engine
+    # is ONNX Runtime.
+    assert graph.get(dg.AssetKey("embedding_model")).partitions_def is None
+    assert dg.AssetKey("embedding_model") in graph.get(dg.AssetKey("image_embeddings")).parent_keys
+    assert defs.resources["embedding_model"].engine == "onnxruntime"
 
 
 def test_new_embeddings_flow_downstream_through_automation(dagster_instance):

@@ -11,26 +11,26 @@ from fruit_assets.manifest import discover_classes
 from fruit_assets.pipeline import build_embeddings, build_manifests, build_reduced_features, fit_pca
 
 
-def embed(spark, layout, weights, token):
+def embed(spark, layout, model, token):
     classes = discover_classes(layout)
     build_manifests(layout, classes)
-    return build_embeddings(spark, layout, classes, weights, token)
+    return build_embeddings(spark, layout, classes, model, token)
 
 
 def table(root, folder):
     return ds.dataset(os.path.join(root, folder), format="parquet").to_table().sort_by("path")
 
 
-def test_only_new_or_changed_images_are_featurized(spark, sample_root, model_weights, weights_file):
+def test_only_new_or_changed_images_are_featurized(spark, sample_root, onnx_model, weights_file):
     layout = DataLayout.at(sample_root)
     training = os.path.join(sample_root, "Training")
     banana = os.path.join(training, "Banana")
 
-    first = embed(spark, layout, model_weights, "run00001")
+    first = embed(spark, layout, onnx_model, "run00001")
     assert (first.featurized, first.reused, first.embedded) == (36, 0, 36)
     before = table(sample_root, "embeddings")
 
-    unchanged = embed(spark, layout, model_weights, "run00002")
+    unchanged = embed(spark, layout, onnx_model, "run00002")
     assert (unchanged.featurized, unchanged.reused, unchanged.embedded) == (0, 36, 36)
     after = table(sample_root, "embeddings")
     assert after["path"].to_pylist() == before["path"].to_pylist()
@@ -38,12 +38,12 @@ def test_only_new_or_changed_images_are_featurized(spark, sample_root, model_wei
                                   np.stack(before["embedding"].to_numpy(zero_copy_only=False)))
 
     shutil.copy(os.path.join(training, "Pepper Red", "0_100.jpg"), os.path.join(banana, "added_100.jpg"))
-    added = embed(spark, layout, model_weights, "run00003")
+    added = embed(spark, layout, onnx_model, "run00003")
     assert (added.featurized, added.reused, added.embedded) == (1, 36, 37)
     assert added.per_class["Banana"].featurized == 1 and added.per_class["Apple Red 1"].featurized == 0
 
     shutil.copy(os.path.join(training, "Apple Red 1", "0_100.jpg"), os.path.join(banana, "3_100.jpg"))  # same name, new content
-    modified = embed(spark, layout, model_weights, "run00004")
+    modified = embed(spark, layout, onnx_model, "run00004")
     assert (modified.featurized, modified.reused, modified.embedded) == (1, 36, 37)
     rows = table(sample_root, "embeddings")
     assert rows.num_rows == 37 and len(set(rows["path"].to_pylist())) == 37  # replaced, not duplicated
@@ -52,7 +52,7 @@ def test_only_new_or_changed_images_are_featurized(spark, sample_root, model_wei
     np.testing.assert_allclose(by_path[f"file://{banana}/3_100.jpg"], apple, rtol=1e-5, atol=1e-6)
 
     os.remove(os.path.join(banana, "5_100.jpg"))
-    deleted = embed(spark, layout, model_weights, "run00005")
+    deleted = embed(spark, layout, onnx_model, "run00005")
     assert (deleted.featurized, deleted.reused, deleted.embedded) == (0, 36, 36)
     assert f"file://{banana}/5_100.jpg" not in table(sample_root, "embeddings")["path"].to_pylist()
     classes = discover_classes(layout)
@@ -65,10 +65,31 @@ def test_only_new_or_changed_images_are_featurized(spark, sample_root, model_wei
     assert len(os.listdir(os.path.join(sample_root, "embeddings", "fruit_class=Banana"))) <= 3
 
 
-def test_other_weights_mean_everything_is_featurized_again(spark, sample_root, model_weights):
-    from fruit_assets.featurize.model import resolve_weights
+def test_other_weights_mean_everything_is_featurized_again(spark, sample_root, onnx_model):
+    from fruit_assets.pipeline import inference_model
 
     layout = DataLayout.at(sample_root)
-    embed(spark, layout, model_weights, "run00011")
-    other = embed(spark, layout, resolve_weights("random", random_seed=99), "run00012")
-    assert (other.featurized, other.reused) == (36, 0)
+    embed(spark, layout, onnx_model, "run00011")
+    other = embed(spark, layout, inference_model(layout, "onnxruntime", "random", 99).model, "run00012")
+    assert (other.featurized, other.reused, other.remodeled) == (36, 0, 36)
+
+
+def test_switching_the_engine_embeds_again_and_never_mixes(spark, sample_root, onnx_model, tensorflow_model):
+    import pyarrow.parquet as pq
+
+    layout = DataLayout.at(sample_root)
+
+    def engines():
+        folder = os.path.join(sample_root, "embeddings")
+        return {pq.read_schema(os.path.join(d, f)).metadata[b"fruit_assets.engine"].decode()
+                for d, _s, files in os.walk(folder) for f in files}
+
+    first = embed(spark, layout, onnx_model, "run00021")
+    assert first.featurized == 36 and engines() == {"onnxruntime"}
+    switched = embed(spark, layout, tensorflow_model, "run00022")
+    assert (switched.featurized, switched.reused, switched.remodeled) == (36, 0, 36)
+    assert engines() == {"tensorflow"}
+    unchanged = embed(spark, layout, tensorflow_model, "run00023")
+    assert (unchanged.featurized, unchanged.reused, unchanged.remodeled) == (0, 36, 0)
+    back = embed(spark, layout, onnx_model, "run00024")
+    assert (back.featurized, back.remodeled) == (36, 36) and engines() == {"onnxruntime"}

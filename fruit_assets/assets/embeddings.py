@@ -5,21 +5,22 @@ from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
 from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.assets.model import embedding_model as embedding_model_asset
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.plots import class_counts_bars, markdown_image
-from fruit_assets.pipeline import build_embeddings
+from fruit_assets.pipeline import build_embeddings, inference_model
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
 
 
 @asset(
     pool=DATA_ROOT_POOL,
-    deps=[raw_images],
+    deps=[raw_images, embedding_model_asset],
     partitions_def=fruit_class_partitions,
     # A backfill over many classes is one Spark application: one JVM and one model per worker,
     # not one per class.
     backfill_policy=BackfillPolicy.single_run(),
-    kinds={"spark", "tensorflow", "parquet"},
+    kinds={"spark", "onnx", "parquet"},
     check_specs=EMBEDDING_CHECKS,
     description="MobileNetV2 (no top, global average pooling) embeddings: 1280 float32 per image.",
 )
@@ -31,15 +32,24 @@ def image_embeddings(
 ) -> MaterializeResult:
     with reported_as_one_line():
         classes = list(context.partition_keys)
-        weights = embedding_model.resolve()
+        model_report = inference_model(storage.layout, embedding_model.engine_name, embedding_model.weights,
+                                       embedding_model.random_seed)
+        model = model_report.model
+        if model_report.converted:
+            context.log.info(f"first run with weights {model.source}: converted them to {model.location}")
         session = spark.get_session()
         sweep_staging_of_finished_runs(context, storage.layout)
         context.log.info(
-            f"embedding {len(classes)} class(es) with weights {weights.source} ({weights.fingerprint}); "
+            f"embedding {len(classes)} class(es) with {model.engine}, weights {model.source} ({model.fingerprint}); "
             f"Spark UI: {spark.ui_url}"
         )
         report = build_embeddings(
-            session, storage.layout, classes, weights, context.run_id, embedding_model.settings
+            session, storage.layout, classes, model, context.run_id, embedding_model.settings
+        )
+    if report.remodeled:
+        context.log.info(
+            f"{report.remodeled} previously embedded images were computed with another engine or weights "
+            f"than {model.engine} / {model.fingerprint}: embedded again"
         )
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(
@@ -57,8 +67,10 @@ def image_embeddings(
             "num_quarantined": report.quarantined,
             "num_featurized": report.featurized,
             "num_reused": report.reused,
-            "weights": weights.source,
-            "weights_fingerprint": weights.fingerprint,
+            "num_remodeled": report.remodeled,
+            "inference_engine": model.engine,
+            "weights": model.source,
+            "weights_fingerprint": model.fingerprint,
             "per_class": per_class_table(report, ("images", "embedded", "quarantined", "featurized", "reused")),
             "spark_master": session.sparkContext.master,
         }
@@ -66,6 +78,8 @@ def image_embeddings(
     metadata["class_counts"] = MetadataValue.md(markdown_image(
         class_counts_bars({c: (n.embedded, n.quarantined) for c, n in report.per_class.items()}), "images per class"
     ))
+    if model.location:
+        metadata["model_path"] = MetadataValue.path(model.location)
     if spark.ui_url:
         metadata["spark_ui"] = MetadataValue.url(spark.ui_url)
     checks = embedding_checks(session, storage.layout, report, embedding_model.max_quarantine_rate)

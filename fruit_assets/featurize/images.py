@@ -63,7 +63,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def preprocess_batch(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 224, 224, 3) -> float32 in [-1, 1] via Keras' own ``mobilenet_v2.preprocess_input``."""
-    from keras.applications.mobilenet_v2 import preprocess_input
-
-    return preprocess_input(images.astype(np.float32, copy=True))
+    """uint8 (n, 224, 224, 3) -> float32 in [-1, 1]: Keras' ``mobilenet_v2.preprocess_input``
+    ("tf" mode: ``x / 127.5 - 1``) written out in numpy, so that Spark workers running ONNX Runtime
+    never import TensorFlow. Same float32 operations in the same order: bit-identical (tested)."""
+    batch = images.astype(np.float32, copy=True)
+    batch /= np.float32(127.5)
+    batch -= np.float32(1.0)
+    return batch

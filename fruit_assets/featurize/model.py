@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,21 +160,3 @@ class Embedder:
                 chunk = padded
             out[start : start + n] = self._forward(chunk).numpy()[:n]
         return out
-
-
-_EMBEDDERS: dict[tuple[str, int], Embedder] = {}
-_EMBEDDERS_LOCK = threading.Lock()
-
-
-def cached_embedder(fingerprint: str, load_weights, batch_size: int = 32) -> Embedder:
-    """One network per process and weights: Spark reuses Python workers across tasks and jobs,
-    so the model is built once per worker, not once per task or batch. ``load_weights`` is only
-    called on a miss (reading a broadcast value costs a deserialisation)."""
-    key = (fingerprint, batch_size)
-    with _EMBEDDERS_LOCK:
-        embedder = _EMBEDDERS.get(key)
-        if embedder is None:
-            _EMBEDDERS.clear()  # one model in memory at a time
-            embedder = Embedder(load_weights(), batch_size)
-            _EMBEDDERS[key] = embedder
-        return embedder

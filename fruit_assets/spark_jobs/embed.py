@@ -25,7 +25,7 @@ SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
 class EmbedSettings:
     batch_size: int = 32
     max_images_per_task: int = 2000
-    tf_threads_per_task: int = 1
+    threads_per_task: int = 1  # inference threads per task: spark.task.cpus
     fetch_threads: int = 4
 
 
@@ -50,9 +50,10 @@ def plan_slices(num_images: int, parallelism: int, max_per_task: int) -> int:
     return max(1, min(tasks, num_images))
 
 
-def embed_images(spark, manifest_rows: list[tuple[str, str, str]], weights, staging_uri: str,
+def embed_images(spark, manifest_rows: list[tuple[str, str, str]], model, staging_uri: str,
                  settings: EmbedSettings = EmbedSettings(), file_tag: str = "") -> EmbedOutcome:
-    """``manifest_rows``: (path, fruit_class, etag), any order. Returns what was staged.
+    """``manifest_rows``: (path, fruit_class, etag), any order; ``model`` an ``InferenceModel``
+    (its payload, ONNX bytes or weight arrays, is broadcast once). Returns what was staged.
 
     ``file_tag`` (the run's id) goes into every file name: on S3 a commit copies files next to the
     previous version's, so names must never collide with an earlier run's."""
@@ -62,8 +63,8 @@ def embed_images(spark, manifest_rows: list[tuple[str, str, str]], weights, stag
     if not rows:
         return outcome
     slices = plan_slices(len(rows), sc.defaultParallelism, settings.max_images_per_task)
-    weights_broadcast = sc.broadcast(weights.arrays)
-    fingerprint = weights.fingerprint
+    payload_broadcast = sc.broadcast(model.payload)
+    engine, fingerprint = model.engine, model.fingerprint
     try:
         # Contiguous slices of the sorted manifest: each task's files hold consecutive paths.
         chunk = math.ceil(len(rows) / slices)
@@ -72,13 +73,13 @@ def embed_images(spark, manifest_rows: list[tuple[str, str, str]], weights, stag
         def run(partition_index: int, chunks: Iterator[list]) -> Iterator[tuple]:
             task_rows = [row for part in chunks for row in part]
             return embed_partition(
-                partition_index, task_rows, fingerprint, lambda: weights_broadcast.value,
+                partition_index, task_rows, engine, fingerprint, lambda: payload_broadcast.value,
                 staging_uri, settings, file_tag,
             )
 
         summaries = rdd.mapPartitionsWithIndex(run).collect()
     finally:
-        weights_broadcast.unpersist()
+        payload_broadcast.unpersist()
     for fruit_class, kind, uri, count, seconds in summaries:
         outcome.staged.setdefault((fruit_class, kind), []).append(uri)
         outcome.counts[(fruit_class, kind)] = outcome.count(fruit_class, kind) + count
@@ -116,26 +117,19 @@ def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
             yield result
 
 
-def embed_partition(partition_index: int, rows: list, fingerprint: str, load_weights,
+def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: str, load_payload,
                     staging_uri: str, settings: EmbedSettings, file_tag: str = "") -> Iterable[tuple]:
     import pyarrow as pa
 
+    from fruit_assets.featurize.engines import cached_embedder
     from fruit_assets.featurize.images import preprocess_batch
-    from fruit_assets.featurize.model import (
-        EMBEDDING_SIZE,
-        ModelWeights,
-        cached_embedder,
-        configure_tensorflow_threads,
-    )
+    from fruit_assets.featurize.model import EMBEDDING_SIZE
     from fruit_assets.spark_jobs.parquet_io import vectors_column, write_table
 
     if not rows:
         return []
     started = time.perf_counter()
-    configure_tensorflow_threads(settings.tf_threads_per_task, 1)
-    embedder = cached_embedder(
-        fingerprint, lambda: ModelWeights(load_weights(), "broadcast", fingerprint), settings.batch_size
-    )
+    embedder = cached_embedder(engine, fingerprint, load_payload, settings.batch_size, settings.threads_per_task)
     embeddings = np.empty((len(rows), EMBEDDING_SIZE), dtype=np.float32)
     ok = np.zeros(len(rows), dtype=bool)
     failures: dict[int, tuple[str, str]] = {}
@@ -177,7 +171,7 @@ def embed_partition(partition_index: int, rows: list, fingerprint: str, load_wei
             table = pa.table(
                 [pa.array(paths[good], pa.string()), pa.array(classes[good], pa.string()),
                  pa.array(etags[good], pa.string()), vectors_column(embeddings[good])],
-                schema=schemas.EMBEDDINGS.with_metadata({"fruit_assets.weights": fingerprint}),
+                schema=schemas.embeddings_schema(engine, fingerprint),
             )
             uri = DataLayout.class_folder(f"{staging_uri}/embeddings", fruit_class) + "/" + name
             write_table(uri, table)
@@ -202,14 +196,16 @@ def embed_partition(partition_index: int, rows: list, fingerprint: str, load_wei
 
 
 def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: dict[str, str],
-                  fingerprint: str, staging_uri: str, file_tag: str = "") -> list[tuple[str, str, str, list[str]]]:
+                  engine: str, fingerprint: str, staging_uri: str,
+                  file_tag: str = "") -> list[tuple[str, str, str, list[str], int]]:
     """Reuse what an earlier materialization computed, inside Spark tasks.
 
     ``work``: (kind, fruit_class, committed files) with kind 'embeddings' or 'quarantine'. Each task
     reads one class's previous files and its current manifest, keeps the rows whose (path, etag)
-    is still in the manifest (and, for embeddings, were computed with the same weights), and
-    stages them as one file. Returns (kind, fruit_class, staged uri or '', kept paths): the driver
-    learns which images need no work from the paths alone; the vectors never leave the executors.
+    is still in the manifest (and, for embeddings, were computed with the same engine and weights),
+    and stages them as one file. Returns (kind, fruit_class, staged uri or '', kept paths, rows
+    dropped because another engine or weights computed them): the driver learns which images need
+    no work from the paths alone; the vectors never leave the executors.
     """
     if not work:
         return []
@@ -227,26 +223,26 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
         for kind, fruit_class, uris in items:
             manifest = read_table(manifest_uris[fruit_class], ["path", "etag"])
             current = dict(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist()))
-            kept_tables = []
+            kept_tables, remodeled = [], 0
             for uri in uris:
                 table = read_table(uri)
-                metadata = table.schema.metadata or {}
-                if kind == "embeddings" and metadata.get(b"fruit_assets.weights", b"").decode() != fingerprint:
-                    continue  # other weights: every image must be embedded again
+                if kind == "embeddings" and schemas.embedding_model_tag(table.schema) != (engine, fingerprint):
+                    remodeled += table.num_rows  # another engine or weights: embed again
+                    continue
                 paths, etags = table["path"].to_pylist(), table["etag"].to_pylist()
                 keep = np.fromiter((current.get(p) == e for p, e in zip(paths, etags)), bool, len(paths))
                 if keep.any():
                     kept_tables.append(table.filter(pa.array(keep)))
             if not kept_tables:
-                yield kind, fruit_class, "", []
+                yield kind, fruit_class, "", [], remodeled
                 continue
             kept = pa.concat_tables(kept_tables)
             kept = kept.take(pc.sort_indices(kept, [("path", "ascending")]))
-            schema = schemas.EMBEDDINGS.with_metadata({"fruit_assets.weights": fingerprint}) if kind == "embeddings" else schemas.QUARANTINE
+            schema = schemas.embeddings_schema(engine, fingerprint) if kind == "embeddings" else schemas.QUARANTINE
             target = (DataLayout.class_folder(f"{staging_uri}/{kind}", fruit_class)
                       + f"/part-carry-{file_tag}-a{attempt}.parquet")  # one per class and run
             write_table(target, kept.select(schema.names).cast(schema))
-            yield kind, fruit_class, target, kept["path"].to_pylist()
+            yield kind, fruit_class, target, kept["path"].to_pylist(), remodeled
 
     slices = file_task_slices(sc, len(work))
     return sc.parallelize(sorted(work), slices).mapPartitions(task).collect()

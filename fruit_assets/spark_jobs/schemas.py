@@ -36,3 +36,21 @@ REDUCED_FEATURES = pa.schema(
         ("features", pa.list_(pa.float32())),
     ]
 )
+
+# Every embeddings file says which engine and weights computed it: carry-forward reuses only rows
+# of the current pair, so one partition never mixes engines or weights.
+WEIGHTS_KEY = b"fruit_assets.weights"
+ENGINE_KEY = b"fruit_assets.engine"
+
+
+def embeddings_schema(engine: str, fingerprint: str) -> pa.Schema:
+    return EMBEDDINGS.with_metadata({WEIGHTS_KEY: fingerprint.encode(), ENGINE_KEY: engine.encode()})
+
+
+def embedding_model_tag(schema: pa.Schema) -> tuple[str, str]:
+    """(engine, weights fingerprint) of an embeddings file; files from before engines existed
+    were computed by TensorFlow."""
+    from fruit_assets.featurize.engines import LEGACY_ENGINE
+
+    metadata = schema.metadata or {}
+    return metadata.get(ENGINE_KEY, LEGACY_ENGINE.encode()).decode(), metadata.get(WEIGHTS_KEY, b"").decode()

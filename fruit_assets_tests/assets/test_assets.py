@@ -10,12 +10,12 @@ import pyarrow.dataset as ds
 import pytest
 from dagster import materialize
 
-from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
+from fruit_assets.assets import embedding_model, image_embeddings, pca_model, raw_images, reduced_features
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets_tests.conftest import SPARK_MASTER
 
-ALL_ASSETS = [raw_images, image_embeddings, pca_model, reduced_features]
+ALL_ASSETS = [embedding_model, raw_images, image_embeddings, pca_model, reduced_features]
 CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
 
 
@@ -64,6 +64,9 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     assert embed_meta["num_images"] == 36 and embed_meta["num_embedded"] == 36 and embed_meta["num_quarantined"] == 0
     assert embed_meta["images_per_second"] > 0 and embed_meta["elapsed_seconds"] > 0
     assert "Apple Red 1" in embed_meta["per_class"]
+    # The default engine; the model was converted by this first run and lives where the README says.
+    assert embed_meta["inference_engine"] == "onnxruntime"
+    assert embed_meta["model_path"] == f"file://{sample_root}/models/embedding/{embed_meta['weights_fingerprint']}.onnx"
 
     # Files where the README says, class names with spaces intact, nothing temporary in sight.
     for fruit_class in CLASSES:
@@ -300,3 +303,40 @@ def test_odd_keys_a_huge_photo_and_a_bomb_on_s3(spark, s3_bucket, sample_source,
         f"{root}/Training/{odd_class}/huge photo.jpg", f"{root}/Training/{odd_class}/it's a \"pear\" ü 1.jpg"}
     # The class folder is escaped the way Spark escapes Hive partition values.
     assert any("fruit_class=Pêche %22plate%22 d%27été %231" in u for u in dataset_files(layout.embeddings, odd_class))
+
+
+def test_embedding_model_asset_converts_once_and_checks_parity(sample_root, weights_file, dagster_instance):
+    import hashlib
+    import json
+
+    from fruit_assets_tests.featurize.test_onnx_model import perturbed
+
+    def materialize_model():
+        result = materialize(ALL_ASSETS, selection=[embedding_model], instance=dagster_instance,
+                             resources=resources(sample_root, weights_file))
+        assert result.success
+        [check] = result.get_asset_check_evaluations()
+        assert check.check_name == "onnx_matches_tensorflow"
+        return metadata_of(result, "embedding_model"), check
+
+    first, check = materialize_model()
+    assert first["converted_now"] is True and check.passed
+    assert first["engine"] == "onnxruntime" and first["opset"] == 17 and first["weights"] == weights_file
+    assert first["parity_max_rel"] < 1e-4 and first["parity_max_abs"] < 1e-3
+    model_file = first["path"][len("file://"):]
+    assert os.path.getsize(model_file) == first["size_bytes"] > 8_000_000
+
+    second, check = materialize_model()
+    assert second["converted_now"] is False and check.passed and second["sha256"] == first["sha256"]
+
+    # A model that still loads but drifted (its record made to match, as a faulty converter would):
+    # the check fails on the next materialization.
+    bad = perturbed(open(model_file, "rb").read())
+    open(model_file, "wb").write(bad)
+    record_file = model_file[: -len(".onnx")] + ".json"
+    record = json.load(open(record_file))
+    record["sha256"] = hashlib.sha256(bad).hexdigest()
+    json.dump(record, open(record_file, "w"))
+    third, check = materialize_model()
+    assert not check.passed and third["parity_max_rel"] > 1e-2
+    assert "limit 0.0001" in check.description

@@ -76,7 +76,7 @@ def by_relative_path(table, column: str) -> dict[str, np.ndarray]:
 
 
 def test_s3_server_stopping_mid_run_fails_clearly_and_loses_nothing(
-    spark, s3_server, s3_sample_root, weights_file, model_weights, dagster_instance, tmp_path
+    spark, s3_server, s3_sample_root, weights_file, onnx_model, dagster_instance, tmp_path
 ):
     root, server = s3_sample_root, s3_server["server"]
     layout = DataLayout.at(root)
@@ -123,7 +123,7 @@ def test_s3_server_stopping_mid_run_fails_clearly_and_loses_nothing(
     run_graph(dagster_instance, root, weights_file)
     after = committed(layout)
     assert after["embeddings"]["table"].num_rows == 36 + 12
-    reference = committed(reference_run(spark, root, str(tmp_path / "reference"), model_weights))
+    reference = committed(reference_run(spark, root, str(tmp_path / "reference"), onnx_model))
     for name, column in (("embeddings", "embedding"), ("reduced_features", "features")):
         got, want = by_relative_path(after[name]["table"], column), by_relative_path(reference[name]["table"], column)
         assert sorted(got) == sorted(want)

@@ -1,7 +1,11 @@
+import glob
 import os
 
 import numpy as np
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.manifest import discover_classes
@@ -18,13 +22,18 @@ def test_plan_slices_few_large_tasks_at_least_one_per_core():
     assert plan_slices(20001, 2, 2000) == 12
 
 
-def test_spark_embeddings_equal_single_process_tensorflow(spark, sample_root, model_weights, weights_file):
+@pytest.fixture(params=["onnxruntime", "tensorflow"])
+def inference_model(request, onnx_model, tensorflow_model):
+    return {"onnxruntime": onnx_model, "tensorflow": tensorflow_model}[request.param]
+
+
+def test_spark_embeddings_equal_single_process_tensorflow(spark, sample_root, inference_model, weights_file):
     layout = DataLayout.at(sample_root)
     classes = discover_classes(layout)
     build_manifests(layout, classes)
-    # Small tasks and batches: several tasks per class and a padded last batch in each.
+    # Small tasks and batches: several tasks per class and a short last batch in each.
     settings = EmbedSettings(batch_size=5, max_images_per_task=7)
-    report = build_embeddings(spark, layout, classes, model_weights, "run-ref", settings)
+    report = build_embeddings(spark, layout, classes, inference_model, "run-ref", settings)
     assert report.embedded == report.images == 36 and report.quarantined == 0
 
     table = ds.dataset(f"{sample_root}/embeddings", format="parquet").to_table().sort_by("path")
@@ -40,10 +49,56 @@ def test_spark_embeddings_equal_single_process_tensorflow(spark, sample_root, mo
     expected = reference_embeddings(weights_file, [open(p[len("file://"):], "rb").read() for p in paths])
     relative = np.linalg.norm(got - expected, axis=1) / np.linalg.norm(expected, axis=1)
     assert relative.max() < 1e-4
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # ONNX Runtime's kernels sum in another order than TensorFlow's: ~5e-5 absolute at most.
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 if inference_model.engine == "tensorflow" else 1e-4)
+    assert {pq.read_schema(f).metadata[b"fruit_assets.engine"].decode()
+            for f in glob.glob(f"{sample_root}/embeddings/*/*.parquet")} == {inference_model.engine}
 
 
-def test_leftovers_of_failed_attempts_are_not_committed(spark, sample_root, model_weights):
+def odd_images() -> dict[str, bytes]:
+    from fruit_assets_tests.featurize.test_images import encode, gradient
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    ramp = (np.tile(np.linspace(0, 65535, 64), (64, 1))).astype(np.uint16)
+    return {
+        "grey.png": encode(gradient("L"), "PNG"),
+        "cmyk.jpg": encode(gradient("CMYK"), "JPEG"),
+        "sixteen.png": encode(Image.fromarray(ramp), "PNG"),
+        "rotated.jpg": encode(gradient(size=(120, 60)), "JPEG", exif=exif),
+        "alpha.png": encode(gradient("RGBA"), "PNG"),
+        "palette.gif": encode(gradient("P"), "GIF"),
+    }
+
+
+def test_odd_images_equal_keras_on_the_decoded_pixels(spark, tmp_path, inference_model, weights_file):
+    """Grayscale, CMYK, 16-bit, EXIF-rotated, alpha, palette: both engines embed what Keras embeds
+    for the decoded image (decoding itself is checked against Pillow in test_images)."""
+    import keras
+
+    from fruit_assets.featurize import decode_image, preprocess_batch
+
+    folder = tmp_path / "data" / "Training" / "Odd"
+    folder.mkdir(parents=True)
+    images = odd_images()
+    for name, data in images.items():
+        (folder / name).write_bytes(data)
+    layout = DataLayout.at(str(tmp_path / "data"))
+    build_manifests(layout, ["Odd"])
+    report = build_embeddings(spark, layout, ["Odd"], inference_model, "run-odd", EmbedSettings(batch_size=4))
+    assert (report.embedded, report.quarantined) == (len(images), 0)
+    table = ds.dataset(layout.embeddings[len("file://"):], format="parquet").to_table().sort_by("path")
+    got = np.stack(table["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
+
+    reference = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=None)
+    reference.load_weights(weights_file)
+    names = [p.rsplit("/", 1)[1] for p in table["path"].to_pylist()]
+    expected = reference.predict(preprocess_batch(np.stack([decode_image(images[n]) for n in names])), verbose=0)
+    relative = np.linalg.norm(got - expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert relative.max() < 1e-4
+
+
+def test_leftovers_of_failed_attempts_are_not_committed(spark, sample_root):
     """A file staged by an attempt that never reported (a killed or retried task) is discarded."""
     from fruit_assets.spark_jobs.commit import commit_class_folder, dataset_files
     from fruit_assets.storage import open_store

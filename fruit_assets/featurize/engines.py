@@ -1,0 +1,72 @@
+"""The inference engines and the one embedder each Python worker keeps. No Dagster, no Spark.
+
+``onnxruntime`` (the default) runs the converted MobileNetV2; ``tensorflow`` (the reference) runs the
+Keras network itself. Either way the driver hands the workers an ``InferenceModel``: what to run
+(ONNX bytes or weight arrays) plus the (engine, weights fingerprint) pair every output is keyed by.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from fruit_assets.errors import ConfigurationError
+
+ONNXRUNTIME = "onnxruntime"
+TENSORFLOW = "tensorflow"
+ENGINES = (ONNXRUNTIME, TENSORFLOW)
+# Outputs written before engines existed carry no engine tag: TensorFlow computed them.
+LEGACY_ENGINE = TENSORFLOW
+
+
+def check_engine(engine: str) -> str:
+    name = (engine or ONNXRUNTIME).strip().lower()
+    if name not in ENGINES:
+        raise ConfigurationError(
+            f"FRUIT_INFERENCE_ENGINE={engine!r} is not an inference engine: use one of {', '.join(ENGINES)}"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class InferenceModel:
+    engine: str
+    fingerprint: str  # of the weights: the same for both engines, so outputs are comparable
+    source: str  # "imagenet", "random(seed=...)", a weights file
+    payload: Any  # ONNX bytes (onnxruntime) or list of weight arrays (tensorflow): what is broadcast
+    location: str = ""  # where the converted model lives, for metadata
+
+    @property
+    def tag(self) -> str:
+        """What an embeddings file records: rows with another tag are computed again."""
+        return f"{self.engine}:{self.fingerprint}"
+
+
+_EMBEDDERS: dict[tuple, Any] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def cached_embedder(engine: str, fingerprint: str, load_payload, batch_size: int = 32, threads: int = 1):
+    """One network per process: Spark reuses Python workers across tasks and jobs, so the model is
+    built once per worker, not once per task or batch. ``load_payload`` is only called on a miss
+    (reading a broadcast value costs a deserialisation)."""
+    key = (engine, fingerprint, batch_size, threads)
+    with _EMBEDDERS_LOCK:
+        embedder = _EMBEDDERS.get(key)
+        if embedder is None:
+            _EMBEDDERS.clear()  # one model in memory at a time
+            embedder = _build(engine, fingerprint, load_payload(), batch_size, threads)
+            _EMBEDDERS[key] = embedder
+        return embedder
+
+
+def _build(engine: str, fingerprint: str, payload, batch_size: int, threads: int):
+    if engine == ONNXRUNTIME:
+        from fruit_assets.featurize.onnx_model import OnnxEmbedder
+
+        return OnnxEmbedder(payload, threads=threads, batch_size=batch_size)
+    from fruit_assets.featurize.model import Embedder, ModelWeights, configure_tensorflow_threads
+
+    configure_tensorflow_threads(threads, 1)
+    return Embedder(ModelWeights(payload, "broadcast", fingerprint), batch_size)
