@@ -10,6 +10,8 @@ setup(
     version="0.1.0",
     description="Dagster assets: Fruits-360 images -> MobileNetV2 embeddings on Spark -> PCA features",
     packages=find_packages(exclude=["fruit_assets_tests*", "benchmarks*"]),
+    # The repository's dagster.yaml, written into a new DAGSTER_HOME by the CLI.
+    package_data={"fruit_assets": ["instance/dagster.yaml"]},
     python_requires=">=3.11,<3.13",
     install_requires=[
         f"dagster=={DAGSTER}",
@@ -46,6 +48,8 @@ setup(
             "pyyaml>=6",
             "detect-secrets==1.5.0",
         ],
+        # benchmarks/featurize.py compares against Ray Data as well (not needed by the tests).
+        "bench": ["ray[data]==2.60.0"],
     },
     entry_points={"console_scripts": ["fruit-assets=fruit_assets.cli:main"]},
 )

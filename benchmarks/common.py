@@ -14,7 +14,7 @@ class PeakMemory:
 
     def __init__(self, interval: float = 0.2):
         self.interval = interval
-        self.driver = self.jvm = self.workers = 0
+        self.driver = self.jvm = self.workers = self.worker_max = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -23,7 +23,7 @@ class PeakMemory:
         while not self._stop.is_set():
             try:
                 driver = me.memory_info().rss
-                jvm = workers = 0
+                jvm = workers = largest = 0
                 for child in me.children(recursive=True):
                     try:
                         name, rss = child.name(), child.memory_info().rss
@@ -33,9 +33,11 @@ class PeakMemory:
                         jvm += rss
                     elif name.startswith("python"):
                         workers += rss
+                        largest = max(largest, rss)
                 self.driver = max(self.driver, driver)
                 self.jvm = max(self.jvm, jvm)
                 self.workers = max(self.workers, workers)
+                self.worker_max = max(self.worker_max, largest)
             except psutil.Error:
                 pass
             self._stop.wait(self.interval)
@@ -51,7 +53,7 @@ class PeakMemory:
     def describe(self) -> str:
         mib = 1 << 20
         return (f"driver python {self.driver / mib:.0f} MiB, driver JVM {self.jvm / mib:.0f} MiB, "
-                f"python workers (sum) {self.workers / mib:.0f} MiB")
+                f"python workers (sum) {self.workers / mib:.0f} MiB, largest worker {self.worker_max / mib:.0f} MiB")
 
 
 def timed(fn, *args, **kwargs):

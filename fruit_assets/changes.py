@@ -29,25 +29,50 @@ class Changes:
         return sorted(self.new + self.changed)
 
 
-def class_fingerprints(layout: DataLayout, threads: int = 16) -> tuple[dict[str, str], int]:
-    """({class: fingerprint}, object count) from one listing of each class prefix, the prefixes
-    listed concurrently: a tick costs about one S3 page round-trip per 1,000 objects / threads."""
+def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests: bool = False
+                       ) -> tuple[dict[str, str], int, set[str]]:
+    """({class: fingerprint}, object count, classes unchanged since their manifest) from one
+    listing of each class prefix, the prefixes listed concurrently: a tick costs about one S3 page
+    round-trip per 1,000 objects / threads. With ``against_manifests`` (a sensor's first tick),
+    each class's listing is also compared with the manifest raw_images last wrote for it."""
     store = open_store(layout.root)
     classes = store.list_folders(layout.training)
 
-    def fingerprint(fruit_class: str) -> tuple[str, str, int]:
+    def fingerprint(fruit_class: str) -> tuple[str, str, int, bool]:
         folder = layout.training_class(fruit_class)
         digest = hashlib.sha256()
-        count = 0
+        listing = []
         for info in store.list_objects(folder, content_hash=False):
             digest.update(f"{info.uri[len(folder) + 1:]}\0{info.etag}\0{info.size}\n".encode())
-            count += 1
-        return fruit_class, digest.hexdigest()[:20], count
+            listing.append(info)
+        unchanged = against_manifests and bool(listing) and matches_manifest(layout, fruit_class, listing)
+        return fruit_class, digest.hexdigest()[:20], len(listing), unchanged
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(fingerprint, classes))
     # An emptied folder can linger as a prefix (local dirs, filer-backed S3): no objects = no class.
-    return {name: value for name, value, count in results if count}, sum(count for *_, count in results)
+    return ({name: value for name, value, count, _ in results if count}, sum(r[2] for r in results),
+            {name for name, _, count, unchanged in results if count and unchanged})
+
+
+def matches_manifest(layout: DataLayout, fruit_class: str, listing: list) -> bool:
+    """Are these objects, by (key, ETag, size), exactly what the class's manifest recorded?
+    Listings of local files carry no content hash (mtime instead): they are hashed here, once,
+    and only when paths and sizes already agree."""
+    from fruit_assets.manifest import read_manifest
+
+    uri = layout.manifest(fruit_class)
+    if not open_store(uri).exists(uri):
+        return False
+    manifest = read_manifest(layout, fruit_class)
+    recorded = set(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(), manifest["size"].to_pylist()))
+    listing = [info for info in listing if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-")]
+    if {(i.uri, i.size) for i in listing} != {(p, size) for p, _e, size in recorded} or len(listing) != len(recorded):
+        return False
+    if any(info.etag.startswith("mtime:") for info in listing):
+        folder = layout.training_class(fruit_class)
+        listing = list(open_store(folder).list_objects(folder, content_hash=True))
+    return {(i.uri, i.etag, i.size) for i in listing} == recorded
 
 
 def diff(previous: dict[str, str], current: dict[str, str]) -> Changes:

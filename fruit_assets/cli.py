@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 
 
 def cmd_sample(args) -> int:
@@ -44,17 +45,6 @@ def cmd_upload(args) -> int:
     return 0
 
 
-def _instance():
-    from dagster import DagsterInstance
-
-    if not os.environ.get("DAGSTER_HOME"):
-        home = os.path.abspath(".dagster_home")
-        os.makedirs(home, exist_ok=True)
-        os.environ["DAGSTER_HOME"] = home
-        print(f"DAGSTER_HOME not set: using {home}")
-    return DagsterInstance.get()
-
-
 def _materializations(result) -> dict[str, dict]:
     out = {}
     for event in result.get_asset_materialization_events():
@@ -71,8 +61,21 @@ def _failure_message(result) -> str:
             data = event.step_failure_data
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
-            return f"{data.error.cls_name}: {data.error.message.strip()} (stack trace in the log above)"
-    return "see `dagster dev` or the log above"
+            return f"{data.error.cls_name}: {data.error.message.strip()} (stack trace in the run log)"
+    return "see the run log"
+
+
+def cmd_ui(args) -> int:
+    """``dagster dev`` on the instance ``fruit-assets materialize`` uses, set up the same way."""
+    from fruit_assets.console import prepare_dagster_home
+
+    prepare_dagster_home()
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-m", "fruit_assets",
+               "--host", args.host, "--port", str(args.port)]
+    print(f"starting the Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execvp(command[0], command)
+    return 0  # not reached
 
 
 def _model_needs_converting(layout) -> bool:
@@ -92,13 +95,27 @@ def _model_needs_converting(layout) -> bool:
 
 
 def cmd_materialize(args) -> int:
+    from fruit_assets.console import NORMAL, QUIET, VERBOSE, ProgressDisplay, Terminal, prepare_dagster_home, run_log_path
+
+    verbosity = VERBOSE if args.verbose else QUIET if args.quiet else NORMAL
+    home = prepare_dagster_home(say=lambda text: print(text) if verbosity >= NORMAL else None)
+    with Terminal(verbosity, run_log_path(home)) as terminal:
+        return _materialize(args, terminal, ProgressDisplay(terminal))
+
+
+def _materialize(args, terminal, progress_display) -> int:
+    # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
+    from dagster import DagsterInstance
+
     from fruit_assets.changes import contiguous_ranges
+    from fruit_assets.console import VERBOSE
     from fruit_assets.definitions import defs
+    from fruit_assets.layout import DataLayout
     from fruit_assets.manifest import discover_classes
     from fruit_assets.partitions import fruit_class_partitions
-    from fruit_assets.layout import DataLayout
     from fruit_assets.resources.env import resolved
     from fruit_assets.resources.spark import SparkResource
+    from fruit_assets.spark_jobs import progress
     from fruit_assets.storage import StorageError
 
     started = time.perf_counter()
@@ -106,65 +123,75 @@ def cmd_materialize(args) -> int:
         layout = DataLayout.at(resolved(defs.resources["storage"].data_uri))
         classes = discover_classes(layout)
     except (StorageError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        terminal.error(str(error))
         return 2
     selected = args.fruit_class or classes
     unknown = sorted(set(selected) - set(classes))
     if unknown:
-        print(f"error: no such class under {layout.training}: {', '.join(unknown)}", file=sys.stderr)
+        terminal.error(f"no such class under {layout.training}: {', '.join(unknown)}")
         return 2
 
-    instance = _instance()
+    instance = DagsterInstance.get()
     known = set(instance.get_dynamic_partitions(fruit_class_partitions.name))
     new = [c for c in classes if c not in known]
     if new:
         instance.add_dynamic_partitions(fruit_class_partitions.name, new)
     ordered = instance.get_dynamic_partitions(fruit_class_partitions.name)
-    print(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered); "
-          f"materializing {len(selected)}")
+    terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered); "
+                 f"materializing {len(selected)}")
+    # Dagster's event stream: at INFO on the terminal with --verbose, else all of it to the log file.
+    log_level = "INFO" if terminal.verbosity >= VERBOSE else "DEBUG"
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
     # One Spark application for the whole command: every run below reuses it (and the model
     # each Python worker already built).
     session = SparkResource(master=resolved(defs.resources["spark"].master)).get_session()
     summary: dict[str, dict] = {}
+    progress.add_listener(progress_display)
     try:
         steps = [("convert_model", None)] if _model_needs_converting(layout) else []
         steps += [("embed_classes", r) for r in contiguous_ranges(selected, ordered)]
         steps.append(("fit_pca", None))
         steps += [("reduce_classes", r) for r in contiguous_ranges(selected, ordered)]
-        for job_name, key_range in steps:
+        for number, (job_name, key_range) in enumerate(steps, 1):
             tags = {}
             label = job_name
             if key_range:
                 tags = {"dagster/asset_partition_range_start": key_range[0],
                         "dagster/asset_partition_range_end": key_range[1]}
-                label += f" [{key_range[0]} .. {key_range[1]}]"
-            print(f"-> {label}", flush=True)
-            step_started = time.perf_counter()
+                label += f" [{key_range[0]} .. {key_range[1]}]" if key_range[0] != key_range[1] else f" [{key_range[0]}]"
+            run_id = str(uuid.uuid4())
+            terminal.say(f"[{number}/{len(steps)}] {label}  (run {run_id[:8]})")
             result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False
+                instance=instance, tags=tags, run_config=run_config, run_id=run_id, raise_on_error=False
             )
+            progress_display.close()
             if not result.success:
-                print(f"error: run {result.run_id} of {job_name} failed: {_failure_message(result)}", file=sys.stderr)
+                terminal.error(f"run {result.run_id} of {job_name} failed: {_failure_message(result)}")
+                terminal.error(f"run log: {terminal.log_path}")
                 return 1
             for asset, metadata in _materializations(result).items():
                 summary[asset] = metadata
-            print(f"   ok in {time.perf_counter() - step_started:.1f} s (run {result.run_id})", flush=True)
     finally:
+        progress.remove_listener(progress_display)
         session.stop()
 
     embeddings = summary.get("image_embeddings", {})
     pca = summary.get("pca_model", {})
     reduced = summary.get("reduced_features", {})
-    print("\nsummary")
-    print(f"  classes              {len(selected)}")
-    print(f"  images               {embeddings.get('num_images')} "
-          f"({embeddings.get('num_embedded')} embedded, {embeddings.get('num_quarantined')} quarantined)")
-    print(f"  embedding speed      {embeddings.get('images_per_second')} images/s")
-    print(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
-          f"target {pca.get('variance_target')})")
-    print(f"  reduced features     {reduced.get('output_path')}")
-    print(f"  total time           {time.perf_counter() - started:.1f} s")
+    say = terminal.always
+    say("\nsummary")
+    say(f"  classes              {len(selected)}")
+    say(f"  images               {embeddings.get('num_images')} "
+        f"({embeddings.get('num_embedded')} embedded, {embeddings.get('num_quarantined')} quarantined)")
+    say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused, "
+        f"{embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
+    say(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
+        f"target {pca.get('variance_target')})")
+    say(f"  reduced features     {reduced.get('output_path')}")
+    say(f"  total time           {time.perf_counter() - started:.1f} s")
+    if terminal.verbosity < VERBOSE:
+        say(f"  run log              {terminal.log_path}")
     return 0
 
 
@@ -189,7 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     materialize = commands.add_parser("materialize", help="materialize every asset for all (or some) classes")
     materialize.add_argument("--class", dest="fruit_class", action="append", metavar="NAME",
                              help="a class to materialize (repeatable); default all")
+    loudness = materialize.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="show Dagster's run log (INFO) and Spark/TensorFlow output on the terminal")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
     materialize.set_defaults(func=cmd_materialize)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on the same DAGSTER_HOME")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
     return args.func(args)

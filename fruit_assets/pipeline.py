@@ -181,7 +181,8 @@ def sweep_abandoned_staging(layout: DataLayout, is_finished) -> list[str]:
 
 
 def build_embeddings(spark, layout: DataLayout, classes: list[str], model: InferenceModel, run_token: str,
-                     settings: EmbedSettings = EmbedSettings(), incremental: bool = True) -> StepReport:
+                     settings: EmbedSettings = EmbedSettings(), incremental: bool = True,
+                     on_progress: list | None = None) -> StepReport:
     """Embeds the classes' images with ``model``; with ``incremental``, only images whose (path,
     content ETag), engine or weights differ from the previous materialization. Deleted images
     drop out."""
@@ -222,7 +223,7 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
             for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist())
             if path not in kept_paths[fruit_class]
         ]
-        outcome = embed_images(spark, rows, model, staging, settings, file_tag=tag)
+        outcome = embed_images(spark, rows, model, staging, settings, file_tag=tag, on_progress=on_progress)
         for (fruit_class, kind), uris in outcome.staged.items():
             staged.setdefault((fruit_class, kind), []).extend(uris)
         for fruit_class, counts in report.per_class.items():

@@ -33,7 +33,12 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
     layout = storage.layout
     # The cursor (one fingerprint per class, in Dagster's storage) survives daemon restarts.
     previous = decode_cursor(context.cursor)
-    current, objects = class_fingerprints(layout)
+    # First tick (no cursor): a class whose objects are exactly what its last raw_images manifest
+    # recorded was materialized already (by the CLI, say), so it is not requested again.
+    current, objects, unchanged = class_fingerprints(layout, against_manifests=not previous)
+    if not previous and unchanged:
+        previous = {fruit_class: current[fruit_class] for fruit_class in unchanged}
+        context.log.info(f"first tick: {len(unchanged)} class(es) unchanged since their last manifest")
     changes = diff(previous, current)
     if changes.deleted:
         context.log.warning(

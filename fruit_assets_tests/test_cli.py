@@ -34,13 +34,16 @@ def test_materialize_without_training_folder_is_one_clear_line(tmp_path):
     assert "Training/<Class>" in result.stderr and "Traceback" not in result.stderr
 
 
+NOISE = ("DEBUG", "absl", "I0000", "W0000", "log4j", "Setting default log level", "NativeCodeLoader",
+         "Telemetry", "telemetry", "No dagster instance configuration file", "WARN ", "oneDNN", "RESOURCE_INIT")
+
+
 @pytest.mark.slow
-def test_materialize_command_then_dagster_cli(tmp_path, sample_source, weights_file):
+def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, sample_source, weights_file):
     import shutil
 
     shutil.copytree(os.path.join(sample_source, "Training"), tmp_path / "data" / "Training")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    home = tmp_path / "dagster_home"  # not created: the command makes it and writes dagster.yaml
     env = {
         "FRUIT_DATA_URI": str(tmp_path / "data"),
         "FRUIT_MODEL_WEIGHTS": weights_file,
@@ -50,10 +53,39 @@ def test_materialize_command_then_dagster_cli(tmp_path, sample_source, weights_f
     }
     result = run([f"{BIN}/fruit-assets", "materialize"], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "images               36 (36 embedded, 0 quarantined)" in result.stdout
-    assert "target 0.8" in result.stdout
+    out = result.stdout
+    assert "images               36 (36 embedded, 0 quarantined)" in out
+    assert "target 0.8" in out and "(onnxruntime)" in out
+    # A screenful: one line per run, progress lines (stdout is a pipe: plain lines, no bar), summary.
+    assert [line.split("  (run")[0] for line in out.splitlines() if line.startswith("[")] == [
+        "[1/4] convert_model", "[2/4] embed_classes [Apple Red 1 .. Pepper Red]", "[3/4] fit_pca",
+        "[4/4] reduce_classes [Apple Red 1 .. Pepper Red]"]
+    progress = [line for line in out.splitlines() if line.startswith("   embedding: ")]
+    assert progress and progress[-1].startswith("   embedding: 36/36 images (100%)")
+    assert len(out.splitlines()) < 30, out
+    assert not [line for line in out.splitlines() + result.stderr.splitlines() if any(n in line for n in NOISE)], out + result.stderr
+    assert result.stderr == ""
+    # Everything else went to the instance and to the log file the summary names.
+    log_path = out.split("run log              ")[1].split()[0]
+    log = open(log_path).read()
+    assert "STEP_SUCCESS" in log and "embedding progress: 36/36 images" in log and "log4j" in log
+    # The instance is set up the way the repository means it.
+    repository_yaml = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml")).read()
+    assert (home / "dagster.yaml").read_text() == repository_yaml
     reduced = ds.dataset(str(tmp_path / "data" / "output" / "resultats_features_parquet")).to_table()
     assert reduced.num_rows == 36
+
+    # A second, verbose run: the model is converted already (no convert_model run), nothing new
+    # to embed, and the run log is on the terminal.
+    verbose = run([f"{BIN}/fruit-assets", "materialize", "-v"], env)
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "[1/3] embed_classes" in verbose.stdout and "convert_model" not in verbose.stdout
+    assert " - dagster - INFO - embed_classes - " in verbose.stderr
+    assert "0 featurized now, 36 reused" in verbose.stdout
+
+    quiet = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout.lstrip().startswith("summary") and "[1/" not in quiet.stdout
 
     # The same code location through Dagster's own CLI (`-m fruit_assets`), partitions registered above.
     os.remove(tmp_path / "data" / "Training" / "Banana" / "0_100.jpg")
@@ -64,3 +96,23 @@ def test_materialize_command_then_dagster_cli(tmp_path, sample_source, weights_f
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = ds.dataset(str(tmp_path / "data" / "manifests" / "fruit_class=Banana")).to_table()
     assert manifest.num_rows == 11
+
+
+def test_instance_settings_are_the_repository_dagster_yaml_and_never_overwritten(tmp_path, monkeypatch):
+    from fruit_assets.console import instance_yaml, prepare_dagster_home
+
+    repository_yaml = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml")).read()
+    assert instance_yaml() == repository_yaml  # the packaged copy is the repository's file
+
+    fresh = tmp_path / "fresh" / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(fresh))
+    said = []
+    assert prepare_dagster_home(said.append) == str(fresh)
+    assert (fresh / "dagster.yaml").read_text() == repository_yaml and said
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(existing))
+    prepare_dagster_home(said.append)
+    assert (existing / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from dagster import build_sensor_context
 
 from fruit_assets.changes import decode_cursor
@@ -87,3 +88,44 @@ def test_dagster_sensor_preview_with_a_stored_cursor_requests_nothing_new(s3_sam
     assert noticed.returncode == 0, noticed.stderr[-2000:]
     assert "returning run requests for 1 run(s)" in noticed.stdout
     assert "0 new, 1 changed, 0 deleted; 1 run(s) requested for Banana\n" in noticed.stderr
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_first_tick_after_a_materialization_requests_nothing_then_exactly_what_changed(
+    where, s3_sample_root, sample_root, dagster_instance
+):
+    """Starting `dagster dev` after `fruit-assets materialize`: the sensor has no cursor yet, but
+    every class is exactly what its manifest recorded, so no run is requested."""
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.pipeline import build_manifests
+
+    root = s3_sample_root if where == "s3" else sample_root
+    dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, CLASSES)
+    build_manifests(DataLayout.at(root), CLASSES)  # what raw_images wrote for each class
+    store = open_store(root)
+
+    first, ranges = tick(dagster_instance, root, None)
+    assert ranges == [] and first.skip_reason is not None
+    assert set(decode_cursor(first.cursor)) == set(CLASSES)
+
+    store.write_bytes(f"{DataLayout.at(root).training}/Banana/new_100.jpg",
+                      store.read_bytes(f"{DataLayout.at(root).training}/Banana/0_100.jpg"))
+    changed, ranges = tick(dagster_instance, root, first.cursor)
+    assert ranges == [("Banana", "Banana")]
+
+
+def test_first_tick_requests_a_class_that_changed_since_its_manifest(s3_sample_root, dagster_instance):
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.pipeline import build_manifests
+
+    layout = DataLayout.at(s3_sample_root)
+    dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, CLASSES)
+    build_manifests(layout, CLASSES)
+    store = open_store(s3_sample_root)
+    # Same key and size, other content: only the ETag tells.
+    original = store.read_bytes(f"{layout.training}/Pepper Red/1_100.jpg")
+    store.write_bytes(f"{layout.training}/Pepper Red/1_100.jpg", original[:-2] + bytes([original[-2] ^ 1]) + original[-1:])
+    store.delete([f"{layout.training}/Apple Red 1/2_100.jpg"])
+
+    first, ranges = tick(dagster_instance, s3_sample_root, None)
+    assert ranges == [("Apple Red 1", "Apple Red 1"), ("Pepper Red", "Pepper Red")]

@@ -11,6 +11,7 @@ from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.plots import class_counts_bars, markdown_image
 from fruit_assets.pipeline import build_embeddings, inference_model
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
+from fruit_assets.spark_jobs.progress import Throttled
 
 
 @asset(
@@ -43,8 +44,11 @@ def image_embeddings(
             f"embedding {len(classes)} class(es) with {model.engine}, weights {model.source} ({model.fingerprint}); "
             f"Spark UI: {spark.ui_url}"
         )
+        # A steady pulse in the run log (Dagster UI) while the long step runs: every 10 s or 5%.
+        progress = Throttled(lambda p: context.log.info(f"embedding progress: {p.describe()}"))
         report = build_embeddings(
-            session, storage.layout, classes, model, context.run_id, embedding_model.settings
+            session, storage.layout, classes, model, context.run_id, embedding_model.settings,
+            on_progress=[progress],
         )
     if report.remodeled:
         context.log.info(

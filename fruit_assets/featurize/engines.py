@@ -20,6 +20,12 @@ ENGINES = (ONNXRUNTIME, TENSORFLOW)
 LEGACY_ENGINE = TENSORFLOW
 
 
+def default_batch_size(engine: str) -> int:
+    """ONNX Runtime on a CPU: batches of 8 run as fast as 32 and need half the memory (MobileNetV2's
+    early activations are ~5 MB per image); TensorFlow's graph calls have more fixed cost per call."""
+    return 8 if engine == ONNXRUNTIME else 32
+
+
 def check_engine(engine: str) -> str:
     name = (engine or ONNXRUNTIME).strip().lower()
     if name not in ENGINES:

@@ -68,7 +68,7 @@ def measure_parity(weights: ModelWeights, onnx_bytes: bytes, preprocessed: np.nd
 class OnnxEmbedder:
     """One ONNX Runtime session; ``threads`` intra-op threads (0: ONNX Runtime's default, all cores)."""
 
-    def __init__(self, onnx_bytes: bytes, threads: int = 1, batch_size: int = 32):
+    def __init__(self, onnx_bytes: bytes, threads: int = 1, batch_size: int = 8):
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -17,8 +17,12 @@ class EmbeddingModelResource(ConfigurableResource):
         description="FRUIT_INFERENCE_ENGINE: 'onnxruntime' (the converted model, ~2x faster) or 'tensorflow' (the reference).",
     )
     random_seed: int = 1234
-    batch_size: int = Field(default=32, description="Images per inference call.")
-    max_images_per_task: int = Field(default=2000, description="Upper bound on one Spark task's images.")
+    batch_size: int = Field(
+        default=0, description="Images per inference call; 0: the engine's best (8 for onnxruntime, 32 for tensorflow)."
+    )
+    max_images_per_task: int = Field(
+        default=500, description="Upper bound on one Spark task's images: progress advances a task at a time."
+    )
     threads_per_task: int = Field(
         default=1, description="Inference intra-op threads per task: keep equal to spark.task.cpus."
     )

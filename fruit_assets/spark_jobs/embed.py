@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -17,14 +18,17 @@ import numpy as np
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs import file_task_slices, schemas
+from fruit_assets.spark_jobs.progress import JobProgress
 
 SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
 
 
 @dataclass(frozen=True)
 class EmbedSettings:
-    batch_size: int = 32
-    max_images_per_task: int = 2000
+    batch_size: int = 0  # images per inference call; 0: the engine's own best (engines.default_batch_size)
+    # Progress is counted in finished tasks; each worker keeps its model across tasks, so a task
+    # of a few hundred images costs nothing extra and gives a progress step every few seconds.
+    max_images_per_task: int = 500
     threads_per_task: int = 1  # inference threads per task: spark.task.cpus
     fetch_threads: int = 4
 
@@ -51,9 +55,12 @@ def plan_slices(num_images: int, parallelism: int, max_per_task: int) -> int:
 
 
 def embed_images(spark, manifest_rows: list[tuple[str, str, str]], model, staging_uri: str,
-                 settings: EmbedSettings = EmbedSettings(), file_tag: str = "") -> EmbedOutcome:
+                 settings: EmbedSettings = EmbedSettings(), file_tag: str = "",
+                 on_progress: list | None = None) -> EmbedOutcome:
     """``manifest_rows``: (path, fruit_class, etag), any order; ``model`` an ``InferenceModel``
-    (its payload, ONNX bytes or weight arrays, is broadcast once). Returns what was staged.
+    (its payload, ONNX bytes or weight arrays, is broadcast once). ``on_progress``: callbacks
+    given a ``Progress`` as tasks finish (so are this process's progress listeners). Returns what
+    was staged.
 
     ``file_tag`` (the run's id) goes into every file name: on S3 a commit copies files next to the
     previous version's, so names must never collide with an earlier run's."""
@@ -68,7 +75,8 @@ def embed_images(spark, manifest_rows: list[tuple[str, str, str]], model, stagin
     try:
         # Contiguous slices of the sorted manifest: each task's files hold consecutive paths.
         chunk = math.ceil(len(rows) / slices)
-        rdd = sc.parallelize([rows[i : i + chunk] for i in range(0, len(rows), chunk)], slices)
+        chunks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+        rdd = sc.parallelize(chunks, len(chunks))
 
         def run(partition_index: int, chunks: Iterator[list]) -> Iterator[tuple]:
             task_rows = [row for part in chunks for row in part]
@@ -77,7 +85,9 @@ def embed_images(spark, manifest_rows: list[tuple[str, str, str]], model, stagin
                 staging_uri, settings, file_tag,
             )
 
-        summaries = rdd.mapPartitionsWithIndex(run).collect()
+        group = f"fruit_assets-embed-{file_tag}-{uuid.uuid4().hex[:8]}"
+        with JobProgress(sc, group, [len(c) for c in chunks], list(on_progress or [])):
+            summaries = rdd.mapPartitionsWithIndex(run).collect()
     finally:
         payload_broadcast.unpersist()
     for fruit_class, kind, uri, count, seconds in summaries:
@@ -121,7 +131,7 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
                     staging_uri: str, settings: EmbedSettings, file_tag: str = "") -> Iterable[tuple]:
     import pyarrow as pa
 
-    from fruit_assets.featurize.engines import cached_embedder
+    from fruit_assets.featurize.engines import cached_embedder, default_batch_size
     from fruit_assets.featurize.images import preprocess_batch
     from fruit_assets.featurize.model import EMBEDDING_SIZE
     from fruit_assets.spark_jobs.parquet_io import vectors_column, write_table
@@ -129,7 +139,8 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
     if not rows:
         return []
     started = time.perf_counter()
-    embedder = cached_embedder(engine, fingerprint, load_payload, settings.batch_size, settings.threads_per_task)
+    batch_size = settings.batch_size or default_batch_size(engine)
+    embedder = cached_embedder(engine, fingerprint, load_payload, batch_size, settings.threads_per_task)
     embeddings = np.empty((len(rows), EMBEDDING_SIZE), dtype=np.float32)
     ok = np.zeros(len(rows), dtype=bool)
     failures: dict[int, tuple[str, str]] = {}
@@ -143,7 +154,7 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
             batch_index.clear()
 
     decoded = _prefetched(
-        [row[0] for row in rows], fetch_and_decode, settings.fetch_threads, 2 * settings.batch_size
+        [row[0] for row in rows], fetch_and_decode, settings.fetch_threads, 2 * batch_size
     )
     for index, (image, failure) in enumerate(decoded):
         if failure is not None:
@@ -151,7 +162,7 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
             continue
         batch_images.append(image)
         batch_index.append(index)
-        if len(batch_images) == settings.batch_size:
+        if len(batch_images) == batch_size:
             flush()
     flush()
 

@@ -64,6 +64,12 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     assert embed_meta["num_images"] == 36 and embed_meta["num_embedded"] == 36 and embed_meta["num_quarantined"] == 0
     assert embed_meta["images_per_second"] > 0 and embed_meta["elapsed_seconds"] > 0
     assert "Apple Red 1" in embed_meta["per_class"]
+    # Progress in the run log (what the Dagster UI shows while the step runs): six tasks of six
+    # images, reported as they finish, from 0 to all 36.
+    progress = [e.user_message for e in dagster_instance.all_logs(embed_run.run_id) if "embedding progress:" in e.user_message]
+    done = [int(m.split("embedding progress: ")[1].split("/")[0]) for m in progress]
+    assert len(done) >= 3 and done[0] == 0 and done[-1] == 36 and done == sorted(done), progress
+    assert "36/36 images (100%)" in progress[-1] and "images/s" in progress[-1] and "ETA" in progress[-1]
     # The default engine; the model was converted by this first run and lives where the README says.
     assert embed_meta["inference_engine"] == "onnxruntime"
     assert embed_meta["model_path"] == f"file://{sample_root}/models/embedding/{embed_meta['weights_fingerprint']}.onnx"
