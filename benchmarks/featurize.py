@@ -289,7 +289,10 @@ def main(argv=None):
 
     peers = {}
     if not {"udf", "textbook"} <= skip:
-        spark = build_spark_session(SparkSettings(master="local[*]", app_name="bench-peers"))
+        # Decoded images are 600 KB each as Arrow floats: Spark's default of 10,000 rows per Arrow
+        # batch needs 6 GB in the JVM; 64 is what a user of predict_batch_udf ends up setting.
+        spark = build_spark_session(SparkSettings(master="local[*]", app_name="bench-peers",
+                                                  conf={"spark.sql.execution.arrow.maxRecordsPerBatch": "64"}))
         if "udf" not in skip:
             peers["predict_batch_udf"] = predict_batch(spark, root, weights_file, os.path.join(work, "pbu.parquet"))
             rows.append(("(c) Spark predict_batch_udf over binaryFile, TensorFlow", peers["predict_batch_udf"]))

@@ -53,6 +53,9 @@ class DataLayout:
     def pca_model(self) -> str:
         return join_uri(self.root, "models", "pca", "pca.npz")
 
+    def review_table(self, fruit_class: str) -> str:
+        return join_uri(self.class_folder(join_uri(self.root, "review"), fruit_class), "flagged.parquet")
+
     @property
     def embedding_models(self) -> str:
         return join_uri(self.root, "models", "embedding")

@@ -282,7 +282,7 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
     started = time.perf_counter()
     report = StepReport(output=layout.reduced_features)
     model = read_pca(layout)
-    pca_bytes = save_pca(model)
+    pca_bytes = save_pca(model, with_basis=False)
     files = embedding_files(layout, classes)
     work = [(fruit_class, uri) for fruit_class, uris in files.items() for uri in uris]
     staging = layout.staging(run_token)

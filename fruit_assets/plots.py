@@ -66,6 +66,31 @@ def pc_scatter(points: np.ndarray, labels: list[str], max_points: int = 2000) ->
     return _png(plt, fig)
 
 
+def confusion_picture(confusion: dict[tuple[str, str], int], per_class: dict[str, tuple[int, int]],
+                      classes: list[str]) -> bytes:
+    """Row-normalised confusion matrix of the k-NN predictions among ``classes`` (the most confused
+    ones): the diagonal is each class's accuracy, off-diagonal cells where its images went."""
+    plt, fig = _figure(5.2, 4.4)
+    axis = fig.add_subplot()
+    n = len(classes)
+    matrix = np.zeros((n, n))
+    for i, true in enumerate(classes):
+        correct, total = per_class.get(true, (0, 0))
+        if total:
+            matrix[i, i] = correct / total
+            for j, predicted in enumerate(classes):
+                if j != i:
+                    matrix[i, j] = confusion.get((true, predicted), 0) / total
+    image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    names = [c[:16] for c in classes]
+    axis.set_xticks(range(n), names, rotation=60, ha="right", fontsize=7)
+    axis.set_yticks(range(n), names, fontsize=7)
+    axis.set_xlabel("predicted (k-NN on reduced features)")
+    axis.set_ylabel("true class")
+    fig.colorbar(image, fraction=0.046, pad=0.04)
+    return _png(plt, fig)
+
+
 def class_counts_bars(per_class: dict[str, tuple[int, int]]) -> bytes:
     """{class: (embedded, quarantined)} -> stacked horizontal bars."""
     names = sorted(per_class)[:40]

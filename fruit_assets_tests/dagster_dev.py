@@ -40,14 +40,19 @@ class DagsterDev:
             raise RuntimeError(f"dagster {' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result
 
-    def start(self, timeout: float = 300) -> "DagsterDev":
-        shutil.copy(os.path.join(REPO, "dagster.yaml"), os.path.join(self.home, "dagster.yaml"))
+    def start(self, timeout: float = 300, via_cli: bool = False) -> "DagsterDev":
+        """``via_cli``: start it as users do, ``fruit-assets ui`` (which sets up DAGSTER_HOME
+        itself); else ``dagster dev -w workspace.yaml`` with the repository's dagster.yaml."""
+        if via_cli:
+            command = [f"{BIN}/fruit-assets", "ui", "--host", "127.0.0.1", "--port", str(self.port)]
+        else:
+            shutil.copy(os.path.join(REPO, "dagster.yaml"), os.path.join(self.home, "dagster.yaml"))
+            command = [f"{BIN}/dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]
         self.log = open(os.path.join(self.home, "dagster_dev.log"), "wb")
         # `dagster dev` started from a non-interactive shell ignores SIGINT/SIGTERM unless their
         # default handlers are restored; its own process group lets us stop all of it.
         self.process = subprocess.Popen(
-            ["env", "--default-signal=INT,TERM", f"{BIN}/dagster", "dev", "-w", "workspace.yaml",
-             "-h", "127.0.0.1", "-p", str(self.port)],
+            ["env", "--default-signal=INT,TERM", *command],
             env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -87,6 +87,10 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert quiet.stdout.lstrip().startswith("summary") and "[1/" not in quiet.stdout
 
+    # `fruit-assets ui` afterwards on the same instance: the sensor's first tick sees every class
+    # as materialized and requests nothing; a change after that is requested for that class alone.
+    ui_stays_quiet_until_a_class_changes(str(home), env, tmp_path / "data")
+
     # The same code location through Dagster's own CLI (`-m fruit_assets`), partitions registered above.
     os.remove(tmp_path / "data" / "Training" / "Banana" / "0_100.jpg")
     result = run(
@@ -116,3 +120,46 @@ def test_instance_settings_are_the_repository_dagster_yaml_and_never_overwritten
     monkeypatch.setenv("DAGSTER_HOME", str(existing))
     prepare_dagster_home(said.append)
     assert (existing / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"
+
+
+def sensor_ticks(ui) -> list[dict]:
+    query = ('{ sensorOrError(sensorSelector: {repositoryLocationName: "fruit_assets", '
+             'repositoryName: "__repository__", sensorName: "new_uploads_sensor"}) '
+             '{ ... on Sensor { sensorState { ticks(limit: 10) { status skipReason runKeys } } } } }')
+    return ui.graphql(query)["sensorOrError"]["sensorState"]["ticks"]
+
+
+def wait_for_ticks(ui, count: int, timeout: float = 180) -> list[dict]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        ticks = [t for t in sensor_ticks(ui) if t["status"] in ("SKIPPED", "SUCCESS", "FAILURE")]
+        if len(ticks) >= count:
+            return ticks
+        assert time.monotonic() < deadline, f"only {len(ticks)} sensor tick(s) after {timeout} s"
+        time.sleep(2)
+
+
+def ui_stays_quiet_until_a_class_changes(home: str, env: dict, data_root) -> None:
+    import shutil
+
+    from dagster import DagsterInstance
+
+    from fruit_assets_tests.dagster_dev import DagsterDev
+
+    with DagsterInstance.from_config(home) as instance:
+        runs_before = len(instance.get_runs())
+    ui = DagsterDev(home, env).start(via_cli=True)
+    try:
+        [first] = wait_for_ticks(ui, 1)
+        assert first["status"] == "SKIPPED" and first["runKeys"] == [], first
+        with DagsterInstance.from_config(home) as instance:
+            assert len(instance.get_runs()) == runs_before  # nothing marked "materializing"
+        banana = data_root / "Training" / "Banana"
+        shutil.copy(banana / "1_100.jpg", banana / "uploaded_100.jpg")
+        second = wait_for_ticks(ui, 2, timeout=120)[0]  # newest first
+        assert second["status"] == "SUCCESS" and len(second["runKeys"]) == 1, second
+        assert second["runKeys"][0].startswith("Banana@"), second
+    finally:
+        ui.stop()

@@ -6,10 +6,12 @@ from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.model import embedding_model as embedding_model_asset
+from fruit_assets.assets.quality import REVIEW_CHECKS, review_check, review_metadata
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.plots import class_counts_bars, markdown_image
 from fruit_assets.pipeline import build_embeddings, inference_model
+from fruit_assets.review import review_new_images
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
 from fruit_assets.spark_jobs.progress import Throttled
 
@@ -22,7 +24,7 @@ from fruit_assets.spark_jobs.progress import Throttled
     # not one per class.
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"spark", "onnx", "parquet"},
-    check_specs=EMBEDDING_CHECKS,
+    check_specs=EMBEDDING_CHECKS + REVIEW_CHECKS,
     description="MobileNetV2 (no top, global average pooling) embeddings: 1280 float32 per image.",
 )
 def image_embeddings(
@@ -87,4 +89,12 @@ def image_embeddings(
     if spark.ui_url:
         metadata["spark_ui"] = MetadataValue.url(spark.ui_url)
     checks = embedding_checks(session, storage.layout, report, embedding_model.max_quarantine_rate)
+    # New images that do not look like their class (a file dropped into the wrong folder).
+    review = review_new_images(session, storage.layout, {c: n.featurized for c, n in report.per_class.items()},
+                               sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name)))
+    if review.flagged:
+        context.log.warning(f"{len(review.flagged)} new image(s) look unlike their class: listed under "
+                            f"{storage.layout.root}/review/")
+    metadata.update(review_metadata(review, f"{storage.layout.root}/review"))
+    checks.append(review_check(review))
     return MaterializeResult(metadata=metadata, check_results=checks)

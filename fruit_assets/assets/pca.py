@@ -3,6 +3,7 @@ from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, 
 
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.checks import PCA_CHECKS, REDUCED_CHECKS, pca_checks, reduced_checks
+from fruit_assets.assets.quality import SEPARABILITY_CHECKS, separability_check, separability_metadata
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.metadata import per_class_table, step_metadata
@@ -10,7 +11,9 @@ from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.plots import explained_variance_curve, markdown_image, pc_scatter
 from fruit_assets.spark_jobs.commit import dataset_files
 from fruit_assets.spark_jobs.validate import sample_first_components
+from fruit_assets.manifest import read_manifest
 from fruit_assets.pipeline import build_reduced_features, fit_pca
+from fruit_assets.review import measure_separability
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 
 
@@ -58,7 +61,7 @@ def pca_model(
     # A new PCA basis invalidates every class's features: all partitions follow pca_model.
     automation_condition=AutomationCondition.eager(),
     kinds={"spark", "parquet"},
-    check_specs=REDUCED_CHECKS,
+    check_specs=REDUCED_CHECKS + SEPARABILITY_CHECKS,
     description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
 )
 def reduced_features(
@@ -75,4 +78,18 @@ def reduced_features(
     )
     if len(points) > 1 and model.k >= 2:
         metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))
-    return MaterializeResult(metadata=metadata, check_results=reduced_checks(session, storage.layout, classes, model.k))
+    # Do the features still separate the classes, and what does the PCA cost? On every class, over
+    # a bounded sample chosen by path hash (same images every run).
+    everyone = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+    counts = {c: read_manifest(storage.layout, c).num_rows for c in everyone if _has_manifest(storage.layout, c)}
+    separability = measure_separability(session, storage.layout, sorted(counts), model, counts)
+    metadata.update(separability_metadata(separability))
+    checks = reduced_checks(session, storage.layout, classes, model.k)
+    checks.append(separability_check(separability, model.variance_target))
+    return MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _has_manifest(layout, fruit_class: str) -> bool:
+    from fruit_assets.storage import open_store
+
+    return open_store(layout.manifest(fruit_class)).exists(layout.manifest(fruit_class))

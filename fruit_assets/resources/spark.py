@@ -21,7 +21,7 @@ class SparkResource(ConfigurableResource):
     k8s_driver_pod_name: str = Field(default="", description="POD_NAME (downward API)")
     k8s_driver_pod_ip: str = Field(default="", description="POD_IP (downward API)")
     k8s_executor_cores: int = 2
-    k8s_executor_memory: str = "3g"
+    k8s_executor_memory: str = "1g"
     k8s_max_executors: int = 10
 
     _session = PrivateAttr(default=None)

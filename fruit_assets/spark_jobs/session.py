@@ -65,8 +65,11 @@ class KubernetesSettings:
     driver_pod_name: str  # executors get an ownerReference to it: deleted with the run pod
     driver_pod_ip: str
     executor_cores: int = 2
-    executor_memory: str = "3g"
-    executor_memory_overhead: str = "1g"  # TensorFlow and Python live outside the JVM heap
+    # The JVM only moves file names and small summaries; the Python workers (ONNX Runtime, ~0.4 GiB
+    # each at batch 8, measured in benchmarks/featurize.py) live in the overhead. With
+    # FRUIT_INFERENCE_ENGINE=tensorflow raise the overhead to ~1.5 GiB per core.
+    executor_memory: str = "1g"
+    executor_memory_overhead: str = "1g"
     min_executors: int = 0
     max_executors: int = 10
     pod_template: str = "/opt/fruit_assets/executor-pod-template.yaml"
@@ -103,7 +106,7 @@ def kubernetes_conf(k8s: KubernetesSettings) -> dict[str, str]:
         "spark.kubernetes.executor.limit.cores": str(k8s.executor_cores),
         "spark.executor.memory": k8s.executor_memory,
         "spark.executor.memoryOverhead": k8s.executor_memory_overhead,
-        # One TensorFlow thread per task slot: cores are never oversubscribed.
+        # One inference thread per task slot: cores are never oversubscribed.
         "spark.task.cpus": "1",
         "spark.dynamicAllocation.enabled": "true",
         "spark.dynamicAllocation.shuffleTracking.enabled": "true",

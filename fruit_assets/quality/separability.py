@@ -1,0 +1,135 @@
+"""k-nearest-neighbour accuracy on a held-out split, for the full embeddings and the reduced features.
+
+The split and the sample are decided by hashes of the image's path, so the same image is on the
+same side in every run (numbers move only when the data or the model moves), and the sample is
+bounded per class: the cost does not grow with the collection (a 1280-float vector per sampled
+image reaches the driver, at most ``per_class`` of them per class).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HELD_OUT_SHARE = 0.2
+
+
+def path_hash(path: str, salt: str = "") -> float:
+    """A stable number in [0, 1) for ``path``."""
+    digest = hashlib.blake2b(f"{salt}{path}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def sampled(path: str, rate: float) -> bool:
+    return path_hash(path, "sample:") < rate
+
+
+def held_out(path: str) -> bool:
+    return path_hash(path, "split:") < HELD_OUT_SHARE
+
+
+def sample_rates(counts: dict[str, int], per_class: int) -> dict[str, float]:
+    """Per class, the share of images to sample so each class gives about ``per_class``."""
+    return {c: min(1.0, per_class / n) if n else 0.0 for c, n in counts.items()}
+
+
+def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k: int = 5,
+                chunk: int = 1024) -> np.ndarray:
+    """Majority label among the ``k`` nearest training points (Euclidean); a tie goes to the label
+    whose tied neighbours are nearer in total."""
+    train = np.asarray(train, dtype=np.float64)
+    test = np.asarray(test, dtype=np.float64)
+    k = max(1, min(k, len(train)))
+    train_norms = (train**2).sum(axis=1)
+    predictions = np.empty(len(test), dtype=train_labels.dtype)
+    for start in range(0, len(test), chunk):
+        block = test[start : start + chunk]
+        distances = (block**2).sum(axis=1)[:, None] - 2.0 * block @ train.T + train_norms[None, :]
+        nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        for row, neighbours in enumerate(nearest):
+            labels = train_labels[neighbours]
+            near = distances[row, neighbours]
+            best = None
+            for label in np.unique(labels):
+                votes, total = int((labels == label).sum()), float(near[labels == label].sum())
+                if best is None or (votes, -total) > (best[1], -best[2]):
+                    best = (label, votes, total)
+            predictions[start + row] = best[0]
+    return predictions
+
+
+@dataclass
+class Accuracy:
+    overall: float
+    per_class: dict[str, tuple[int, int]]  # class -> (correct, held out)
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)  # (true, predicted) -> count, errors only
+
+    def most_confused(self, limit: int = 8) -> list[str]:
+        """Classes involved in the most errors, for the confusion picture."""
+        weight: dict[str, int] = {}
+        for (true, predicted), count in self.confusion.items():
+            weight[true] = weight.get(true, 0) + count
+            weight[predicted] = weight.get(predicted, 0) + count
+        return [c for c, _ in sorted(weight.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+
+
+def knn_accuracy(vectors: np.ndarray, labels: list[str], test_mask: np.ndarray, k: int = 5) -> Accuracy:
+    labels = np.asarray(labels, dtype=object)
+    train, test = ~test_mask, test_mask
+    if not test.any() or not train.any():
+        return Accuracy(float("nan"), {})
+    predicted = knn_predict(vectors[train], labels[train], vectors[test], k)
+    truth = labels[test]
+    per_class = {c: (int(((truth == c) & (predicted == c)).sum()), int((truth == c).sum())) for c in np.unique(truth)}
+    confusion: dict[tuple[str, str], int] = {}
+    for true, guess in zip(truth, predicted):
+        if true != guess:
+            confusion[(true, guess)] = confusion.get((true, guess), 0) + 1
+    return Accuracy(float((predicted == truth).mean()), per_class, confusion)
+
+
+@dataclass
+class Separability:
+    full: Accuracy
+    reduced: Accuracy
+    k: int  # PCA components of the reduced side
+    sample_size: int
+    held_out: int
+    keeping_target: float | None = None  # smallest variance target whose k loses <= tolerance
+    keeping_k: int | None = None
+
+    @property
+    def loss(self) -> float:
+        """Accuracy points (0..1) the PCA costs on this split."""
+        return self.full.overall - self.reduced.overall
+
+
+def separability(embeddings: np.ndarray, labels: list[str], paths: list[str], mean: np.ndarray,
+                 basis: np.ndarray, spectrum: np.ndarray, k: int, tolerance: float = 0.02,
+                 neighbours: int = 5, targets=(0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)) -> Separability:
+    """k-NN accuracy of the full ``embeddings`` and of their projection on the first ``k`` rows of
+    ``basis`` (the PCA's eigenvectors by decreasing variance), on the split given by the paths.
+    When the projection loses more than ``tolerance``, the smallest of ``targets`` whose k (from
+    the explained-variance ``spectrum``) keeps the loss within it is named."""
+    from fruit_assets.pca.fit import choose_k
+
+    test_mask = np.array([held_out(p) for p in paths], dtype=bool)
+    centred = np.asarray(embeddings, dtype=np.float64) - mean
+    full = knn_accuracy(centred, labels, test_mask, neighbours)
+
+    def reduced_at(components: int) -> Accuracy:
+        return knn_accuracy(centred @ basis[:components].T, labels, test_mask, neighbours)
+
+    reduced = reduced_at(k)
+    result = Separability(full, reduced, k, len(paths), int(test_mask.sum()))
+    if result.loss > tolerance:
+        for target in targets:
+            candidate = choose_k(spectrum, target)
+            if candidate <= k or candidate > len(basis):
+                continue
+            if full.overall - reduced_at(candidate).overall <= tolerance:
+                result.keeping_target, result.keeping_k = target, candidate
+                break
+    return result

@@ -1,0 +1,101 @@
+"""Feature-quality steps as plain functions over (Spark session, data layout). No Dagster.
+
+- ``review_new_images``: after ``image_embeddings`` commits, each class that got new images is
+  checked for images that do not look like it (quality/outliers.py); the flagged ones land in
+  ``<root>/review/fruit_class=<c>/flagged.parquet`` with the class they look more like.
+- ``measure_separability``: on ``reduced_features``, k-NN accuracy of the full embeddings and of
+  the PCA-reduced features on the same hash-chosen, bounded sample (quality/separability.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.quality.outliers import nearest_class
+from fruit_assets.quality.separability import Separability, sample_rates, separability
+from fruit_assets.spark_jobs.commit import dataset_files
+from fruit_assets.spark_jobs.parquet_io import write_table
+from fruit_assets.spark_jobs.quality import class_centroids, review_new_images as review_job, sample_embeddings
+
+REVIEW_SCHEMA = pa.schema([
+    ("path", pa.string()),
+    ("fruit_class", pa.string()),
+    ("distance", pa.float64()),  # to the class centroid
+    ("threshold", pa.float64()),  # the class's robust limit
+    ("nearest_class", pa.string()),  # the other class whose centroid is nearest
+    ("nearest_class_distance", pa.float64()),
+    ("mode", pa.string()),  # "against earlier images" or "leave-one-out"
+])
+
+
+@dataclass
+class ReviewReport:
+    checked: dict[str, int] = field(default_factory=dict)  # class -> new images checked
+    modes: dict[str, str] = field(default_factory=dict)
+    flagged: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def num_checked(self) -> int:
+        return sum(self.checked.values())
+
+
+def review_new_images(spark, layout: DataLayout, featurized: dict[str, int], all_classes: list[str]) -> ReviewReport:
+    """``featurized``: images embedded by this run per class (classes with none are skipped);
+    ``all_classes``: every class, for naming the one a flagged image looks more like."""
+    started = time.perf_counter()
+    report = ReviewReport()
+    work = [(c, files) for c, n in sorted(featurized.items()) if n and (files := dataset_files(layout.embeddings, c))]
+    candidates = []
+    for fruit_class, mode, checked, flagged in review_job(spark, work):
+        if checked:
+            report.checked[fruit_class], report.modes[fruit_class] = checked, mode
+        candidates += [(fruit_class, mode, *row) for row in flagged]
+    centroids = {}
+    if candidates:  # naming the nearest other class needs every class's centroid: only then
+        centroids = class_centroids(spark, [(c, uri) for c in all_classes for uri in dataset_files(layout.embeddings, c)])
+    rows_by_class: dict[str, list[dict]] = {c: [] for c in report.checked}
+    for fruit_class, mode, path, distance, threshold, vector in candidates:
+        other, other_distance = nearest_class(np.frombuffer(vector, np.float32), centroids, exclude=fruit_class)
+        rows_by_class[fruit_class].append({
+            "path": path, "fruit_class": fruit_class, "distance": distance, "threshold": threshold,
+            "nearest_class": other, "nearest_class_distance": other_distance, "mode": mode,
+        })
+    for fruit_class, rows in rows_by_class.items():
+        rows.sort(key=lambda r: -r["distance"] / r["threshold"])
+        write_table(layout.review_table(fruit_class), pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA))
+        report.flagged += rows
+    report.flagged.sort(key=lambda r: -r["distance"] / r["threshold"])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass
+class SeparabilityReport:
+    result: Separability | None
+    sample_per_class: int
+    seconds: float
+    why_not: str = ""  # when there is no result
+
+
+def measure_separability(spark, layout: DataLayout, classes: list[str], pca, counts: dict[str, int],
+                         max_sample: int = 10_000, per_class_cap: int = 200, tolerance: float = 0.02) -> SeparabilityReport:
+    """Both accuracies on a sample of at most ``max_sample`` images (``per_class_cap`` per class),
+    chosen by path hash: the cost stays flat however large the collection grows."""
+    started = time.perf_counter()
+    per_class = max(10, min(per_class_cap, max_sample // max(1, len(classes))))
+    rates = sample_rates(counts, per_class)
+    work = [(c, uri) for c in classes for uri in dataset_files(layout.embeddings, c)]
+    paths, labels, vectors = sample_embeddings(spark, work, rates)
+    if len(set(labels)) < 2:
+        return SeparabilityReport(None, per_class, time.perf_counter() - started, "needs at least two classes")
+    if pca.basis is None:
+        return SeparabilityReport(None, per_class, time.perf_counter() - started,
+                                  "the PCA model predates its stored basis: re-materialize pca_model")
+    result = separability(vectors, labels, paths, pca.mean, pca.basis, pca.spectrum, pca.k, tolerance)
+    return SeparabilityReport(result, per_class, time.perf_counter() - started)

@@ -1,0 +1,103 @@
+"""Feature-quality passes over committed embeddings, in Spark tasks. No Dagster.
+
+Only small results reach the driver: a bounded, hash-chosen sample of vectors for the separability
+figures, and, for the review of new images, the flagged rows (with their vectors, to name the
+nearest other class) plus one centroid per class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fruit_assets.spark_jobs import file_task_slices
+
+CARRIED_PREFIX = "part-carry-"  # spark_jobs.embed.carry_forward: rows from earlier runs
+
+
+def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float]
+                      ) -> tuple[list[str], list[str], np.ndarray]:
+    """(paths, classes, float32 vectors) of the rows whose path hash falls under their class's rate."""
+    if not work:
+        return [], [], np.zeros((0, 0), np.float32)
+    sc = spark.sparkContext
+
+    def task(items):
+        from fruit_assets.quality.separability import sampled
+        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+
+        for fruit_class, uri in items:
+            table = read_table(uri, ["path", "embedding"])
+            keep = [i for i, p in enumerate(table["path"].to_pylist()) if sampled(p, rates[fruit_class])]
+            if keep:
+                kept = table.take(keep)
+                yield fruit_class, kept["path"].to_pylist(), column_matrix(kept["embedding"]).tobytes()
+
+    rows = sc.parallelize(sorted(work), file_task_slices(sc, len(work))).mapPartitions(task).collect()
+    paths = [p for _c, ps, _v in rows for p in ps]
+    classes = [c for c, ps, _v in rows for _ in ps]
+    vectors = [np.frombuffer(v, np.float32).reshape(len(ps), -1) for _c, ps, v in rows]
+    return paths, classes, (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32))
+
+
+def review_new_images(spark, work: list[tuple[str, list[str]]], new_paths_only: bool = True) -> list[tuple]:
+    """``work``: (fruit_class, committed embeddings files) of classes that got new images. One task
+    a class: rows of carried-forward files are the reference, the others are this run's new images.
+    With enough reference rows, new images are checked against them; otherwise the class is its own
+    reference (leave-one-out) and only this run's images are reported. Returns, per class,
+    (fruit_class, mode, checked, [(path, distance, threshold, vector bytes)])."""
+    if not work:
+        return []
+    sc = spark.sparkContext
+
+    def task(items):
+        from fruit_assets.quality.outliers import MIN_REFERENCE, flag_against_reference, flag_leave_one_out
+        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+
+        for fruit_class, uris in items:
+            reference, new, new_paths = [], [], []
+            for uri in uris:
+                table = read_table(uri, ["path", "embedding"])
+                vectors = column_matrix(table["embedding"])
+                if uri.rsplit("/", 1)[-1].startswith(CARRIED_PREFIX):
+                    reference.append(vectors)
+                else:
+                    new.append(vectors)
+                    new_paths += table["path"].to_pylist()
+            if not new_paths:
+                yield fruit_class, "none", 0, []
+                continue
+            new_matrix = np.concatenate(new)
+            reference_matrix = np.concatenate(reference) if reference else np.zeros((0, new_matrix.shape[1]), np.float32)
+            if len(reference_matrix) >= MIN_REFERENCE:
+                mode, candidates = "against earlier images", new_matrix
+                flagged = flag_against_reference(reference_matrix, new_matrix)
+            else:
+                mode = "leave-one-out"
+                candidates = np.concatenate([new_matrix, reference_matrix])
+                flagged = [f for f in flag_leave_one_out(candidates) if f.index < len(new_paths)]
+            yield fruit_class, mode, len(new_paths), [
+                (new_paths[f.index], f.distance, f.threshold, candidates[f.index].tobytes()) for f in flagged
+            ]
+
+    return sc.parallelize(sorted(work), file_task_slices(sc, len(work))).mapPartitions(task).collect()
+
+
+def class_centroids(spark, work: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Mean embedding of each class, from per-file sums merged on the driver."""
+    if not work:
+        return {}
+    sc = spark.sparkContext
+
+    def task(items):
+        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+
+        for fruit_class, uri in items:
+            vectors = column_matrix(read_table(uri, ["embedding"])["embedding"]).astype(np.float64)
+            if len(vectors):
+                yield fruit_class, len(vectors), vectors.sum(axis=0).tobytes()
+
+    sums: dict[str, tuple[int, np.ndarray]] = {}
+    for fruit_class, count, total in sc.parallelize(sorted(work), file_task_slices(sc, len(work))).mapPartitions(task).collect():
+        previous_count, previous_sum = sums.get(fruit_class, (0, 0.0))
+        sums[fruit_class] = (previous_count + count, previous_sum + np.frombuffer(total, np.float64))
+    return {c: total / count for c, (count, total) in sums.items()}

@@ -1,0 +1,103 @@
+"""Feature quality end to end: separability on reduced_features, odd uploads flagged by image_embeddings.
+
+The calibrated random network separates image statistics, not fruit, so the "photographs" here are
+high-detail images among smooth synthetic fruit: what it does tell apart (issue #14 measured that).
+"""
+
+import io
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+from dagster import AssetCheckSeverity, materialize
+from PIL import Image, ImageFilter
+
+from fruit_assets.assets import image_embeddings, raw_images
+from fruit_assets.review import SeparabilityReport
+from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, metadata_of, resources, run_graph
+
+
+def photograph(seed: int) -> bytes:
+    """A high-detail picture: fine texture and edges everywhere, unlike the smooth sample fruit."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).filter(ImageFilter.EDGE_ENHANCE_MORE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def new_fruit(colour, aspect, seed: int) -> bytes:
+    from fruit_assets.sample import jpeg_bytes, render_fruit
+
+    return jpeg_bytes(render_fruit(np.random.default_rng(seed), colour, aspect))
+
+
+def test_photographs_dropped_into_a_fruit_folder_are_flagged_with_their_class(spark, sample_root, weights_file, dagster_instance):
+    training = os.path.join(sample_root, "Training")
+    os.makedirs(os.path.join(training, "Photos"))
+    for index in range(12):
+        with open(os.path.join(training, "Photos", f"photo_{index}.jpg"), "wb") as handle:
+            handle.write(photograph(index))
+    banana = os.path.join(training, "Banana")
+    for index in range(30):  # a class with some history: 42 earlier images to judge new ones by
+        with open(os.path.join(banana, f"earlier_{index}.jpg"), "wb") as handle:
+            handle.write(new_fruit((235, 205, 60), 2.6, 300 + index))
+    classes = CLASSES + ["Photos"]
+    embed_run, _pca_run, reduce_run = run_graph(dagster_instance, sample_root, weights_file, classes)
+
+    # First materialization: every class is its own reference (leave-one-out); all 48 reviewed.
+    first = metadata_of(embed_run, "image_embeddings")
+    assert first["num_new_images_reviewed"] == 78
+    # Separability figures on reduced_features, with the confusion picture and its check.
+    reduced = metadata_of(reduce_run, "reduced_features")
+    assert 0 <= reduced["knn_accuracy_full_embeddings"] <= 1 and 0 <= reduced["knn_accuracy_reduced_features"] <= 1
+    assert abs(reduced["knn_accuracy_lost_by_pca"] - (reduced["knn_accuracy_full_embeddings"] - reduced["knn_accuracy_reduced_features"])) < 1e-3
+    assert "Photos" in reduced["knn_accuracy_per_class"]
+    [check] = [e for e in reduce_run.get_asset_check_evaluations() if e.check_name == "pca_keeps_class_separability"]
+    assert check.severity == AssetCheckSeverity.WARN and "5-NN accuracy" in check.description
+
+    # An upload into Banana: three photographs by mistake, six ordinary new bananas.
+    mistakes = [f"file://{banana}/upload_photo_{i}.jpg" for i in range(3)]
+    for i, uri in enumerate(mistakes):
+        with open(uri[len("file://"):], "wb") as handle:
+            handle.write(photograph(100 + i))
+    ordinary = [f"file://{banana}/upload_banana_{i}.jpg" for i in range(6)]
+    for i, uri in enumerate(ordinary):
+        with open(uri[len("file://"):], "wb") as handle:
+            handle.write(new_fruit((235, 205, 60), 2.6, 500 + i))
+    result = materialize(ALL_ASSETS, selection=[raw_images, image_embeddings], instance=dagster_instance,
+                         resources=resources(sample_root, weights_file), partition_key="Banana")
+    assert result.success
+    meta = metadata_of(result, "image_embeddings")
+    assert meta["num_new_images_reviewed"] == 9
+    review = pq.read_table(os.path.join(sample_root, "review", "fruit_class=Banana", "flagged.parquet")).to_pylist()
+    flagged = {row["path"]: row for row in review}
+    assert set(mistakes) <= set(flagged), review
+    assert all(flagged[m]["nearest_class"] == "Photos" and flagged[m]["mode"] == "against earlier images" for m in mistakes)
+    assert all(flagged[m]["distance"] > flagged[m]["threshold"] for m in mistakes)
+    ratios = {p: round(r["distance"] / r["threshold"], 2) for p, r in flagged.items()}
+    assert len(set(ordinary) & set(flagged)) <= 1, ratios  # ordinary uploads (nearly) never flagged
+    assert meta["num_flagged_for_review"] == len(review) and "upload_photo_0.jpg" in meta["flagged_for_review"]
+    assert meta["flagged_thumbnails"].startswith("![flagged images](data:image/png;base64,")
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "new_images_look_like_their_class"]
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN and check.description.startswith(f"{len(review)} of 9")
+
+
+def test_the_check_warns_and_names_a_variance_target_that_keeps_separability():
+    """The check's wording on a result where the PCA lost the separating direction (geometry as in
+    quality/test_separability.py)."""
+    from fruit_assets.assets.quality import separability_check
+    from fruit_assets.pca.fit import Moments, fit_from_moments
+    from fruit_assets.quality.separability import separability
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(0, 0.05, (400, 6))
+    vectors[:, 0] = rng.uniform(0, 100, 400)
+    vectors[200:, 1] += 2.0
+    model = fit_from_moments(Moments.of(vectors), 0.9)
+    result = separability(vectors, ["a"] * 200 + ["b"] * 200, [f"/{i}" for i in range(400)],
+                          model.mean, model.basis, model.spectrum, model.k)
+    check = separability_check(SeparabilityReport(result, 200, 0.1), 0.9)
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert f"FRUIT_PCA_VARIANCE={result.keeping_target:g} (k={result.keeping_k}) keeps it within 2 points" in check.description
