@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 
 def cmd_sample(args) -> int:
@@ -103,6 +104,33 @@ def cmd_materialize(args) -> int:
         return _materialize(args, terminal, ProgressDisplay(terminal))
 
 
+def _stop(spark_starting) -> None:
+    try:
+        spark_starting.result().stop()
+    except Exception:  # noqa: BLE001 - we are already reporting the error that matters
+        pass
+
+
+def _start_spark(master: str):
+    """The session, and, in the background, its Python workers (they overlap the first run's
+    start-up and manifest step; the first Spark job of the run then finds them ready)."""
+    import threading
+
+    from fruit_assets.resources.spark import SparkResource
+    from fruit_assets.spark_jobs.session import warm_up_workers
+
+    session = SparkResource(master=master).get_session()
+
+    def warm():
+        try:
+            warm_up_workers(session)
+        except Exception:  # noqa: BLE001 - only a head start; the real jobs start workers anyway
+            pass
+
+    threading.Thread(target=warm, name="spark-warm-up", daemon=True).start()
+    return session
+
+
 def _materialize(args, terminal, progress_display) -> int:
     # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
     from dagster import DagsterInstance
@@ -114,21 +142,26 @@ def _materialize(args, terminal, progress_display) -> int:
     from fruit_assets.manifest import discover_classes
     from fruit_assets.partitions import fruit_class_partitions
     from fruit_assets.resources.env import resolved
-    from fruit_assets.resources.spark import SparkResource
     from fruit_assets.spark_jobs import progress
     from fruit_assets.storage import StorageError
 
     started = time.perf_counter()
+    # The JVM and the Python workers take seconds to start: do it while the instance, the classes
+    # and the model are being looked up (an incremental run is mostly such fixed costs).
+    spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+        _start_spark, resolved(defs.resources["spark"].master))
     try:
         layout = DataLayout.at(resolved(defs.resources["storage"].data_uri))
         classes = discover_classes(layout)
     except (StorageError, OSError) as error:
         terminal.error(str(error))
+        _stop(spark_starting)
         return 2
     selected = args.fruit_class or classes
     unknown = sorted(set(selected) - set(classes))
     if unknown:
         terminal.error(f"no such class under {layout.training}: {', '.join(unknown)}")
+        _stop(spark_starting)
         return 2
 
     instance = DagsterInstance.get()
@@ -144,8 +177,8 @@ def _materialize(args, terminal, progress_display) -> int:
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
     # One Spark application for the whole command: every run below reuses it (and the model
-    # each Python worker already built).
-    session = SparkResource(master=resolved(defs.resources["spark"].master)).get_session()
+    # each Python worker already built). Started while the instance is being read.
+    session = spark_starting.result()
     summary: dict[str, dict] = {}
     progress.add_listener(progress_display)
     try:

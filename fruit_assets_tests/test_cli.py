@@ -83,6 +83,14 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert " - dagster - INFO - embed_classes - " in verbose.stderr
     assert "0 featurized now, 36 reused" in verbose.stdout
 
+    # On a terminal: a live bar (redrawn with carriage returns), not periodic lines.
+    for index in range(4):
+        shutil.copy(tmp_path / "data" / "Training" / "Banana" / f"{index}_100.jpg",
+                    tmp_path / "data" / "Training" / "Banana" / f"tty_{index}.jpg")
+    screen = run_on_a_terminal([f"{BIN}/fruit-assets", "materialize", "--class", "Banana"], env)
+    assert "\r" in screen and "img/s" in screen and "   embedding: 4/4 images" not in screen, screen
+    assert "4 featurized now, 12 reused" in screen
+
     quiet = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert quiet.stdout.lstrip().startswith("summary") and "[1/" not in quiet.stdout
@@ -100,6 +108,34 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = ds.dataset(str(tmp_path / "data" / "manifests" / "fruit_class=Banana")).to_table()
     assert manifest.num_rows == 11
+
+
+def run_on_a_terminal(args, env_extra, timeout=600) -> str:
+    """What a user sees in a terminal: the command's stdout and stderr on a pseudo-terminal."""
+    import pty
+    import select
+
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(args, env={**os.environ, **env_extra, "COLUMNS": "120"},
+                               stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([main], [], [], timeout)
+        if not ready:
+            process.kill()
+            break
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=60)
+    os.close(main)
+    assert process.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
 
 
 def test_instance_settings_are_the_repository_dagster_yaml_and_never_overwritten(tmp_path, monkeypatch):

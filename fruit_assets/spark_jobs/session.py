@@ -55,6 +55,22 @@ def build_spark_session(settings: SparkSettings):
     return session
 
 
+def warm_up_workers(session) -> None:
+    """Starts one Python worker per task slot and imports what embedding tasks need (numpy, PIL,
+    pyarrow, ONNX Runtime): the first real job then finds them ready (worker reuse is on)."""
+    sc = session.sparkContext
+
+    def warm(_):
+        import fruit_assets.featurize.images  # noqa: F401
+        import fruit_assets.spark_jobs.parquet_io  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        return []
+
+    slots = sc.defaultParallelism
+    sc.parallelize(range(slots), slots).mapPartitions(warm).count()
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     """Client mode from the Dagster run pod: the pod is the driver, executors are pods it owns."""
