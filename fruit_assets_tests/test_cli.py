@@ -107,7 +107,9 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = ds.dataset(str(tmp_path / "data" / "manifests" / "fruit_class=Banana")).to_table()
-    assert manifest.num_rows == 11
+    on_disk = sorted(os.listdir(tmp_path / "data" / "Training" / "Banana"))
+    assert len(on_disk) == 16 and "0_100.jpg" not in on_disk  # 12 - 1 + 4 (terminal run) + 1 (ui)
+    assert sorted(p.rsplit("/", 1)[1] for p in manifest["path"].to_pylist()) == on_disk
 
 
 def run_on_a_terminal(args, env_extra, timeout=600) -> str:
