@@ -57,22 +57,24 @@ def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests:
 
 def matches_manifest(layout: DataLayout, fruit_class: str, listing: list) -> bool:
     """Are these objects, by (key, ETag, size), exactly what the class's manifest recorded?
-    Listings of local files carry no content hash (mtime instead): they are hashed here, once,
-    and only when paths and sizes already agree."""
-    from fruit_assets.manifest import read_manifest
+    Listings of local files carry no content hash (mtime instead): the class is listed again the
+    way raw_images lists it (content hashed), once, and only when paths and sizes already agree."""
+    from fruit_assets.manifest import images_only, list_class_images, read_manifest_if_any
 
-    uri = layout.manifest(fruit_class)
-    if not open_store(uri).exists(uri):
+    manifest = read_manifest_if_any(layout, fruit_class)
+    if manifest is None:
         return False
-    manifest = read_manifest(layout, fruit_class)
-    recorded = set(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(), manifest["size"].to_pylist()))
-    listing = [info for info in listing if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-")]
+    recorded = _triples(manifest)
+    listing = images_only(listing)
     if {(i.uri, i.size) for i in listing} != {(p, size) for p, _e, size in recorded} or len(listing) != len(recorded):
         return False
     if any(info.etag.startswith("mtime:") for info in listing):
-        folder = layout.training_class(fruit_class)
-        listing = list(open_store(folder).list_objects(folder, content_hash=True))
+        return _triples(list_class_images(layout, fruit_class)) == recorded
     return {(i.uri, i.etag, i.size) for i in listing} == recorded
+
+
+def _triples(manifest) -> set[tuple[str, str, int]]:
+    return set(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(), manifest["size"].to_pylist()))
 
 
 def diff(previous: dict[str, str], current: dict[str, str]) -> Changes:

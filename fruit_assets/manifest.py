@@ -23,14 +23,17 @@ def discover_classes(layout: DataLayout) -> list[str]:
     return classes
 
 
+def images_only(objects) -> list:
+    """The listed objects minus the local store's in-flight ``.tmp-*`` files (a write not yet
+    renamed into place is not an image of the class)."""
+    return [info for info in objects if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-")]
+
+
 def list_class_images(layout: DataLayout, fruit_class: str) -> pa.Table:
     """Every object directly or indirectly under Training/<class>/: nothing is filtered here, so
     a stray .DS_Store is accounted for (quarantined later) rather than silently dropped."""
     folder = layout.training_class(fruit_class)
-    objects = [
-        info for info in open_store(folder).list_objects(folder)
-        if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-")
-    ]
+    objects = images_only(open_store(folder).list_objects(folder))
     if not objects:
         # An empty manifest would "succeed" with nothing in it: a wrong root must fail loudly.
         discover_classes(layout)  # raises first if the root has no Training/<Class>/ at all
@@ -57,7 +60,14 @@ def write_manifest(layout: DataLayout, fruit_class: str, manifest: pa.Table) -> 
 
 
 def read_manifest(layout: DataLayout, fruit_class: str) -> pa.Table:
+    manifest = read_manifest_if_any(layout, fruit_class)
+    if manifest is None:
+        raise StorageError(f"no manifest for class {fruit_class!r} at {layout.manifest(fruit_class)}: "
+                           "materialize raw_images first")
+    return manifest
+
+
+def read_manifest_if_any(layout: DataLayout, fruit_class: str) -> pa.Table | None:
+    """The class's manifest, or None if raw_images never wrote one."""
     uri = layout.manifest(fruit_class)
-    if not open_store(uri).exists(uri):
-        raise StorageError(f"no manifest for class {fruit_class!r} at {uri}: materialize raw_images first")
-    return read_table(uri)
+    return read_table(uri) if open_store(uri).exists(uri) else None

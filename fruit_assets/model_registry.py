@@ -85,7 +85,7 @@ def read_model(layout: DataLayout, record: ConvertedModel) -> bytes | None:
     if not store.exists(uri):
         return None
     data = store.read_bytes(uri)
-    return data if hashlib.sha256(data).hexdigest() == record.sha256 else None
+    return data if sha256(data) == record.sha256 else None
 
 
 def save(layout: DataLayout, record: ConvertedModel, onnx_bytes: bytes | None) -> None:

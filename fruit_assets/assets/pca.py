@@ -11,7 +11,7 @@ from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.plots import explained_variance_curve, markdown_image, pc_scatter
 from fruit_assets.spark_jobs.commit import dataset_files
 from fruit_assets.spark_jobs.validate import sample_first_components
-from fruit_assets.manifest import read_manifest
+from fruit_assets.manifest import read_manifest_if_any
 from fruit_assets.pipeline import build_reduced_features, fit_pca
 from fruit_assets.review import measure_separability
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
@@ -81,15 +81,11 @@ def reduced_features(
     # Do the features still separate the classes, and what does the PCA cost? On every class, over
     # a bounded sample chosen by path hash (same images every run).
     everyone = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
-    counts = {c: read_manifest(storage.layout, c).num_rows for c in everyone if _has_manifest(storage.layout, c)}
+    manifests = {c: read_manifest_if_any(storage.layout, c) for c in everyone}
+    counts = {c: manifest.num_rows for c, manifest in manifests.items() if manifest is not None}
     separability = measure_separability(session, storage.layout, sorted(counts), model, counts)
     metadata.update(separability_metadata(separability))
     checks = reduced_checks(session, storage.layout, classes, model.k)
     checks.append(separability_check(separability, model.variance_target))
     return MaterializeResult(metadata=metadata, check_results=checks)
 
-
-def _has_manifest(layout, fruit_class: str) -> bool:
-    from fruit_assets.storage import open_store
-
-    return open_store(layout.manifest(fruit_class)).exists(layout.manifest(fruit_class))

@@ -43,11 +43,6 @@ class InferenceModel:
     payload: Any  # ONNX bytes (onnxruntime) or list of weight arrays (tensorflow): what is broadcast
     location: str = ""  # where the converted model lives, for metadata
 
-    @property
-    def tag(self) -> str:
-        """What an embeddings file records: rows with another tag are computed again."""
-        return f"{self.engine}:{self.fingerprint}"
-
 
 _EMBEDDERS: dict[tuple, Any] = {}
 _EMBEDDERS_LOCK = threading.Lock()

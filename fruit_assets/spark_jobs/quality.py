@@ -39,7 +39,7 @@ def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float
     return paths, classes, (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32))
 
 
-def review_new_images(spark, work: list[tuple[str, list[str]]], new_paths_only: bool = True) -> list[tuple]:
+def review_new_images(spark, work: list[tuple[str, list[str]]]) -> list[tuple]:
     """``work``: (fruit_class, committed embeddings files) of classes that got new images. One task
     a class: rows of carried-forward files are the reference, the others are this run's new images.
     With enough reference rows, new images are checked against them; otherwise the class is its own
