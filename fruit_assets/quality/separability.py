@@ -16,9 +16,15 @@ import numpy as np
 HELD_OUT_SHARE = 0.2
 
 
+def image_key(path: str) -> str:
+    """What names an image within its dataset (``<Class>/<file>``, the part after ``Training/``):
+    the split and the sample stay the same when the data root moves (a copy in another bucket)."""
+    return path.split("/Training/", 1)[-1]
+
+
 def path_hash(path: str, salt: str = "") -> float:
-    """A stable number in [0, 1) for ``path``."""
-    digest = hashlib.blake2b(f"{salt}{path}".encode(), digest_size=8).digest()
+    """A stable number in [0, 1) for the image at ``path``, wherever its data root is."""
+    digest = hashlib.blake2b(f"{salt}{image_key(path)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
 

@@ -20,6 +20,12 @@ def test_split_and_sample_are_stable_hashes_of_the_path():
     assert [held_out(p) for p in paths] == [held_out(p) for p in paths]
     assert 0.17 < np.mean([held_out(p) for p in paths]) < 0.23
     assert 0 <= path_hash(paths[0]) < 1 and path_hash(paths[0]) != path_hash(paths[0], "x")
+    # The same images under another data root are split the same way: the side of an image does
+    # not depend on the bucket or folder the dataset was copied to.
+    moved = [p.replace("file:///data/", "s3://other-bucket/fruits/") for p in paths]
+    assert [held_out(p) for p in moved] == [held_out(p) for p in paths]
+    assert [sampled(p, 0.04) for p in moved] == [sampled(p, 0.04) for p in paths]
+    assert path_hash("file:///data/Training/Banana/1_100.jpg") != path_hash("file:///data/Training/Kiwi/1_100.jpg")
     rates = sample_rates({"Banana": 5000, "Kiwi": 50}, per_class=200)
     assert rates == {"Banana": 0.04, "Kiwi": 1.0}
     assert 150 < sum(sampled(p, rates["Banana"]) for p in paths) < 250
