@@ -46,6 +46,22 @@ def cmd_upload(args) -> int:
     return 0
 
 
+def cmd_bake_model(args) -> int:
+    """Image builds: the model for FRUIT_MODEL_WEIGHTS converted into the image (baked_model.py)."""
+    from fruit_assets.baked_model import bake
+    from fruit_assets.errors import UserFacingError
+
+    started = time.perf_counter()
+    try:
+        record = bake(args.weights, args.seed, args.into)
+    except UserFacingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"baked {record.source} ({record.fingerprint}, sha256 {record.sha256[:12]}) into {args.into}: parity "
+          f"with TensorFlow {record.parity_max_rel:.1e} relative; {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _materializations(result) -> dict[str, dict]:
     out = {}
     for event in result.get_asset_materialization_events():
@@ -229,6 +245,8 @@ def _materialize(args, terminal, progress_display) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fruit_assets.featurize.model import DEFAULT_RANDOM_SEED
+
     parser = argparse.ArgumentParser(prog="fruit-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -259,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(func=cmd_ui)
+
+    bake_model = commands.add_parser("bake-model", help="convert the model into a container image at build time")
+    bake_model.add_argument("--into", required=True, help="folder of the image's own model registry (FRUIT_BAKED_MODELS)")
+    bake_model.add_argument("--weights", default=os.environ.get("FRUIT_MODEL_WEIGHTS", "imagenet"),
+                            help="imagenet | random | a weights file (default: FRUIT_MODEL_WEIGHTS)")
+    bake_model.add_argument("--seed", type=int, default=DEFAULT_RANDOM_SEED, help="for random weights")
+    bake_model.set_defaults(func=cmd_bake_model)
 
     args = parser.parse_args(argv)
     return args.func(args)

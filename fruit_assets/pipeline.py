@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from fruit_assets import model_registry
+from fruit_assets import baked_model, model_registry
 from fruit_assets.errors import ConfigurationError, UserFacingError
 from fruit_assets.featurize.engines import ONNXRUNTIME, TENSORFLOW, InferenceModel, check_engine
 from fruit_assets.layout import DataLayout
@@ -83,6 +83,7 @@ class ModelReport:
     model: InferenceModel
     record: model_registry.ConvertedModel | None  # None when the engine is TensorFlow itself
     converted: bool = False  # this call ran tf2onnx
+    adopted: bool = False  # this call copied the container image's baked model in (baked_model.py)
     measured: bool = False  # this call measured parity against TensorFlow
     seconds: float = 0.0
 
@@ -107,11 +108,15 @@ def build_embedding_model(layout: DataLayout, weights_spec: str, random_seed: in
     started = time.perf_counter()
     key = model_registry.weights_key(weights_spec, random_seed)
     record = model_registry.find(layout, key)
+    adopted = False
+    if record is None:  # a container image may carry one for these weights (baked_model.py)
+        record = baked_model.adopt(layout, key)
+        adopted = record is not None
     onnx_bytes = model_registry.read_model(layout, record) if record else None
     if record is not None and onnx_bytes is not None and not verify:
         model = InferenceModel(ONNXRUNTIME, record.fingerprint, record.source, onnx_bytes,
                                layout.embedding_model(record.fingerprint))
-        return ModelReport(model, record, seconds=time.perf_counter() - started)
+        return ModelReport(model, record, adopted=adopted, seconds=time.perf_counter() - started)
 
     from importlib.metadata import version
 
@@ -131,7 +136,8 @@ def build_embedding_model(layout: DataLayout, weights_spec: str, random_seed: in
     model_registry.save(layout, record, onnx_bytes if converted else None)
     model = InferenceModel(ONNXRUNTIME, weights.fingerprint, weights.source, onnx_bytes,
                            layout.embedding_model(weights.fingerprint))
-    return ModelReport(model, record, converted=converted, measured=True, seconds=time.perf_counter() - started)
+    return ModelReport(model, record, converted=converted, adopted=adopted and not converted, measured=True,
+                       seconds=time.perf_counter() - started)
 
 
 def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_seed: int) -> ModelReport:

@@ -25,8 +25,9 @@ def embedding_model(context: AssetExecutionContext, storage: FruitStorage,
         report = build_embedding_model(storage.layout, embedding_model.weights, embedding_model.random_seed, verify=True)
     record = report.record
     parity_ok = record.parity_max_rel <= PARITY_TOLERANCE
+    how = "converted" if report.converted else "adopted the image's baked model as" if report.adopted else "reused"
     context.log.info(
-        f"{'converted' if report.converted else 'reused'} {report.model.location} (weights {record.source}, "
+        f"{how} {report.model.location} (weights {record.source}, "
         f"{record.fingerprint}); parity with TensorFlow on {record.parity_images} images: max abs "
         f"{record.parity_max_abs:.2e}, relative {record.parity_max_rel:.2e}"
     )
@@ -41,6 +42,7 @@ def embedding_model(context: AssetExecutionContext, storage: FruitStorage,
             "sha256": record.sha256,
             "size_bytes": len(report.model.payload),
             "converted_now": report.converted,
+            "from_image": report.adopted,
             "parity_max_abs": record.parity_max_abs,
             "parity_max_rel": record.parity_max_rel,
             "versions": MetadataValue.json(record.versions),

@@ -2,6 +2,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from fruit_assets.featurize.engines import ONNXRUNTIME, check_engine
+from fruit_assets.featurize.model import DEFAULT_RANDOM_SEED
 from fruit_assets.spark_jobs.embed import EmbedSettings
 
 
@@ -16,7 +17,7 @@ class EmbeddingModelResource(ConfigurableResource):
         default=ONNXRUNTIME,
         description="FRUIT_INFERENCE_ENGINE: 'onnxruntime' (the converted model, ~2x faster) or 'tensorflow' (the reference).",
     )
-    random_seed: int = 1234
+    random_seed: int = DEFAULT_RANDOM_SEED
     batch_size: int = Field(
         default=0, description="Images per inference call; 0: the engine's best (8 for onnxruntime, 32 for tensorflow)."
     )

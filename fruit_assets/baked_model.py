@@ -1,0 +1,53 @@
+"""The embedding model baked into a container image at build time, and its adoption by a data root.
+
+An image built with ``MODEL_WEIGHTS=imagenet|random|<weights file>`` carries a model registry of its
+own (``FRUIT_BAKED_MODELS``, set by docker/Dockerfile), laid out as ``model_registry`` lays one out
+under a data root. A data root that has no model for the configured weights yet copies the baked
+one in (its SHA-256 checked) instead of converting: no weights download, no tf2onnx, nothing
+that needs the network. The baked registry is read-only and belongs to the image, like
+``KERAS_HOME``: hence an environment variable of the image rather than a user setting.
+No Dagster, no Spark.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fruit_assets import model_registry
+from fruit_assets.layout import DataLayout
+
+BAKED_MODELS_ENV = "FRUIT_BAKED_MODELS"
+
+
+def baked_layout() -> DataLayout | None:
+    location = os.environ.get(BAKED_MODELS_ENV, "").strip()
+    return DataLayout.at(location) if location else None
+
+
+def bake(weights_spec: str, random_seed: int, into: str) -> model_registry.ConvertedModel:
+    """Converts the weights into the registry at ``into`` and measures parity; a model that fails
+    parity fails the image build rather than a run in production."""
+    from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
+    from fruit_assets.pipeline import ModelParityError, build_embedding_model
+
+    record = build_embedding_model(DataLayout.at(into), weights_spec, random_seed, verify=True).record
+    if not record.parity_max_rel <= PARITY_TOLERANCE:
+        raise ModelParityError(
+            f"the converted model differs from TensorFlow by {record.parity_max_rel:.2g} "
+            f"(relative; limit {PARITY_TOLERANCE:g}): not baking it"
+        )
+    return record
+
+
+def adopt(layout: DataLayout, key: str) -> model_registry.ConvertedModel | None:
+    """The baked model for weights ``key``, copied into ``layout``'s registry; None when the image
+    has none for these weights (or its file does not match its record: then convert as usual)."""
+    baked = baked_layout()
+    if baked is None or baked.root == layout.root:
+        return None
+    record = model_registry.find(baked, key)
+    onnx_bytes = model_registry.read_model(baked, record) if record else None
+    if onnx_bytes is None:
+        return None
+    model_registry.save(layout, record, onnx_bytes)
+    return record
