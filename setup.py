@@ -20,6 +20,11 @@ setup(
         f"dagster-aws=={DAGSTER_LIBS}",
         f"dagster-k8s=={DAGSTER_LIBS}",
         f"dagster-pyspark=={DAGSTER_LIBS}",
+        # The Helm chart's instance (run pods, code server) keeps runs and events in Postgres.
+        f"dagster-postgres=={DAGSTER_LIBS}",
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, which dagster-postgres does not install
+        # (it brings psycopg2): with 2.1 every Postgres-backed instance fails to open.
+        "sqlalchemy>=2.0,<2.1",
         "pyspark==4.3.0",
         # TensorFlow/Keras define the network and load the weights; tf2onnx converts them once per
         # weights; ONNX Runtime runs them on the workers (~2x TensorFlow's throughput on a CPU).
