@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # One image, three roles. Spark on Kubernetes starts executors with the argument "executor";
-# anything else (the code server, the run pod's `dagster api execute_run`) runs as given.
+# anything else (the code server, the run pod's `dagster api execute_run`, a standalone Spark
+# worker's `spark-class ...`) runs as given.
 set -euo pipefail
-export SPARK_HOME="${SPARK_HOME:-$(cat /opt/spark_home)}"
-export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$(command -v python)}"
 if [ "${1:-}" = "executor" ]; then
   # As Spark's own image entrypoint does for executors.
   exec java -Xms"$SPARK_EXECUTOR_MEMORY" -Xmx"$SPARK_EXECUTOR_MEMORY" ${SPARK_JAVA_OPT_0:-} -cp "$SPARK_HOME/jars/*" \

@@ -171,3 +171,42 @@ def spark_cluster(tmp_path_factory, s3_server):
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 for Dagster instances shared with containers; its
+    password is in DAGSTER_PG_PASSWORD (containers get the variable by name) while it runs."""
+    from fruit_assets_tests.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        os.environ[server.password_variable] = server.password
+        try:
+            yield server
+        finally:
+            os.environ.pop(server.password_variable, None)
+
+_built_images = []
+
+
+@pytest.fixture(scope="session")
+def container_image(tmp_path_factory) -> str:
+    """docker/Dockerfile built by docker/build-local.sh from a clean state (no layer cache), baking
+    the seeded random weights; its build time and size are printed at the end of the session."""
+    from fruit_assets_tests.container import IMAGE, build_image, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"the container tests need {', '.join(missing)}: `bash .ci/run` installs them "
+                    "(apt-get install podman runc debootstrap)")
+    if os.environ.get("FRUIT_TEST_REUSE_IMAGE") == "1":  # iterating on these tests: the image as it is
+        return IMAGE
+    built = build_image(str(tmp_path_factory.mktemp("image") / "build.log"))
+    _built_images.append(built)
+    return built.name
+
+
+def pytest_terminal_summary(terminalreporter):
+    for built in _built_images:
+        terminalreporter.write_line(built.summary())

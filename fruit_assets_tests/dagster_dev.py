@@ -26,8 +26,14 @@ def free_port() -> int:
 
 
 class DagsterDev:
-    def __init__(self, home: str, env: dict[str, str]):
+    """``workspace``/``webserver_only``: the code-server test's host side, a bare dagster-webserver
+    (no daemon: the caller's dagster.yaml launches runs at once) over a workspace with a
+    grpc_server entry."""
+
+    def __init__(self, home: str, env: dict[str, str], workspace: str = "workspace.yaml",
+                 webserver_only: bool = False):
         self.home = home
+        self.workspace, self.webserver_only = workspace, webserver_only
         self.env = {**os.environ, **env, "DAGSTER_HOME": home}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,9 +51,11 @@ class DagsterDev:
         itself); else ``dagster dev -w workspace.yaml`` with the repository's dagster.yaml."""
         if via_cli:
             command = [f"{BIN}/fruit-assets", "ui", "--host", "127.0.0.1", "--port", str(self.port)]
+        elif self.webserver_only:
+            command = [f"{BIN}/dagster-webserver", "-w", self.workspace, "-h", "127.0.0.1", "-p", str(self.port)]
         else:
             shutil.copy(os.path.join(REPO, "dagster.yaml"), os.path.join(self.home, "dagster.yaml"))
-            command = [f"{BIN}/dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]
+            command = [f"{BIN}/dagster", "dev", "-w", self.workspace, "-h", "127.0.0.1", "-p", str(self.port)]
         self.log = open(os.path.join(self.home, "dagster_dev.log"), "wb")
         # `dagster dev` started from a non-interactive shell ignores SIGINT/SIGTERM unless their
         # default handlers are restored; its own process group lets us stop all of it.

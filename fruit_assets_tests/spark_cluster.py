@@ -67,15 +67,18 @@ class SparkStandalone:
             found = re.findall(r"Successfully started service 'MasterUI' on port (\d+)", handle.read())
         return int(found[-1]) if found else self.ui_port
 
-    def alive_workers(self) -> int:
+    def master_state(self) -> dict:
+        """The master's JSON (workers, running and completed applications); {} while it starts."""
         import json
 
         try:
             with LOOPBACK.open(f"http://127.0.0.1:{self._ui_port()}/json/", timeout=5) as response:
-                state = json.load(response)
+                return json.load(response)
         except OSError:
-            return 0
-        return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
+            return {}
+
+    def alive_workers(self) -> int:
+        return sum(1 for worker in self.master_state().get("workers", []) if worker.get("state") == "ALIVE")
 
     def wait_for_workers(self, count: int, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import jsonschema
 import pytest
@@ -176,9 +177,27 @@ def test_iam_policy_is_least_privilege_and_matches_eksctl():
     assert not any(s["Resource"] == ["*"] for s in policy["Statement"])
 
 
-def test_dockerfile_runs_as_non_root_with_baked_weights():
-    with open(os.path.join(REPO, "docker", "Dockerfile")) as handle:
-        dockerfile = handle.read()
-    assert "USER 10001" in dockerfile and "weights='imagenet'" in dockerfile
-    assert "openjdk-17" in dockerfile and "python:3.11" in dockerfile
-    assert '"-m", "fruit_assets"' in dockerfile
+def test_image_constraints_pin_every_requirement_within_setup_py():
+    """docker/constraints.txt (what the image installs) satisfies setup.py's ranges and pins each
+    of its requirements: a bump in one without the other fails here, not ten minutes into a build."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with open(os.path.join(REPO, "docker", "constraints.txt")) as handle:
+        pins = {}
+        for line in handle:
+            if line.strip() and not line.startswith("#"):
+                requirement = Requirement(line.strip())
+                pins[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    sys.path.insert(0, os.path.join(REPO, "docker"))
+    try:
+        from lock_constraints import setup_py_requirements
+    finally:
+        sys.path.pop(0)
+    runtime = [Requirement(r) for r in setup_py_requirements()]
+    assert len(runtime) >= 15
+    for requirement in runtime:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in docker/constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (requirement, pins[name])
+    assert {"tensorflow-cpu", "onnxruntime", "pyspark", "dagster", "tf2onnx", "protobuf"} <= set(pins)
