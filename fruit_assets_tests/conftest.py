@@ -181,11 +181,11 @@ def postgres():
     from fruit_assets_tests.postgres import PostgresServer
 
     with PostgresServer() as server:
-        os.environ[server.password_variable] = server.password
+        os.environ[server.login_env] = server.password
         try:
             yield server
         finally:
-            os.environ.pop(server.password_variable, None)
+            os.environ.pop(server.login_env, None)
 
 _built_images = []
 

@@ -24,7 +24,7 @@ class PostgresServer:
 
     user = "dagster"
     database = "dagster"
-    password_variable = "DAGSTER_PG_PASSWORD"
+    login_env = "DAGSTER_PG_PASSWORD"
 
     def __init__(self):
         self.bin = postgres_bin()
@@ -72,6 +72,6 @@ class PostgresServer:
         """dagster.yaml's storage block; the password comes from the environment, never the file."""
         return (
             "storage:\n  postgres:\n    postgres_db:\n"
-            f"      username: {self.user}\n      password:\n        env: {self.password_variable}\n"
+            f"      username: {self.user}\n      password:\n        env: {self.login_env}\n"
             f"      hostname: 127.0.0.1\n      db_name: {self.database}\n      port: {self.port}\n"
         )

@@ -191,6 +191,8 @@ def test_code_server_in_the_image_serves_a_webserver_on_the_host(container_image
     assert status == "SUCCESS", server_output[-4000:]
     # The run's process was the code server's child: its event log lines are in the container's output.
     assert run_id in server_output
+    for secret in (os.environ["AWS_SECRET_ACCESS_KEY"], postgres.password):  # passed by name, never shown
+        assert secret not in server_output
     with DagsterInstance.from_config(str(home)) as instance:
         event = instance.get_latest_materialization_event(AssetKey("image_embeddings"))
         assert event.run_id == run_id and event.dagster_event.partition == "Banana"
