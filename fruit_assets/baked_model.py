@@ -27,16 +27,10 @@ def baked_layout() -> DataLayout | None:
 def bake(weights_spec: str, random_seed: int, into: str) -> model_registry.ConvertedModel:
     """Converts the weights into the registry at ``into`` and measures parity; a model that fails
     parity fails the image build rather than a run in production."""
-    from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
-    from fruit_assets.pipeline import ModelParityError, build_embedding_model
+    from fruit_assets.pipeline import build_embedding_model, require_parity
 
-    record = build_embedding_model(DataLayout.at(into), weights_spec, random_seed, verify=True).record
-    if not record.parity_max_rel <= PARITY_TOLERANCE:
-        raise ModelParityError(
-            f"the converted model differs from TensorFlow by {record.parity_max_rel:.2g} "
-            f"(relative; limit {PARITY_TOLERANCE:g}): not baking it"
-        )
-    return record
+    report = build_embedding_model(DataLayout.at(into), weights_spec, random_seed, verify=True)
+    return require_parity(report, "not baking it").record
 
 
 def adopt(layout: DataLayout, key: str) -> model_registry.ConvertedModel | None:

@@ -143,8 +143,6 @@ def build_embedding_model(layout: DataLayout, weights_spec: str, random_seed: in
 def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_seed: int) -> ModelReport:
     """What a run that embeds broadcasts: the converted model (converted now if this is the first
     run with these weights) or, for the TensorFlow engine, the weight arrays themselves."""
-    from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
-
     engine = check_engine(engine)
     if engine == TENSORFLOW:
         from fruit_assets.featurize.model import resolve_weights
@@ -154,11 +152,17 @@ def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_s
         return ModelReport(InferenceModel(TENSORFLOW, weights.fingerprint, weights.source, weights.arrays),
                            None, seconds=time.perf_counter() - started)
     report = build_embedding_model(layout, weights_spec, random_seed, verify=False)
+    return require_parity(report, "re-materialize embedding_model after deleting it, or set FRUIT_INFERENCE_ENGINE=tensorflow")
+
+
+def require_parity(report: ModelReport, remedy: str) -> ModelReport:
+    """``report`` if its converted model's recorded parity with TensorFlow is within tolerance."""
+    from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
+
     if not report.record.parity_max_rel <= PARITY_TOLERANCE:
         raise ModelParityError(
             f"the converted model {report.model.location} differs from TensorFlow by "
-            f"{report.record.parity_max_rel:.2g} (relative; limit {PARITY_TOLERANCE:g}): re-materialize "
-            f"embedding_model after deleting it, or set FRUIT_INFERENCE_ENGINE=tensorflow"
+            f"{report.record.parity_max_rel:.2g} (relative; limit {PARITY_TOLERANCE:g}): {remedy}"
         )
     return report
 
