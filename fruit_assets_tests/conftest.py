@@ -173,7 +173,6 @@ def spark_cluster(tmp_path_factory, s3_server):
         cluster.stop()
 
 
-
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server on 127.0.0.1 for Dagster instances shared with containers; its
@@ -186,6 +185,7 @@ def postgres():
             yield server
         finally:
             os.environ.pop(server.login_env, None)
+
 
 _built_images = []
 

@@ -21,9 +21,9 @@ def podman_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": os.path.join(REPO, "docker", "podman", "containers.conf"), **(extra or {})}
 
 
-def podman(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def podman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``podman ARGS``; a non-zero exit raises with the end of its output."""
-    result = subprocess.run(["podman", *args], env=podman_env(env), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args[:3])} ... exited {result.returncode}:\n"
                            f"{(result.stdout + result.stderr)[-4000:]}")
@@ -67,32 +67,29 @@ INHERITED_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "A
                        "DAGSTER_PG_PASSWORD")
 
 
-def run_args(env: dict[str, str], volumes: tuple[str, ...] = (), network: str = "host") -> list[str]:
+def run_args(env: dict[str, str], network: str = "host") -> list[str]:
     args = ["--network", network]
     for name in INHERITED_VARIABLES:
         if name in os.environ:
             args += ["-e", name]
     for name, value in env.items():
         args += ["-e", f"{name}={value}"]
-    for volume in volumes:
-        args += ["-v", volume]
     return args
 
 
 def run(image: str, command: list[str], env: dict[str, str] | None = None, network: str = "host",
-        volumes: tuple[str, ...] = (), timeout: float = 900) -> subprocess.CompletedProcess:
+        timeout: float = 900) -> subprocess.CompletedProcess:
     """A container to completion (removed after); returns its exit status and output, unchecked."""
-    return subprocess.run(["podman", "run", "--rm", *run_args(env or {}, volumes, network), image, *command], env=podman_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["podman", "run", "--rm", *run_args(env or {}, network), image, *command],
+                          env=podman_env(), capture_output=True, text=True, timeout=timeout)
 
 
 class Container:
     """A long-running container (``podman run -d``), removed on exit."""
 
-    def __init__(self, image: str, command: list[str], env: dict[str, str] | None = None,
-                 volumes: tuple[str, ...] = ()):
+    def __init__(self, image: str, command: list[str], env: dict[str, str] | None = None):
         self.name = f"fruit-assets-test-{uuid.uuid4().hex[:8]}"
-        self.args = ["run", "-d", "--name", self.name, *run_args(env or {}, volumes), image, *command]
+        self.args = ["run", "-d", "--name", self.name, *run_args(env or {}), image, *command]
 
     def __enter__(self) -> "Container":
         podman(*self.args)

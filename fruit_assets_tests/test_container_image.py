@@ -18,6 +18,7 @@ from fruit_assets.pca import load_pca
 from fruit_assets.spark_jobs.commit import dataset_files
 from fruit_assets.spark_jobs.parquet_io import column_matrix, read_tables
 from fruit_assets.storage import open_store
+from fruit_assets.storage.sync import sync_folder
 from fruit_assets_tests import container
 from fruit_assets_tests.dagster_dev import DagsterDev, free_port
 
@@ -35,12 +36,7 @@ def upload_sample(s3_server, sample_source: str) -> str:
     bucket = f"image-{uuid.uuid4().hex[:10]}"
     s3_server["client"].create_bucket(Bucket=bucket)
     root = f"s3://{bucket}/fruits"
-    store = open_store(root)
-    for dirpath, _dirs, files in os.walk(os.path.join(sample_source, "Training")):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as handle:
-                store.write_bytes(f"{root}/{os.path.relpath(path, sample_source)}", handle.read())
+    sync_folder(os.path.join(sample_source, "Training"), f"{root}/Training")
     return root
 
 
