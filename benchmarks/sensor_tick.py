@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=131)
     args = parser.parse_args(argv)
 
-    from fruit_assets_tests.s3server import SeaweedFS
+    from fruit_assets_tests.harness.s3server import SeaweedFS
 
     work = tempfile.mkdtemp(prefix="bench-sensor-")
     with SeaweedFS(work) as server:
@@ -76,7 +76,7 @@ def main(argv=None):
                   f"{changed.run_requests[0].tags['dagster/asset_partition_range_start']}")
 
             from fruit_assets.layout import DataLayout
-            from fruit_assets.pipeline import build_manifests
+            from fruit_assets.steps.manifest import build_manifests
 
             classes = instance.get_dynamic_partitions("fruit_class")
             build_manifests(DataLayout.at("s3://bench/fruits"), classes)  # what raw_images writes

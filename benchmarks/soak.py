@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     work = tempfile.mkdtemp(prefix="bench-soak-")
     if args.local:
         return soak(args, work, os.path.join(work, "data"))
-    from fruit_assets_tests.s3server import SeaweedFS
+    from fruit_assets_tests.harness.s3server import SeaweedFS
 
     with SeaweedFS(os.path.join(work, "s3")) as server:
         os.environ.update(server.env)
@@ -69,7 +69,8 @@ def soak(args, work: str, root: str) -> int:
     from fruit_assets.definitions import defs
     from fruit_assets.layout import DataLayout
     from fruit_assets.resources import FruitStorage
-    from fruit_assets.sample import class_styles, jpeg_bytes, render_fruit, write_sample_dataset
+    from fruit_assets.cli.sample import write_sample_dataset
+    from fruit_assets.featurize.synthetic import class_styles, jpeg_bytes, render_fruit
     from fruit_assets.storage import open_store
     from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session
 
@@ -152,8 +153,11 @@ def soak(args, work: str, root: str) -> int:
         phase(f"round {round_number}: +{uploads} new, {overwrites} overwritten, -{deletes} deleted", react)
 
     # The baseline: the same final images, from scratch, no carry-forward, in a fresh root.
-    from fruit_assets.pipeline import build_embeddings, build_manifests, build_reduced_features, fit_pca
-    from fruit_assets.pipeline import inference_model
+    from fruit_assets.steps.embeddings import build_embeddings
+    from fruit_assets.steps.manifest import build_manifests
+    from fruit_assets.steps.pca import fit_pca
+    from fruit_assets.steps.reduce import build_reduced_features
+    from fruit_assets.models.build import inference_model
 
     fresh = DataLayout.at(os.path.join(work, "from_scratch"))
     local = open_store(fresh.root)
@@ -172,8 +176,8 @@ def soak(args, work: str, root: str) -> int:
     phase("from scratch over the final images (baseline)", from_scratch)
 
     from fruit_assets.pca import load_pca
-    from fruit_assets.spark_jobs.commit import dataset_files
-    from fruit_assets.spark_jobs.parquet_io import column_matrix, read_tables
+    from fruit_assets.storage.commit import dataset_files
+    from fruit_assets.storage.parquet_io import column_matrix, read_tables
 
     def rows(dataset_of, column):
         table = read_tables([u for c in classes for u in dataset_files(dataset_of, c)])

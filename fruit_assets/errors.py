@@ -2,6 +2,8 @@
 
 A misconfiguration must read as one sentence saying what to fix, whether it was raised on the
 driver or inside a Spark task (where Spark wraps it in a Java stack trace of a hundred lines).
+Every subclass of ``UserFacingError`` registers itself by name when it is defined, so a new one is
+recognised in a task's trace without editing a list here.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import re
 class UserFacingError(RuntimeError):
     """Its message alone tells the user what is wrong and what to do; no stack trace needed."""
 
+    registered: dict[str, type] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        UserFacingError.registered[cls.__name__] = cls
+
 
 class ConfigurationError(UserFacingError, ValueError):
     """A setting that cannot work (kept a ValueError: it is a bad value)."""
 
 
-# Spark reports a failed Python task as text: "...fruit_assets.storage.objects.StorageError: <msg>".
-_RAISED_IN_TASK = re.compile(
-    r"^(?:[\w.]+\.)?(StorageError|WeightsUnavailableError|AccountingError|ConfigurationError|ModelParityError): (.+)$", re.M
-)
+def _raised_in_task() -> re.Pattern:
+    # Spark reports a failed Python task as text: "...fruit_assets.storage.objects.StorageError: <msg>".
+    names = "|".join(sorted(map(re.escape, UserFacingError.registered)))
+    return re.compile(rf"^(?:[\w.]+\.)?({names}): (.+)$", re.M)
 
 
 def user_facing_message(error: BaseException) -> str | None:
@@ -28,7 +36,7 @@ def user_facing_message(error: BaseException) -> str | None:
     error; None for anything else, which is a bug and keeps its stack trace."""
     if isinstance(error, UserFacingError):
         return str(error)
-    found = _RAISED_IN_TASK.findall(str(error))
+    found = _raised_in_task().findall(str(error))
     if found:
         return found[-1][1].strip()
     return None

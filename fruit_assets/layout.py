@@ -10,13 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fruit_assets.storage import join_uri, normalize_uri
-
-# The characters Spark escapes in partition folder names (ExternalCatalogUtils.charToEscape).
-_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(0x20)}
-
-
-def escape_partition_value(value: str) -> str:
-    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in value)
+from fruit_assets.storage.partitions import class_folder
 
 
 @dataclass(frozen=True)
@@ -35,7 +29,7 @@ class DataLayout:
         return join_uri(self.training, fruit_class)
 
     def manifest(self, fruit_class: str) -> str:
-        return join_uri(self.root, "manifests", self._partition(fruit_class), "manifest.parquet")
+        return join_uri(class_folder(join_uri(self.root, "manifests"), fruit_class), "manifest.parquet")
 
     @property
     def embeddings(self) -> str:
@@ -53,8 +47,12 @@ class DataLayout:
     def pca_model(self) -> str:
         return join_uri(self.root, "models", "pca", "pca.npz")
 
+    @property
+    def review(self) -> str:
+        return join_uri(self.root, "review")
+
     def review_table(self, fruit_class: str) -> str:
-        return join_uri(self.class_folder(join_uri(self.root, "review"), fruit_class), "flagged.parquet")
+        return join_uri(self.class_folder(self.review, fruit_class), "flagged.parquet")
 
     @property
     def embedding_models(self) -> str:
@@ -73,10 +71,4 @@ class DataLayout:
     def staging(self, run_token: str) -> str:
         return join_uri(self.root, "_staging", run_token)
 
-    @staticmethod
-    def class_folder(dataset_uri: str, fruit_class: str) -> str:
-        return join_uri(dataset_uri, DataLayout._partition(fruit_class))
-
-    @staticmethod
-    def _partition(fruit_class: str) -> str:
-        return f"fruit_class={escape_partition_value(fruit_class)}"
+    class_folder = staticmethod(class_folder)

@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
-from fruit_assets.changes import class_fingerprints, contiguous_ranges, decode_cursor, diff, encode_cursor
+from fruit_assets.steps.changes import class_fingerprints, contiguous_ranges, decode_cursor, diff, encode_cursor
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import FruitStorage
 

@@ -12,6 +12,8 @@ import uuid
 
 import pytest
 
+from fruit_assets_tests.harness import REPO
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -49,7 +51,7 @@ def tensorflow_model(model_weights):
 def onnx_model(weights_file, tmp_path_factory):
     """The weights file converted for ONNX Runtime (the default engine), parity measured."""
     from fruit_assets.layout import DataLayout
-    from fruit_assets.pipeline import build_embedding_model
+    from fruit_assets.models.build import build_embedding_model
 
     report = build_embedding_model(DataLayout.at(str(tmp_path_factory.mktemp("models"))), weights_file, 1234)
     assert report.converted and report.record.parity_max_rel < 1e-4
@@ -62,7 +64,7 @@ def s3_server(tmp_path_factory):
 
     The standard AWS variables are set for the whole test session (before any Spark session starts,
     so Spark's Python workers inherit them as executors inherit them in production)."""
-    from fruit_assets_tests.s3server import SeaweedFS
+    from fruit_assets_tests.harness.s3server import SeaweedFS
 
     with SeaweedFS(str(tmp_path_factory.mktemp("seaweedfs"))) as server:
         previous = {key: os.environ.get(key) for key in server.env}
@@ -109,7 +111,7 @@ def spark(s3_server):
 @pytest.fixture(scope="session")
 def sample_source(tmp_path_factory) -> str:
     """A pristine sample dataset; tests copy it (see ``sample_root``) before changing anything."""
-    from fruit_assets.sample import write_sample_dataset
+    from fruit_assets.cli.sample import write_sample_dataset
 
     root = tmp_path_factory.mktemp("sample_source")
     write_sample_dataset(str(root), SAMPLE_CLASSES, SAMPLE_IMAGES, seed=3)
@@ -139,7 +141,7 @@ def dagster_dev(tmp_path_factory, sample_source, weights_file, s3_server):
     tests start what they need), with the repository's workspace.yaml and dagster.yaml."""
     from dagster import DagsterInstance
 
-    from fruit_assets_tests.dagster_dev import DagsterDev
+    from fruit_assets_tests.harness.dagster_dev import DagsterDev
 
     base = tmp_path_factory.mktemp("dagster_dev")
     home, root = base / "home", base / "data"
@@ -149,7 +151,7 @@ def dagster_dev(tmp_path_factory, sample_source, weights_file, s3_server):
         "FRUIT_DATA_URI": str(root), "FRUIT_MODEL_WEIGHTS": weights_file, "SPARK_MASTER": SPARK_MASTER,
         "FRUIT_PCA_VARIANCE": "0.9",
     })
-    shutil.copy(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml"), home / "dagster.yaml")
+    shutil.copy(os.path.join(REPO, "dagster.yaml"), home / "dagster.yaml")
     for sensor_name in ("new_uploads_sensor", "downstream_automation_sensor"):
         server.cli("sensor", "stop", sensor_name, "-w", "workspace.yaml")
     with DagsterInstance.from_config(str(home)) as instance:
@@ -164,7 +166,7 @@ def dagster_dev(tmp_path_factory, sample_source, weights_file, s3_server):
 def spark_cluster(tmp_path_factory, s3_server):
     """A Spark standalone master and two 1-core workers on 127.0.0.1 (started after the S3
     variables are set, so executors inherit them)."""
-    from fruit_assets_tests.spark_cluster import SparkStandalone
+    from fruit_assets_tests.harness.spark_cluster import SparkStandalone
 
     cluster = SparkStandalone(str(tmp_path_factory.mktemp("spark_cluster")), workers=2, cores=1)
     try:
@@ -177,7 +179,7 @@ def spark_cluster(tmp_path_factory, s3_server):
 def postgres():
     """A real PostgreSQL server on 127.0.0.1 for Dagster instances shared with containers; its
     password is in DAGSTER_PG_PASSWORD (containers get the variable by name) while it runs."""
-    from fruit_assets_tests.postgres import PostgresServer
+    from fruit_assets_tests.harness.postgres import PostgresServer
 
     with PostgresServer() as server:
         os.environ[server.login_env] = server.password
@@ -194,7 +196,7 @@ _built_images = []
 def container_image(tmp_path_factory) -> str:
     """docker/Dockerfile built by docker/build-local.sh from a clean state (no layer cache), baking
     the seeded random weights; its build time and size are printed at the end of the session."""
-    from fruit_assets_tests.container import IMAGE, build_image, missing_tools
+    from fruit_assets_tests.harness.container import IMAGE, build_image, missing_tools
 
     missing = missing_tools()
     if missing:

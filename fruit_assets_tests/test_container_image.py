@@ -15,12 +15,12 @@ import pytest
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import load_pca
-from fruit_assets.spark_jobs.commit import dataset_files
-from fruit_assets.spark_jobs.parquet_io import column_matrix, read_tables
+from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.parquet_io import column_matrix, read_tables
 from fruit_assets.storage import open_store
 from fruit_assets.storage.sync import sync_folder
-from fruit_assets_tests import container
-from fruit_assets_tests.dagster_dev import DagsterDev, free_port
+from fruit_assets_tests.harness import container
+from fruit_assets_tests.harness.dagster_dev import DagsterDev, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +203,7 @@ def test_spark_executors_in_the_image_equal_the_host(container_image, host_outpu
                                                      tmp_path):
     """A standalone Spark worker started from the image joins a master on the host; the driver
     (`fruit-assets materialize` on the host) gets its executors, and Python workers, in the container."""
-    from fruit_assets_tests.spark_cluster import SparkStandalone
+    from fruit_assets_tests.harness.spark_cluster import SparkStandalone
 
     root = upload_sample(s3_server, sample_source)
     (tmp_path / "spark").mkdir()

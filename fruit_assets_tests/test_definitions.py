@@ -1,25 +1,39 @@
 """The assembled code location: what `dagster dev` and the code server load."""
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 
 from fruit_assets.definitions import defs
+from fruit_assets_tests.harness import REPO
 
 
-def test_definitions_load_with_the_product_assets_and_sensors():
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"embedding_model", "raw_images", "image_embeddings", "pca_model", "reduced_features"}
-    assert defs.resolve_sensor_def("new_uploads_sensor").default_status == dg.DefaultSensorStatus.RUNNING
-    assert defs.resolve_sensor_def("downstream_automation_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+def test_the_code_location_loads_as_dagster_dev_and_the_code_server_load_it(tmp_path):
+    """`dagster definitions validate` on the repository's workspace.yaml: what `dagster dev`, the
+    webserver and the code server do first. A broken import or an invalid definition fails it."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    result = subprocess.run([dagster, "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Validation successful for code location fruit_assets" in result.stdout + result.stderr
+
+
+def test_the_graph_runs_from_the_model_to_the_features_per_class():
     graph = defs.resolve_asset_graph()
-    for key in ("raw_images", "image_embeddings", "reduced_features"):
-        node = graph.get(dg.AssetKey(key))
-        assert node.partitions_def.name == "fruit_class"
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
-    # The converted model is one for all classes, upstream of the embeddings; the default engine
-    # is ONNX Runtime.
-    assert graph.get(dg.AssetKey("embedding_model")).partitions_def is None
-    assert dg.AssetKey("embedding_model") in graph.get(dg.AssetKey("image_embeddings")).parent_keys
-    assert defs.resources["embedding_model"].engine == "onnxruntime"
+    parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+               for key in graph.get_all_asset_keys()}
+    assert parents == {
+        "embedding_model": set(), "raw_images": set(),
+        "image_embeddings": {"raw_images", "embedding_model"},
+        "pca_model": {"image_embeddings"},
+        "reduced_features": {"pca_model", "image_embeddings"},
+    }
+    # One partition per class for what is per class; one PCA and one model for all classes.
+    partitioned = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def}
+    assert partitioned == {"raw_images", "image_embeddings", "reduced_features"}
 
 
 def test_new_embeddings_flow_downstream_through_automation(dagster_instance):
@@ -49,10 +63,9 @@ def test_every_asset_writes_through_the_one_data_root_pool_limited_to_one():
 
 
 def test_repository_dagster_yaml_limits_the_pool_and_the_run_queue(tmp_path):
-    import os
     import shutil
 
-    shutil.copy(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml"), tmp_path / "dagster.yaml")
+    shutil.copy(os.path.join(REPO, "dagster.yaml"), tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         config = instance.get_concurrency_config()
         assert config.pool_config.default_pool_limit == 1

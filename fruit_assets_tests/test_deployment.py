@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fruit_assets_tests.harness import REPO
+
 SCHEMAS = os.path.join(os.path.dirname(REPO), "shared", "schemas")
 
 

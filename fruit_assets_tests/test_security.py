@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fruit_assets_tests.harness import REPO
+
 
 
 def test_repository_has_no_secrets():

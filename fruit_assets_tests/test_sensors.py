@@ -7,10 +7,10 @@ import sys
 import pytest
 from dagster import build_sensor_context
 
-from fruit_assets.changes import decode_cursor
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import FruitStorage
 from fruit_assets.sensors import new_uploads_sensor
+from fruit_assets.steps.changes import decode_cursor
 from fruit_assets.storage import open_store
 
 CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
@@ -41,7 +41,7 @@ def test_sensor_reacts_to_exactly_what_changed(s3_sample_root, dagster_instance)
     assert len(first.cursor) < 400 and set(decode_cursor(first.cursor)) == set(CLASSES)
 
     unchanged, ranges = tick(dagster_instance, s3_sample_root, first.cursor)
-    assert ranges == [] and unchanged.skip_reason is not None
+    assert ranges == [] and unchanged.skip_reason.skip_message == "no change in 3 classes (36 objects)"
 
     store.write_bytes(f"{training}/Banana/new_100.jpg", store.read_bytes(f"{training}/Banana/0_100.jpg"))
     added, ranges = tick(dagster_instance, s3_sample_root, unchanged.cursor)
@@ -97,7 +97,7 @@ def test_first_tick_after_a_materialization_requests_nothing_then_exactly_what_c
     """Starting `dagster dev` after `fruit-assets materialize`: the sensor has no cursor yet, but
     every class is exactly what its manifest recorded, so no run is requested."""
     from fruit_assets.layout import DataLayout
-    from fruit_assets.pipeline import build_manifests
+    from fruit_assets.steps.manifest import build_manifests
 
     root = s3_sample_root if where == "s3" else sample_root
     dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, CLASSES)
@@ -105,7 +105,7 @@ def test_first_tick_after_a_materialization_requests_nothing_then_exactly_what_c
     store = open_store(root)
 
     first, ranges = tick(dagster_instance, root, None)
-    assert ranges == [] and first.skip_reason is not None
+    assert ranges == [] and first.skip_reason.skip_message == "no change in 3 classes (36 objects)"
     assert set(decode_cursor(first.cursor)) == set(CLASSES)
 
     store.write_bytes(f"{DataLayout.at(root).training}/Banana/new_100.jpg",
@@ -116,7 +116,7 @@ def test_first_tick_after_a_materialization_requests_nothing_then_exactly_what_c
 
 def test_first_tick_requests_a_class_that_changed_since_its_manifest(s3_sample_root, dagster_instance):
     from fruit_assets.layout import DataLayout
-    from fruit_assets.pipeline import build_manifests
+    from fruit_assets.steps.manifest import build_manifests
 
     layout = DataLayout.at(s3_sample_root)
     dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, CLASSES)

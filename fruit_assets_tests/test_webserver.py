@@ -7,6 +7,8 @@ import time
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from fruit_assets_tests.harness import REPO
+
 pytestmark = pytest.mark.slow
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -22,7 +24,7 @@ def wait_for_run(client, run_id, timeout=600):
     raise TimeoutError(f"run {run_id} still running after {timeout} s")
 
 
-ARTIFACTS = os.environ.get("FRUIT_TEST_ARTIFACTS", os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts"))
+ARTIFACTS = os.environ.get("FRUIT_TEST_ARTIFACTS", os.path.join(REPO, "artifacts"))
 
 RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
 

@@ -1,19 +1,23 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from fruit_assets.assets.checks import EMBEDDING_CHECKS, embedding_checks
-from fruit_assets.concurrency import DATA_ROOT_POOL
+from fruit_assets.assets.checks import EMBEDDING_CHECKS, check_results
 from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.model import embedding_model as embedding_model_asset
+from fruit_assets.assets.plots import class_counts_bars, markdown_image
 from fruit_assets.assets.quality import REVIEW_CHECKS, review_check, review_metadata
 from fruit_assets.assets.raw import raw_images
+from fruit_assets.concurrency import DATA_ROOT_POOL
+from fruit_assets.featurize.engines import InferenceModel
+from fruit_assets.models.build import inference_model
 from fruit_assets.partitions import fruit_class_partitions
-from fruit_assets.plots import class_counts_bars, markdown_image
-from fruit_assets.pipeline import build_embeddings, inference_model
-from fruit_assets.review import review_new_images
+from fruit_assets.progress import Throttled
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
-from fruit_assets.spark_jobs.progress import Throttled
+from fruit_assets.steps.checks import embedding_checks
+from fruit_assets.steps.embeddings import build_embeddings
+from fruit_assets.steps.reports import StepReport
+from fruit_assets.steps.review import review_new_images
 
 
 @asset(
@@ -33,25 +37,39 @@ def image_embeddings(
     spark: SparkResource,
     embedding_model: EmbeddingModelResource,
 ) -> MaterializeResult:
+    layout = storage.layout
     with reported_as_one_line():
         classes = list(context.partition_keys)
-        model_report = inference_model(storage.layout, embedding_model.engine_name, embedding_model.weights,
+        model_report = inference_model(layout, embedding_model.engine_name, embedding_model.weights,
                                        embedding_model.random_seed)
         model = model_report.model
         if model_report.converted:
             context.log.info(f"first run with weights {model.source}: converted them to {model.location}")
         session = spark.get_session()
-        sweep_staging_of_finished_runs(context, storage.layout)
+        sweep_staging_of_finished_runs(context, layout)
         context.log.info(
             f"embedding {len(classes)} class(es) with {model.engine}, weights {model.source} ({model.fingerprint}); "
             f"Spark UI: {spark.ui_url}"
         )
         # A steady pulse in the run log (Dagster UI) while the long step runs: every 10 s or 5%.
         progress = Throttled(lambda p: context.log.info(f"embedding progress: {p.describe()}"))
-        report = build_embeddings(
-            session, storage.layout, classes, model, context.run_id, embedding_model.settings,
-            on_progress=[progress],
-        )
+        report = build_embeddings(session, layout, classes, model, context.run_id, embedding_model.settings,
+                                  on_progress=[progress])
+    _log_counts(context, report, model)
+    checks = check_results(embedding_checks(session, layout, report, embedding_model.max_quarantine_rate))
+    # New images that do not look like their class (a file dropped into the wrong folder).
+    review = review_new_images(session, layout, {c: n.featurized for c, n in report.per_class.items()},
+                               sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name)))
+    if review.flagged:
+        context.log.warning(f"{len(review.flagged)} new image(s) look unlike their class: listed under "
+                            f"{layout.review}/")
+    checks.append(review_check(review))
+    metadata = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
+    metadata.update(review_metadata(review, layout.review))
+    return MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _log_counts(context: AssetExecutionContext, report: StepReport, model: InferenceModel) -> None:
     if report.remodeled:
         context.log.info(
             f"{report.remodeled} previously embedded images were computed with another engine or weights "
@@ -66,6 +84,9 @@ def image_embeddings(
         f"{report.featurized} images featurized, {report.reused} reused, in {report.seconds:.1f} s: "
         f"{report.images_per_second:.1f} images/s"
     )
+
+
+def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: str, spark_ui: str | None) -> dict:
     metadata = step_metadata(report)
     metadata.update(
         {
@@ -78,23 +99,15 @@ def image_embeddings(
             "weights": model.source,
             "weights_fingerprint": model.fingerprint,
             "per_class": per_class_table(report, ("images", "embedded", "quarantined", "featurized", "reused")),
-            "spark_master": session.sparkContext.master,
+            "spark_master": spark_master,
+            "class_counts": MetadataValue.md(markdown_image(
+                class_counts_bars({c: (n.embedded, n.quarantined) for c, n in report.per_class.items()}),
+                "images per class",
+            )),
         }
     )
-    metadata["class_counts"] = MetadataValue.md(markdown_image(
-        class_counts_bars({c: (n.embedded, n.quarantined) for c, n in report.per_class.items()}), "images per class"
-    ))
     if model.location:
         metadata["model_path"] = MetadataValue.path(model.location)
-    if spark.ui_url:
-        metadata["spark_ui"] = MetadataValue.url(spark.ui_url)
-    checks = embedding_checks(session, storage.layout, report, embedding_model.max_quarantine_rate)
-    # New images that do not look like their class (a file dropped into the wrong folder).
-    review = review_new_images(session, storage.layout, {c: n.featurized for c, n in report.per_class.items()},
-                               sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name)))
-    if review.flagged:
-        context.log.warning(f"{len(review.flagged)} new image(s) look unlike their class: listed under "
-                            f"{storage.layout.root}/review/")
-    metadata.update(review_metadata(review, f"{storage.layout.root}/review"))
-    checks.append(review_check(review))
-    return MaterializeResult(metadata=metadata, check_results=checks)
+    if spark_ui:
+        metadata["spark_ui"] = MetadataValue.url(spark_ui)
+    return metadata

@@ -1,7 +1,7 @@
 from dagster import AssetExecutionContext
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.pipeline import sweep_abandoned_staging
+from fruit_assets.steps.staging import sweep_abandoned_staging
 
 
 def sweep_staging_of_finished_runs(context: AssetExecutionContext, layout: DataLayout) -> None:

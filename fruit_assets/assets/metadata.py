@@ -1,17 +1,24 @@
-"""Turns pipeline reports into Dagster metadata."""
+"""Turns step reports into Dagster metadata."""
 
 from dagster import MetadataValue
 
-from fruit_assets.pipeline import StepReport
+from fruit_assets.steps.reports import StepReport
+
+
+def class_table(rows: dict[str, dict], columns: tuple[str, ...] | None = None) -> MetadataValue:
+    """{class: {column: value}} as a Markdown table, classes sorted; columns sorted unless given."""
+    columns = columns or tuple(sorted({key for row in rows.values() for key in row}))
+    header = "| class | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns) + "\n"
+    body = "".join(
+        f"| {name} | " + " | ".join(str(row.get(column, "")) for column in columns) + " |\n"
+        for name, row in sorted(rows.items())
+    )
+    return MetadataValue.md(header + body)
 
 
 def per_class_table(report: StepReport, columns: tuple[str, ...] = ("images", "embedded", "quarantined")) -> MetadataValue:
-    header = "| class | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns) + "\n"
-    rows = "".join(
-        f"| {name} | " + " | ".join(str(getattr(counts, column)) for column in columns) + " |\n"
-        for name, counts in sorted(report.per_class.items())
-    )
-    return MetadataValue.md(header + rows)
+    return class_table({name: {c: getattr(counts, c) for c in columns} for name, counts in report.per_class.items()},
+                       columns)
 
 
 def step_metadata(report: StepReport) -> dict:

@@ -3,7 +3,7 @@ from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Mat
 from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
-from fruit_assets.pipeline import build_embedding_model
+from fruit_assets.models.build import build_embedding_model
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage
 
 MODEL_CHECKS = [
@@ -24,7 +24,6 @@ def embedding_model(context: AssetExecutionContext, storage: FruitStorage,
     with reported_as_one_line():
         report = build_embedding_model(storage.layout, embedding_model.weights, embedding_model.random_seed, verify=True)
     record = report.record
-    parity_ok = record.parity_max_rel <= PARITY_TOLERANCE
     how = "converted" if report.converted else "adopted the image's baked model as" if report.adopted else "reused"
     context.log.info(
         f"{how} {report.model.location} (weights {record.source}, "
@@ -49,7 +48,7 @@ def embedding_model(context: AssetExecutionContext, storage: FruitStorage,
         },
         check_results=[
             AssetCheckResult(
-                check_name="onnx_matches_tensorflow", passed=parity_ok,
+                check_name="onnx_matches_tensorflow", passed=record.parity_ok,
                 description=(f"max difference {record.parity_max_abs:.2e} absolute; relative L2 error per image "
                              f"up to {record.parity_max_rel:.2e} (limit {PARITY_TOLERANCE:g})"),
                 metadata={"parity_max_abs": record.parity_max_abs, "parity_max_rel": record.parity_max_rel,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
-from fruit_assets.plots import confusion_picture, markdown_image, thumbnails
-from fruit_assets.review import ReviewReport, SeparabilityReport
-from fruit_assets.storage import open_store
+from fruit_assets.assets.plots import confusion_picture, markdown_image, thumbnails
+from fruit_assets.steps.review import ReviewReport, SeparabilityReport, flagged_images
 
 REVIEW_CHECKS = [
     AssetCheckSpec("new_images_look_like_their_class", asset="image_embeddings",
@@ -37,12 +36,8 @@ def review_metadata(report: ReviewReport, review_root: str, shown: int = 20) -> 
             + (f"\n{len(flagged) - shown} more in {review_root}" if len(flagged) > shown else "")
         )
         pictures: dict[str, list[bytes]] = {}
-        for row in flagged[:8]:
-            label = f"{row['fruit_class'][:8]}~{row['nearest_class'][:8]}"
-            try:
-                pictures.setdefault(label, []).append(open_store(row["path"]).read_bytes(row["path"]))
-            except Exception:  # noqa: BLE001 - a picture is a courtesy; the table above is the record
-                continue
+        for row, data in flagged_images(flagged[:8]):
+            pictures.setdefault(f"{row['fruit_class'][:8]}~{row['nearest_class'][:8]}", []).append(data)
         if pictures:
             metadata["flagged_thumbnails"] = MetadataValue.md(markdown_image(thumbnails(pictures), "flagged images"))
     return metadata

@@ -24,6 +24,22 @@ class WeightsUnavailableError(UserFacingError):
 
 
 @dataclass(frozen=True)
+class WeightsSpec:
+    """What a FRUIT_MODEL_WEIGHTS setting names: ``imagenet``, ``random`` or a weights file."""
+
+    kind: str  # "imagenet" | "random" | "file"
+    path: str = ""  # absolute, for "file"
+
+
+def parse_weights_spec(spec: str | None) -> WeightsSpec:
+    """The one reading of a weights setting (empty means imagenet); paths are made absolute."""
+    spec = (spec or "imagenet").strip()
+    if spec.lower() in ("imagenet", "random"):
+        return WeightsSpec(spec.lower())
+    return WeightsSpec("file", os.path.abspath(os.path.expanduser(spec)))
+
+
+@dataclass(frozen=True)
 class ModelWeights:
     arrays: list[np.ndarray]
     source: str  # "imagenet", "random(seed=...)" or the file path
@@ -62,18 +78,18 @@ def fingerprint_arrays(arrays: list[np.ndarray]) -> str:
 
 def resolve_weights(spec: str, random_seed: int = DEFAULT_RANDOM_SEED) -> ModelWeights:
     """``imagenet`` | ``random`` | path to a ``.weights.h5``/``.h5`` file -> weight arrays."""
-    spec = (spec or "imagenet").strip()
-    if spec.lower() == "imagenet":
+    parsed = parse_weights_spec(spec)
+    if parsed.kind == "imagenet":
         model = _load_imagenet()
         source = "imagenet"
-    elif spec.lower() == "random":
+    elif parsed.kind == "random":
         model = calibrated_random_model(random_seed)
         source = f"random(seed={random_seed})"
     else:
-        path = os.path.abspath(os.path.expanduser(spec))
+        path = parsed.path
         if not os.path.isfile(path):
             raise WeightsUnavailableError(
-                f"FRUIT_MODEL_WEIGHTS={spec!r} is neither 'imagenet', 'random' nor an existing "
+                f"FRUIT_MODEL_WEIGHTS={spec.strip()!r} is neither 'imagenet', 'random' nor an existing "
                 f"weights file (looked for {path})."
             )
         model = build_mobilenet_v2(weights=None)
@@ -114,7 +130,7 @@ def calibrated_random_model(seed: int = DEFAULT_RANDOM_SEED, calibration_images:
     import keras
 
     from fruit_assets.featurize.images import preprocess_batch
-    from fruit_assets.sample import synthetic_images
+    from fruit_assets.featurize.synthetic import synthetic_images
 
     keras.utils.set_random_seed(seed)
     model = build_mobilenet_v2(weights=None)

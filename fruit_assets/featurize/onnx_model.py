@@ -23,6 +23,12 @@ INPUT_NAME = "images"
 PARITY_TOLERANCE = 1e-4
 
 
+def within_parity(max_rel: float) -> bool:
+    """The parity rule, the one place it is written: the asset check, a run that embeds and an
+    image build all ask this."""
+    return bool(np.isfinite(max_rel) and max_rel <= PARITY_TOLERANCE)
+
+
 @dataclass(frozen=True)
 class Parity:
     """How far ONNX Runtime's embeddings are from TensorFlow's on the same preprocessed images."""
@@ -33,7 +39,7 @@ class Parity:
 
     @property
     def ok(self) -> bool:
-        return bool(np.isfinite(self.max_rel) and self.max_rel <= PARITY_TOLERANCE)
+        return within_parity(self.max_rel)
 
 
 def convert_to_onnx(weights: ModelWeights, opset: int = ONNX_OPSET) -> bytes:

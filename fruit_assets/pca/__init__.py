@@ -7,6 +7,7 @@ covariance with ``eigh``: 0.4 s instead of Spark ML's 15 s, in one pass over the
 
 from fruit_assets.pca.fit import (
     Moments,
+    check_variance_target,
     PcaModel,
     choose_k,
     fit_from_moments,
@@ -15,4 +16,4 @@ from fruit_assets.pca.fit import (
     save_pca,
 )
 
-__all__ = ["Moments", "PcaModel", "choose_k", "fit_from_moments", "load_pca", "project", "save_pca"]
+__all__ = ["Moments", "check_variance_target", "PcaModel", "choose_k", "fit_from_moments", "load_pca", "project", "save_pca"]

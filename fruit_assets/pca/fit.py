@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fruit_assets.errors import ConfigurationError
+
 
 @dataclass
 class Moments:
@@ -70,10 +72,21 @@ class PcaModel:
         return float(self.explained_variance_ratio.sum())
 
 
+def check_variance_target(value) -> float:
+    """The explained-variance target (``FRUIT_PCA_VARIANCE``) as a float in (0, 1]; anything else
+    is a ``ConfigurationError`` (a ValueError) saying so."""
+    try:
+        target = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be a number in (0, 1], got {value!r}") from None
+    if not 0.0 < target <= 1.0:
+        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {value!r}")
+    return target
+
+
 def choose_k(ratios: np.ndarray, target: float) -> int:
     """Smallest k whose cumulative explained-variance ratio reaches ``target``."""
-    if not 0.0 < target <= 1.0:
-        raise ValueError(f"the explained-variance target must be in (0, 1], got {target}")
+    target = check_variance_target(target)
     cumulative = np.cumsum(ratios)
     # Tolerance: for target 1.0, float rounding can leave the full sum at 0.9999999999.
     k = int(np.searchsorted(cumulative, target - 1e-12) + 1)

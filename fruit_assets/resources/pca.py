@@ -1,17 +1,7 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from fruit_assets.errors import ConfigurationError
-
-
-def parse_variance_target(value: str) -> float:
-    try:
-        target = float(value)
-    except ValueError:
-        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be a number in (0, 1], got {value!r}") from None
-    if not 0.0 < target <= 1.0:
-        raise ConfigurationError(f"FRUIT_PCA_VARIANCE must be in (0, 1], got {value!r}")
-    return target
+from fruit_assets.pca import check_variance_target
 
 
 class PcaSettings(ConfigurableResource):
@@ -23,4 +13,4 @@ class PcaSettings(ConfigurableResource):
 
     @property
     def target(self) -> float:
-        return parse_variance_target(self.variance_target)
+        return check_variance_target(self.variance_target)

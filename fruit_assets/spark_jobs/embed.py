@@ -16,9 +16,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from fruit_assets.layout import DataLayout
-from fruit_assets.spark_jobs import file_task_slices, schemas
+from fruit_assets.featurize.engines import LEGACY_ENGINE
+from fruit_assets.featurize.model import EMBEDDING_SIZE
+from fruit_assets.spark_jobs.files import collect_over_files
 from fruit_assets.spark_jobs.progress import JobProgress
+from fruit_assets.storage import schemas
+from fruit_assets.storage.partitions import class_folder
 
 SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
 
@@ -129,16 +132,27 @@ def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
 
 def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: str, load_payload,
                     staging_uri: str, settings: EmbedSettings, file_tag: str = "") -> Iterable[tuple]:
-    import pyarrow as pa
-
-    from fruit_assets.featurize.engines import cached_embedder, default_batch_size
-    from fruit_assets.featurize.images import preprocess_batch
-    from fruit_assets.featurize.model import EMBEDDING_SIZE
-    from fruit_assets.spark_jobs.parquet_io import vectors_column, write_table
-
+    """One task: embeds ``rows`` (path, fruit_class, etag), then stages one embeddings file and one
+    quarantine file per class it touched. Returns the summary rows the driver commits from."""
     if not rows:
         return []
+    from pyspark import TaskContext
+
     started = time.perf_counter()
+    embeddings, ok, failures = infer_rows(rows, engine, fingerprint, load_payload, settings)
+    attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
+    name = f"part-{partition_index:05d}-{file_tag}-a{attempt}.parquet"
+    return stage_class_files(rows, embeddings, ok, failures, engine, fingerprint, staging_uri, name,
+                             time.perf_counter() - started)
+
+
+def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings: EmbedSettings
+               ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
+    """The inference loop: images fetched and decoded ahead on threads, embedded in batches by this
+    worker's one embedder. -> (embeddings (n, 1280), embedded mask, {row index: (reason, message)})."""
+    from fruit_assets.featurize.engines import cached_embedder, default_batch_size
+    from fruit_assets.featurize.images import preprocess_batch
+
     batch_size = settings.batch_size or default_batch_size(engine)
     embedder = cached_embedder(engine, fingerprint, load_payload, batch_size, settings.threads_per_task)
     embeddings = np.empty((len(rows), EMBEDDING_SIZE), dtype=np.float32)
@@ -165,18 +179,23 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
         if len(batch_images) == batch_size:
             flush()
     flush()
+    return embeddings, ok, failures
 
-    from pyspark import TaskContext
 
-    attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
+def stage_class_files(rows: list, embeddings: np.ndarray, ok: np.ndarray, failures: dict[int, tuple[str, str]],
+                      engine: str, fingerprint: str, staging_uri: str, name: str, elapsed: float) -> list[tuple]:
+    """Per class of ``rows``: its embedded rows to ``<staging>/embeddings/fruit_class=<c>/<name>``
+    (tagged with engine and weights), its failures to ``<staging>/quarantine/...``."""
+    import pyarrow as pa
+
+    from fruit_assets.storage.parquet_io import vectors_column, write_table
+
     paths = np.array([row[0] for row in rows], dtype=object)
     classes = np.array([row[1] for row in rows], dtype=object)
     etags = np.array([row[2] for row in rows], dtype=object)
-    elapsed = time.perf_counter() - started
     summaries = []
     for fruit_class in sorted(set(classes)):
         in_class = classes == fruit_class
-        name = f"part-{partition_index:05d}-{file_tag}-a{attempt}.parquet"
         good = in_class & ok
         if good.any():
             table = pa.table(
@@ -184,7 +203,7 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
                  pa.array(etags[good], pa.string()), vectors_column(embeddings[good])],
                 schema=schemas.embeddings_schema(engine, fingerprint),
             )
-            uri = DataLayout.class_folder(f"{staging_uri}/embeddings", fruit_class) + "/" + name
+            uri = class_folder(f"{staging_uri}/embeddings", fruit_class) + "/" + name
             write_table(uri, table)
             summaries.append((fruit_class, "embeddings", uri, int(good.sum()), elapsed))
             elapsed = 0.0  # the task's time is reported once, on its first file
@@ -200,7 +219,7 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
                 },
                 schema=schemas.QUARANTINE,
             )
-            uri = DataLayout.class_folder(f"{staging_uri}/quarantine", fruit_class) + "/" + name
+            uri = class_folder(f"{staging_uri}/quarantine", fruit_class) + "/" + name
             write_table(uri, table)
             summaries.append((fruit_class, "quarantine", uri, len(bad), 0.0))
     return summaries
@@ -218,17 +237,13 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
     dropped because another engine or weights computed them): the driver learns which images need
     no work from the paths alone; the vectors never leave the executors.
     """
-    if not work:
-        return []
-    sc = spark.sparkContext
-
     def task(items):
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
         from pyspark import TaskContext
 
-        from fruit_assets.spark_jobs.parquet_io import read_table, write_table
+        from fruit_assets.storage.parquet_io import read_table, write_table
 
         attempt = TaskContext.get().attemptNumber()
         for kind, fruit_class, uris in items:
@@ -237,7 +252,7 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
             kept_tables, remodeled = [], 0
             for uri in uris:
                 table = read_table(uri)
-                if kind == "embeddings" and schemas.embedding_model_tag(table.schema) != (engine, fingerprint):
+                if kind == "embeddings" and schemas.embedding_model_tag(table.schema, LEGACY_ENGINE) != (engine, fingerprint):
                     remodeled += table.num_rows  # another engine or weights: embed again
                     continue
                 paths, etags = table["path"].to_pylist(), table["etag"].to_pylist()
@@ -250,10 +265,9 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
             kept = pa.concat_tables(kept_tables)
             kept = kept.take(pc.sort_indices(kept, [("path", "ascending")]))
             schema = schemas.embeddings_schema(engine, fingerprint) if kind == "embeddings" else schemas.QUARANTINE
-            target = (DataLayout.class_folder(f"{staging_uri}/{kind}", fruit_class)
+            target = (class_folder(f"{staging_uri}/{kind}", fruit_class)
                       + f"/part-carry-{file_tag}-a{attempt}.parquet")  # one per class and run
             write_table(target, kept.select(schema.names).cast(schema))
             yield kind, fruit_class, target, kept["path"].to_pylist(), remodeled
 
-    slices = file_task_slices(sc, len(work))
-    return sc.parallelize(sorted(work), slices).mapPartitions(task).collect()
+    return collect_over_files(spark, work, task)

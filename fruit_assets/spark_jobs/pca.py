@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fruit_assets.layout import DataLayout
+from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.pca import Moments
-from fruit_assets.spark_jobs import file_task_slices
-from fruit_assets.spark_jobs import schemas
-
-EMBEDDING_DIM = 1280
+from fruit_assets.spark_jobs.files import collect_over_files, over_files
+from fruit_assets.storage import schemas
+from fruit_assets.storage.partitions import class_folder
 
 
 def embedding_moments(spark, file_uris: list[str]) -> Moments:
@@ -15,23 +14,21 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
     partial moments are merged on executors (treeReduce), so the driver receives one 13 MB
     matrix whatever the number of files."""
     if not file_uris:
-        return Moments.empty(EMBEDDING_DIM)
-    sc = spark.sparkContext
+        return Moments.empty(EMBEDDING_SIZE)
 
     def task(uris):
-        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+        from fruit_assets.storage.parquet_io import column_matrix, read_table
 
-        moments = Moments.empty(EMBEDDING_DIM)
+        moments = Moments.empty(EMBEDDING_SIZE)
         for uri in uris:
             table = read_table(uri, ["embedding"])
-            moments = moments.merge(Moments.of(column_matrix(table["embedding"], EMBEDDING_DIM)))
+            moments = moments.merge(Moments.of(column_matrix(table["embedding"], EMBEDDING_SIZE)))
         yield moments.to_bytes()
 
     def merge(left: bytes, right: bytes) -> bytes:
         return Moments.from_bytes(left).merge(Moments.from_bytes(right)).to_bytes()
 
-    rdd = sc.parallelize(sorted(file_uris), file_task_slices(sc, len(file_uris)))
-    return Moments.from_bytes(rdd.mapPartitions(task).treeReduce(merge, depth=2))
+    return Moments.from_bytes(over_files(spark, file_uris, task).treeReduce(merge, depth=2))
 
 
 def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str,
@@ -40,8 +37,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
     file per input file; returns (fruit_class, staged uri, rows) per file."""
     if not work:
         return []
-    sc = spark.sparkContext
-    pca_broadcast = sc.broadcast(pca_bytes)
+    pca_broadcast = spark.sparkContext.broadcast(pca_bytes)
     try:
 
         def task(index: int, items):
@@ -49,25 +45,23 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             from pyspark import TaskContext
 
             from fruit_assets.pca import load_pca, project
-            from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table, vectors_column, write_table
+            from fruit_assets.storage.parquet_io import column_matrix, read_table, vectors_column, write_table
 
             model = load_pca(pca_broadcast.value)
             attempt = TaskContext.get().attemptNumber()
             for fruit_class, uri in items:
                 table = read_table(uri, ["path", "fruit_class", "embedding"])
-                features = project(column_matrix(table["embedding"], EMBEDDING_DIM), model)
+                features = project(column_matrix(table["embedding"], EMBEDDING_SIZE), model)
                 reduced = pa.table(
                     [table["path"], table["fruit_class"], vectors_column(features.reshape(len(table), model.k))],
                     schema=schemas.REDUCED_FEATURES,
                 )
                 source_index = uri.rsplit("/", 1)[-1].split("-")[1]  # part-<index>-<tag>-a<n>.parquet
                 name = f"part-{source_index}-{file_tag}-a{attempt}.parquet"
-                target = DataLayout.class_folder(staging_dataset, fruit_class) + "/" + name
+                target = class_folder(staging_dataset, fruit_class) + "/" + name
                 write_table(target, reduced)
                 yield fruit_class, target, len(reduced)
 
-        rdd = sc.parallelize(sorted(work), file_task_slices(sc, len(work)))
-        return rdd.mapPartitionsWithIndex(task).collect()
+        return collect_over_files(spark, work, task, with_index=True)
     finally:
         pca_broadcast.unpersist()
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fruit_assets.spark_jobs import file_task_slices
+from fruit_assets.spark_jobs.files import collect_over_files
 
 CARRIED_PREFIX = "part-carry-"  # spark_jobs.embed.carry_forward: rows from earlier runs
 
@@ -17,13 +17,10 @@ CARRIED_PREFIX = "part-carry-"  # spark_jobs.embed.carry_forward: rows from earl
 def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float]
                       ) -> tuple[list[str], list[str], np.ndarray]:
     """(paths, classes, float32 vectors) of the rows whose path hash falls under their class's rate."""
-    if not work:
-        return [], [], np.zeros((0, 0), np.float32)
-    sc = spark.sparkContext
 
     def task(items):
         from fruit_assets.quality.separability import sampled
-        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+        from fruit_assets.storage.parquet_io import column_matrix, read_table
 
         for fruit_class, uri in items:
             table = read_table(uri, ["path", "embedding"])
@@ -32,7 +29,7 @@ def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float
                 kept = table.take(keep)
                 yield fruit_class, kept["path"].to_pylist(), column_matrix(kept["embedding"]).tobytes()
 
-    rows = sc.parallelize(sorted(work), file_task_slices(sc, len(work))).mapPartitions(task).collect()
+    rows = collect_over_files(spark, work, task)
     paths = [p for _c, ps, _v in rows for p in ps]
     classes = [c for c, ps, _v in rows for _ in ps]
     vectors = [np.frombuffer(v, np.float32).reshape(len(ps), -1) for _c, ps, v in rows]
@@ -45,13 +42,10 @@ def review_new_images(spark, work: list[tuple[str, list[str]]]) -> list[tuple]:
     With enough reference rows, new images are checked against them; otherwise the class is its own
     reference (leave-one-out) and only this run's images are reported. Returns, per class,
     (fruit_class, mode, checked, [(path, distance, threshold, vector bytes)])."""
-    if not work:
-        return []
-    sc = spark.sparkContext
 
     def task(items):
         from fruit_assets.quality.outliers import MIN_REFERENCE, flag_against_reference, flag_leave_one_out
-        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+        from fruit_assets.storage.parquet_io import column_matrix, read_table
 
         for fruit_class, uris in items:
             reference, new, new_paths = [], [], []
@@ -79,17 +73,14 @@ def review_new_images(spark, work: list[tuple[str, list[str]]]) -> list[tuple]:
                 (new_paths[f.index], f.distance, f.threshold, candidates[f.index].tobytes()) for f in flagged
             ]
 
-    return sc.parallelize(sorted(work), file_task_slices(sc, len(work))).mapPartitions(task).collect()
+    return collect_over_files(spark, work, task)
 
 
 def class_centroids(spark, work: list[tuple[str, str]]) -> dict[str, np.ndarray]:
     """Mean embedding of each class, from per-file sums merged on the driver."""
-    if not work:
-        return {}
-    sc = spark.sparkContext
 
     def task(items):
-        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+        from fruit_assets.storage.parquet_io import column_matrix, read_table
 
         for fruit_class, uri in items:
             vectors = column_matrix(read_table(uri, ["embedding"])["embedding"]).astype(np.float64)
@@ -97,7 +88,7 @@ def class_centroids(spark, work: list[tuple[str, str]]) -> dict[str, np.ndarray]
                 yield fruit_class, len(vectors), vectors.sum(axis=0).tobytes()
 
     sums: dict[str, tuple[int, np.ndarray]] = {}
-    for fruit_class, count, total in sc.parallelize(sorted(work), file_task_slices(sc, len(work))).mapPartitions(task).collect():
+    for fruit_class, count, total in collect_over_files(spark, work, task):
         previous_count, previous_sum = sums.get(fruit_class, (0, 0.0))
         sums[fruit_class] = (previous_count + count, previous_sum + np.frombuffer(total, np.float64))
     return {c: total / count for c, (count, total) in sums.items()}

@@ -62,7 +62,7 @@ def warm_up_workers(session) -> None:
 
     def warm(_):
         import fruit_assets.featurize.images  # noqa: F401
-        import fruit_assets.spark_jobs.parquet_io  # noqa: F401
+        import fruit_assets.storage.parquet_io  # noqa: F401
         import onnxruntime  # noqa: F401
 
         return []

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from fruit_assets.spark_jobs import file_task_slices
+from fruit_assets.spark_jobs.files import collect_over_files
 
 
 def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int) -> dict[str, dict[str, int]]:
     """``work``: (fruit_class, parquet uri). Per class: rows, rows whose ``column`` is not ``dim``
     finite floats, and distinct paths."""
-    if not work:
-        return {}
-    sc = spark.sparkContext
 
     def task(items):
         import numpy as np
         import pyarrow.compute as pc
 
-        from fruit_assets.spark_jobs.parquet_io import read_table
+        from fruit_assets.storage.parquet_io import read_table
 
         for fruit_class, uri in items:
             table = read_table(uri, ["path", column])
@@ -30,8 +27,7 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
             yield fruit_class, len(table), int(bad.sum()), table["path"].to_pylist()
 
     stats: dict[str, dict] = {}
-    slices = file_task_slices(sc, len(work))
-    for fruit_class, rows, bad, paths in sc.parallelize(sorted(work), slices).mapPartitions(task).collect():
+    for fruit_class, rows, bad, paths in collect_over_files(spark, work, task):
         entry = stats.setdefault(fruit_class, {"rows": 0, "bad": 0, "paths": set()})
         entry["rows"] += rows
         entry["bad"] += bad
@@ -41,18 +37,14 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
 
 def sample_first_components(spark, work: list[tuple[str, str]], per_file: int = 300) -> tuple[list[str], list[list[float]]]:
     """(labels, [pc1, pc2]) for up to ``per_file`` rows of each reduced-features file."""
-    if not work:
-        return [], []
-    sc = spark.sparkContext
 
     def task(items):
-        from fruit_assets.spark_jobs.parquet_io import column_matrix, read_table
+        from fruit_assets.storage.parquet_io import column_matrix, read_table
 
         for fruit_class, uri in items:
             matrix = column_matrix(read_table(uri, ["features"])["features"])[:per_file, :2]
             for row in matrix:
                 yield fruit_class, [float(v) for v in row]
 
-    slices = file_task_slices(sc, len(work))
-    rows = sc.parallelize(sorted(work), slices).mapPartitions(task).collect()
+    rows = collect_over_files(spark, work, task)
     return [r[0] for r in rows], [r[1] for r in rows]

@@ -14,6 +14,7 @@ from fruit_assets.assets import embedding_model, image_embeddings, pca_model, ra
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets_tests.conftest import SPARK_MASTER
+from fruit_assets_tests.harness.markdown import markdown_table
 
 ALL_ASSETS = [embedding_model, raw_images, image_embeddings, pca_model, reduced_features]
 CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
@@ -63,7 +64,9 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     embed_meta = metadata_of(embed_run, "image_embeddings")
     assert embed_meta["num_images"] == 36 and embed_meta["num_embedded"] == 36 and embed_meta["num_quarantined"] == 0
     assert embed_meta["images_per_second"] > 0 and embed_meta["elapsed_seconds"] > 0
-    assert "Apple Red 1" in embed_meta["per_class"]
+    per_class = {row["class"]: row for row in markdown_table(embed_meta["per_class"])}
+    assert {c: (row["images"], row["embedded"], row["quarantined"], row["featurized"], row["reused"])
+            for c, row in per_class.items()} == {c: ("12", "12", "0", "12", "0") for c in CLASSES}
     # Progress in the run log (what the Dagster UI shows while the step runs): six tasks of six
     # images, reported as they finish, from 0 to all 36.
     progress = [e.user_message for e in dagster_instance.all_logs(embed_run.run_id) if "embedding progress:" in e.user_message]
@@ -157,7 +160,7 @@ def test_full_graph_on_s3_equals_local(spark, s3_sample_root, sample_root, weigh
     write the Parquet themselves), and the result equals the same images on file://."""
     from dagster import DagsterInstance
 
-    from fruit_assets.spark_jobs.parquet_io import read_tables
+    from fruit_assets.storage.parquet_io import read_tables
     from fruit_assets.storage import open_store
 
     embed_run, _pca_run, reduce_run = run_graph(dagster_instance, s3_sample_root, weights_file)
@@ -304,8 +307,8 @@ def test_odd_keys_a_huge_photo_and_a_bomb_on_s3(spark, s3_bucket, sample_source,
     assert (meta["num_images"], meta["num_embedded"], meta["num_quarantined"]) == (6, 5, 1)
 
     from fruit_assets.layout import DataLayout
-    from fruit_assets.spark_jobs.commit import dataset_files
-    from fruit_assets.spark_jobs.parquet_io import read_tables
+    from fruit_assets.storage.commit import dataset_files
+    from fruit_assets.storage.parquet_io import read_tables
 
     layout = DataLayout.at(root)
     embedded = read_tables([u for c in classes for u in dataset_files(layout.embeddings, c)])

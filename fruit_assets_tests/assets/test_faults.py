@@ -17,9 +17,12 @@ from dagster import materialize
 
 from fruit_assets.assets import image_embeddings, raw_images
 from fruit_assets.layout import DataLayout
-from fruit_assets.pipeline import build_embeddings, build_manifests, build_reduced_features, fit_pca
-from fruit_assets.spark_jobs.commit import dataset_files
-from fruit_assets.spark_jobs.parquet_io import column_matrix, read_tables
+from fruit_assets.steps.embeddings import build_embeddings
+from fruit_assets.steps.manifest import build_manifests
+from fruit_assets.steps.pca import fit_pca
+from fruit_assets.steps.reduce import build_reduced_features
+from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.parquet_io import column_matrix, read_tables
 from fruit_assets.storage import normalize_uri, open_store
 from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, resources, run_graph
 

@@ -13,8 +13,9 @@ from dagster import AssetCheckSeverity, materialize
 from PIL import Image, ImageFilter
 
 from fruit_assets.assets import image_embeddings, raw_images
-from fruit_assets.review import SeparabilityReport
+from fruit_assets.steps.review import SeparabilityReport
 from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, metadata_of, resources, run_graph
+from fruit_assets_tests.harness.markdown import markdown_table
 
 
 def photograph(seed: int) -> bytes:
@@ -28,7 +29,7 @@ def photograph(seed: int) -> bytes:
 
 
 def new_fruit(colour, aspect, seed: int) -> bytes:
-    from fruit_assets.sample import jpeg_bytes, render_fruit
+    from fruit_assets.featurize.synthetic import jpeg_bytes, render_fruit
 
     return jpeg_bytes(render_fruit(np.random.default_rng(seed), colour, aspect))
 
@@ -53,7 +54,9 @@ def test_photographs_dropped_into_a_fruit_folder_are_flagged_with_their_class(sp
     reduced = metadata_of(reduce_run, "reduced_features")
     assert 0 <= reduced["knn_accuracy_full_embeddings"] <= 1 and 0 <= reduced["knn_accuracy_reduced_features"] <= 1
     assert abs(reduced["knn_accuracy_lost_by_pca"] - (reduced["knn_accuracy_full_embeddings"] - reduced["knn_accuracy_reduced_features"])) < 1e-3
-    assert "Photos" in reduced["knn_accuracy_per_class"]
+    accuracy = {row["class"]: row for row in markdown_table(reduced["knn_accuracy_per_class"])}
+    assert set(accuracy) == set(classes)
+    assert all(0 <= float(row[column]) <= 1 for row in accuracy.values() for column in ("full", "reduced"))
     [check] = [e for e in reduce_run.get_asset_check_evaluations() if e.check_name == "pca_keeps_class_separability"]
     assert check.severity == AssetCheckSeverity.WARN and "5-NN accuracy" in check.description
 
@@ -78,7 +81,10 @@ def test_photographs_dropped_into_a_fruit_folder_are_flagged_with_their_class(sp
     assert all(flagged[m]["distance"] > flagged[m]["threshold"] for m in mistakes)
     ratios = {p: round(r["distance"] / r["threshold"], 2) for p, r in flagged.items()}
     assert len(set(ordinary) & set(flagged)) <= 1, ratios  # ordinary uploads (nearly) never flagged
-    assert meta["num_flagged_for_review"] == len(review) and "upload_photo_0.jpg" in meta["flagged_for_review"]
+    assert meta["num_flagged_for_review"] == len(review)
+    shown = {row["image"]: row for row in markdown_table(meta["flagged_for_review"])}
+    assert {uri.rsplit("/", 1)[-1] for uri in flagged} == set(shown)
+    assert all(shown[m.rsplit("/", 1)[-1]]["looks more like"] == "Photos" for m in mistakes)
     assert meta["flagged_thumbnails"].startswith("![flagged images](data:image/png;base64,")
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "new_images_look_like_their_class"]
     assert not check.passed and check.severity == AssetCheckSeverity.WARN and check.description.startswith(f"{len(review)} of 9")

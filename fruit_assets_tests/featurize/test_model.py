@@ -9,7 +9,7 @@ from fruit_assets.featurize.model import (
     resolve_weights,
 )
 from fruit_assets.featurize.images import preprocess_batch
-from fruit_assets.sample import synthetic_images
+from fruit_assets.featurize.synthetic import synthetic_images
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from fruit_assets.featurize.images import preprocess_batch
 from fruit_assets.featurize.model import Embedder
 from fruit_assets.featurize.onnx_model import OnnxEmbedder, measure_parity
-from fruit_assets.sample import synthetic_images
+from fruit_assets.featurize.synthetic import synthetic_images
 
 
 def perturbed(onnx_bytes: bytes, scale: float = 1.5) -> bytes:
@@ -54,7 +54,7 @@ def test_parity_is_tiny_for_the_conversion_and_fails_for_a_corrupted_model(onnx_
 
 def test_onnx_worker_path_never_imports_tensorflow(onnx_model, tmp_path):
     """What a Spark task runs, in a fresh interpreter: embed_partition with the ONNX engine."""
-    from fruit_assets.sample import write_sample_dataset
+    from fruit_assets.cli.sample import write_sample_dataset
 
     write_sample_dataset(str(tmp_path / "data"), 1, 3, seed=1)
     model_file = tmp_path / "model.onnx"

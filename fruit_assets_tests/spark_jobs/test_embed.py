@@ -8,10 +8,11 @@ import pytest
 from PIL import Image
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.manifest import discover_classes
-from fruit_assets.pipeline import build_embeddings, build_manifests
+from fruit_assets.steps.manifest import discover_classes
+from fruit_assets.steps.embeddings import build_embeddings
+from fruit_assets.steps.manifest import build_manifests
 from fruit_assets.spark_jobs.embed import EmbedSettings, plan_slices
-from fruit_assets_tests.reference import reference_embeddings
+from fruit_assets_tests.harness.reference import reference_embeddings
 
 
 def test_plan_slices_few_large_tasks_at_least_one_per_core():
@@ -100,7 +101,7 @@ def test_odd_images_equal_keras_on_the_decoded_pixels(spark, tmp_path, inference
 
 def test_leftovers_of_failed_attempts_are_not_committed(spark, sample_root):
     """A file staged by an attempt that never reported (a killed or retried task) is discarded."""
-    from fruit_assets.spark_jobs.commit import commit_class_folder, dataset_files
+    from fruit_assets.storage.commit import commit_class_folder, dataset_files
     from fruit_assets.storage import open_store
 
     layout = DataLayout.at(sample_root)

@@ -2,7 +2,8 @@
 
 import time
 
-from fruit_assets.spark_jobs.progress import JobProgress, Progress, Throttled, add_listener, remove_listener
+from fruit_assets.progress import Progress, Throttled, add_listener, remove_listener
+from fruit_assets.spark_jobs.progress import JobProgress
 
 
 def test_progress_line_says_done_total_rate_and_eta():

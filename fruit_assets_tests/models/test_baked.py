@@ -4,10 +4,10 @@ files: the registry the onnx_model fixture converted stands in as the image's.""
 import os
 import shutil
 
-from fruit_assets import model_registry
-from fruit_assets.baked_model import BAKED_MODELS_ENV, adopt
+from fruit_assets.models import registry as model_registry
+from fruit_assets.models.baked import BAKED_MODELS_ENV, adopt
 from fruit_assets.layout import DataLayout
-from fruit_assets.pipeline import build_embedding_model
+from fruit_assets.models.build import build_embedding_model
 from fruit_assets.storage import normalize_uri
 
 SEED = 1234

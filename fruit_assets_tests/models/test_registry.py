@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
-from fruit_assets import model_registry
+from fruit_assets.models import registry as model_registry
 from fruit_assets.layout import DataLayout
-from fruit_assets.pipeline import ModelParityError, build_embedding_model, inference_model
+from fruit_assets.models.build import build_embedding_model, inference_model
+from fruit_assets.models.parity import ModelParityError
 from fruit_assets_tests.featurize.test_onnx_model import perturbed
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pyarrow as pa
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.spark_jobs import schemas
-from fruit_assets.spark_jobs.parquet_io import read_table, write_table
-from fruit_assets.storage import StorageError, open_store
+from fruit_assets.steps.reports import ClassCounts, StepReport
+from fruit_assets.storage import StorageError, open_store, schemas
+from fruit_assets.storage.parquet_io import read_table, write_table
 
 
 def discover_classes(layout: DataLayout) -> list[str]:
@@ -71,3 +72,22 @@ def read_manifest_if_any(layout: DataLayout, fruit_class: str) -> pa.Table | Non
     """The class's manifest, or None if raw_images never wrote one."""
     uri = layout.manifest(fruit_class)
     return read_table(uri) if open_store(uri).exists(uri) else None
+
+
+def build_manifests(layout: DataLayout, classes: list[str]) -> StepReport:
+    started = time.perf_counter()
+    report = StepReport(output=f"{layout.root}/manifests")
+    for fruit_class in classes:
+        manifest = list_class_images(layout, fruit_class)
+        write_manifest(layout, fruit_class, manifest)
+        report.per_class[fruit_class] = ClassCounts(images=len(manifest))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def thumbnail_images(layout: DataLayout, fruit_class: str, count: int = 4, max_bytes: int = 5_000_000) -> list[bytes]:
+    """The bytes of the class's first few objects small enough (by their listed size) to fetch into
+    the driver for a picture."""
+    manifest = read_manifest(layout, fruit_class)
+    small = [p for p, size in zip(manifest["path"].to_pylist(), manifest["size"].to_pylist()) if size <= max_bytes]
+    return [open_store(path).read_bytes(path) for path in small[:count]]

@@ -7,8 +7,11 @@ import numpy as np
 import pyarrow.dataset as ds
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.manifest import discover_classes
-from fruit_assets.pipeline import build_embeddings, build_manifests, build_reduced_features, fit_pca
+from fruit_assets.steps.manifest import discover_classes
+from fruit_assets.steps.embeddings import build_embeddings
+from fruit_assets.steps.manifest import build_manifests
+from fruit_assets.steps.pca import fit_pca
+from fruit_assets.steps.reduce import build_reduced_features
 
 
 def embed(spark, layout, model, token):
@@ -66,7 +69,7 @@ def test_only_new_or_changed_images_are_featurized(spark, sample_root, onnx_mode
 
 
 def test_other_weights_mean_everything_is_featurized_again(spark, sample_root, onnx_model):
-    from fruit_assets.pipeline import inference_model
+    from fruit_assets.models.build import inference_model
 
     layout = DataLayout.at(sample_root)
     embed(spark, layout, onnx_model, "run00011")

@@ -15,7 +15,7 @@ import os
 import sys
 from importlib import resources
 
-from fruit_assets.spark_jobs.progress import Progress, Throttled
+from fruit_assets.progress import Progress, Throttled
 
 VERBOSE, NORMAL, QUIET = 2, 1, 0
 

@@ -4,8 +4,8 @@ import numpy as np
 from PIL import Image
 import io
 
-from fruit_assets.plots import MAX_BYTES, class_counts_bars, explained_variance_curve, markdown_image, pc_scatter, thumbnails
-from fruit_assets.sample import jpeg_bytes, render_fruit
+from fruit_assets.assets.plots import MAX_BYTES, class_counts_bars, explained_variance_curve, markdown_image, pc_scatter, thumbnails
+from fruit_assets.featurize.synthetic import jpeg_bytes, render_fruit
 
 
 def decoded(markdown: str) -> Image.Image:

@@ -1,4 +1,5 @@
-"""Synthetic Fruits-360-style images, so anyone can run the pipeline without Kaggle credentials."""
+"""Synthetic Fruits-360-style images: the demo dataset's renderer, the random model's calibration
+images and the parity images. No Dagster, no Spark, no storage (``cli/sample.py`` writes them out)."""
 
 from __future__ import annotations
 
@@ -87,20 +88,3 @@ def synthetic_images(count: int, seed: int = 0) -> np.ndarray:
         _, colour, aspect = styles[index % len(styles)]
         out[index] = decode_image(jpeg_bytes(render_fruit(rng, colour, aspect)))
     return out
-
-
-def write_sample_dataset(dest: str, classes: int, images: int, seed: int = 0, threads: int = 8) -> int:
-    """Writes the dataset under ``<dest>/Training/`` (a path, file:// or s3:// URI); returns the count."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from fruit_assets.storage import join_uri, normalize_uri, open_store
-
-    root = normalize_uri(dest)
-    store = open_store(root)
-
-    def put(item):
-        name, file_name, data = item
-        store.write_bytes(join_uri(root, "Training", name, file_name), data)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return sum(1 for _ in pool.map(put, sample_dataset(classes, images, seed)))

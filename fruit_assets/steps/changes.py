@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fruit_assets.layout import DataLayout
+from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any
 from fruit_assets.storage import open_store
 
 CURSOR_VERSION = 1
@@ -59,8 +60,6 @@ def matches_manifest(layout: DataLayout, fruit_class: str, listing: list) -> boo
     """Are these objects, by (key, ETag, size), exactly what the class's manifest recorded?
     Listings of local files carry no content hash (mtime instead): the class is listed again the
     way raw_images lists it (content hashed), once, and only when paths and sizes already agree."""
-    from fruit_assets.manifest import images_only, list_class_images, read_manifest_if_any
-
     manifest = read_manifest_if_any(layout, fruit_class)
     if manifest is None:
         return False

@@ -12,10 +12,11 @@ import sys
 import time
 import urllib.request
 
+from fruit_assets_tests.harness import REPO
+
 # Loopback only: never through a proxy from the environment (or one a test left installed).
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 

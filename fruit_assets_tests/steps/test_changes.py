@@ -1,4 +1,4 @@
-from fruit_assets.changes import contiguous_ranges, decode_cursor, diff, encode_cursor
+from fruit_assets.steps.changes import contiguous_ranges, decode_cursor, diff, encode_cursor
 
 
 def test_contiguous_ranges_cover_exactly_the_selection():

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 
-from fruit_assets_tests.dagster_dev import free_port
+from fruit_assets_tests.harness.dagster_dev import free_port
 
 
 def postgres_bin() -> str | None:

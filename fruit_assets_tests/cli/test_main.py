@@ -7,6 +7,8 @@ import sys
 import pyarrow.dataset as ds
 import pytest
 
+from fruit_assets_tests.harness import REPO
+
 
 BIN = os.path.dirname(sys.executable)
 
@@ -70,7 +72,7 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     log = open(log_path).read()
     assert "STEP_SUCCESS" in log and "embedding progress: 36/36 images" in log and "log4j" in log
     # The instance is set up the way the repository means it.
-    repository_yaml = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml")).read()
+    repository_yaml = open(os.path.join(REPO, "dagster.yaml")).read()
     assert (home / "dagster.yaml").read_text() == repository_yaml
     reduced = ds.dataset(str(tmp_path / "data" / "output" / "resultats_features_parquet")).to_table()
     assert reduced.num_rows == 36
@@ -141,9 +143,9 @@ def run_on_a_terminal(args, env_extra, timeout=600) -> str:
 
 
 def test_instance_settings_are_the_repository_dagster_yaml_and_never_overwritten(tmp_path, monkeypatch):
-    from fruit_assets.console import instance_yaml, prepare_dagster_home
+    from fruit_assets.cli.console import instance_yaml, prepare_dagster_home
 
-    repository_yaml = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "dagster.yaml")).read()
+    repository_yaml = open(os.path.join(REPO, "dagster.yaml")).read()
     assert instance_yaml() == repository_yaml  # the packaged copy is the repository's file
 
     fresh = tmp_path / "fresh" / "home"
@@ -184,7 +186,7 @@ def ui_stays_quiet_until_a_class_changes(home: str, env: dict, data_root) -> Non
 
     from dagster import DagsterInstance
 
-    from fruit_assets_tests.dagster_dev import DagsterDev
+    from fruit_assets_tests.harness.dagster_dev import DagsterDev
 
     with DagsterInstance.from_config(home) as instance:
         runs_before = len(instance.get_runs())

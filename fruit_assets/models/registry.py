@@ -17,6 +17,8 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
+from fruit_assets.featurize.model import parse_weights_spec
+from fruit_assets.featurize.onnx_model import within_parity
 from fruit_assets.layout import DataLayout
 from fruit_assets.storage import open_store
 
@@ -33,6 +35,10 @@ class ConvertedModel:
     parity_images: int
     versions: dict
 
+    @property
+    def parity_ok(self) -> bool:
+        return within_parity(self.parity_max_rel)
+
     @classmethod
     def from_json(cls, data: bytes) -> "ConvertedModel":
         return cls(**json.loads(data))
@@ -45,12 +51,12 @@ def weights_key(spec: str, random_seed: int) -> str:
     """What identifies the weights a setting names, computed without TensorFlow."""
     from importlib.metadata import version
 
-    spec = (spec or "imagenet").strip()
-    if spec.lower() == "imagenet":
+    parsed = parse_weights_spec(spec)
+    if parsed.kind == "imagenet":
         return f"imagenet@keras-{version('keras')}"
-    if spec.lower() == "random":
+    if parsed.kind == "random":
         return f"random(seed={random_seed})@keras-{version('keras')}"
-    path = os.path.abspath(os.path.expanduser(spec))
+    path = parsed.path
     if not os.path.isfile(path):
         return f"missing:{path}"  # resolve_weights will say what is wrong
     digest = hashlib.sha256()

@@ -18,9 +18,11 @@ import pyarrow as pa
 from fruit_assets.layout import DataLayout
 from fruit_assets.quality.outliers import nearest_class
 from fruit_assets.quality.separability import Separability, sample_rates, separability
-from fruit_assets.spark_jobs.commit import dataset_files
-from fruit_assets.spark_jobs.parquet_io import write_table
+from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.spark_jobs.quality import class_centroids, review_new_images as review_job, sample_embeddings
+from fruit_assets.storage import open_store
+from fruit_assets.storage.commit import class_files, dataset_files
+from fruit_assets.storage.parquet_io import write_table
 
 REVIEW_SCHEMA = pa.schema([
     ("path", pa.string()),
@@ -58,7 +60,7 @@ def review_new_images(spark, layout: DataLayout, featurized: dict[str, int], all
         candidates += [(fruit_class, mode, *row) for row in flagged]
     centroids = {}
     if candidates:  # naming the nearest other class needs every class's centroid: only then
-        centroids = class_centroids(spark, [(c, uri) for c in all_classes for uri in dataset_files(layout.embeddings, c)])
+        centroids = class_centroids(spark, class_files(layout.embeddings, all_classes))
     rows_by_class: dict[str, list[dict]] = {c: [] for c in report.checked}
     for fruit_class, mode, path, distance, threshold, vector in candidates:
         other, other_distance = nearest_class(np.frombuffer(vector, np.float32), centroids, exclude=fruit_class)
@@ -75,6 +77,18 @@ def review_new_images(spark, layout: DataLayout, featurized: dict[str, int], all
     return report
 
 
+def flagged_images(rows: list[dict]) -> list[tuple[dict, bytes]]:
+    """(row, image bytes) for the flagged rows whose image can still be read: a picture is a
+    courtesy, the review table is the record (an image moved or deleted since is skipped)."""
+    pictures = []
+    for row in rows:
+        try:
+            pictures.append((row, open_store(row["path"]).read_bytes(row["path"])))
+        except Exception:  # noqa: BLE001 - see above
+            continue
+    return pictures
+
+
 @dataclass
 class SeparabilityReport:
     result: Separability | None
@@ -83,15 +97,18 @@ class SeparabilityReport:
     why_not: str = ""  # when there is no result
 
 
-def measure_separability(spark, layout: DataLayout, classes: list[str], pca, counts: dict[str, int],
-                         max_sample: int = 10_000, per_class_cap: int = 200, tolerance: float = 0.02) -> SeparabilityReport:
+def measure_separability(spark, layout: DataLayout, classes: list[str], pca, max_sample: int = 10_000,
+                         per_class_cap: int = 200, tolerance: float = 0.02) -> SeparabilityReport:
     """Both accuracies on a sample of at most ``max_sample`` images (``per_class_cap`` per class),
-    chosen by path hash: the cost stays flat however large the collection grows."""
+    chosen by path hash: the cost stays flat however large the collection grows. Classes without a
+    manifest yet are left out."""
     started = time.perf_counter()
+    manifests = {c: read_manifest_if_any(layout, c) for c in classes}
+    counts = {c: manifest.num_rows for c, manifest in manifests.items() if manifest is not None}
+    classes = sorted(counts)
     per_class = max(10, min(per_class_cap, max_sample // max(1, len(classes))))
     rates = sample_rates(counts, per_class)
-    work = [(c, uri) for c in classes for uri in dataset_files(layout.embeddings, c)]
-    paths, labels, vectors = sample_embeddings(spark, work, rates)
+    paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, classes), rates)
     if len(set(labels)) < 2:
         return SeparabilityReport(None, per_class, time.perf_counter() - started, "needs at least two classes")
     if pca.basis is None:

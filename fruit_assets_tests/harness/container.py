@@ -11,7 +11,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fruit_assets_tests.harness import REPO
+
 IMAGE = "fruit-assets:dev"
 # Build-arg for the tests: no internet for ImageNet here, so the image bakes the seeded random weights.
 TEST_WEIGHTS = "random"

@@ -1,0 +1,50 @@
+import numpy as np
+from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
+
+from fruit_assets.assets.checks import REDUCED_CHECKS, check_results
+from fruit_assets.assets.embeddings import image_embeddings
+from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.assets.pca import pca_model
+from fruit_assets.assets.plots import markdown_image, pc_scatter
+from fruit_assets.assets.quality import SEPARABILITY_CHECKS, separability_check, separability_metadata
+from fruit_assets.concurrency import DATA_ROOT_POOL
+from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.resources import FruitStorage, SparkResource
+from fruit_assets.steps.checks import reduced_checks
+from fruit_assets.steps.reduce import build_reduced_features, first_components
+from fruit_assets.steps.review import measure_separability
+
+
+@asset(
+    pool=DATA_ROOT_POOL,
+    deps=[pca_model, image_embeddings],
+    partitions_def=fruit_class_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    # A new PCA basis invalidates every class's features: all partitions follow pca_model.
+    automation_condition=AutomationCondition.eager(),
+    kinds={"spark", "parquet"},
+    check_specs=REDUCED_CHECKS + SEPARABILITY_CHECKS,
+    description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
+)
+def reduced_features(
+    context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource
+) -> MaterializeResult:
+    layout = storage.layout
+    with reported_as_one_line():
+        classes = list(context.partition_keys)
+        session = spark.get_session()
+        report, model = build_reduced_features(session, layout, classes, context.run_id)
+    metadata = step_metadata(report)
+    metadata.update({"k": model.k, "per_class": per_class_table(report, ("images",))})
+    labels, points = first_components(session, layout, classes)
+    if len(points) > 1 and model.k >= 2:
+        metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))
+    # Do the features still separate the classes, and what does the PCA cost? On every class, over
+    # a bounded sample chosen by path hash (same images every run).
+    everyone = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+    separability = measure_separability(session, layout, everyone, model)
+    metadata.update(separability_metadata(separability))
+    checks = check_results(reduced_checks(session, layout, classes, model.k))
+    checks.append(separability_check(separability, model.variance_target))
+    return MaterializeResult(metadata=metadata, check_results=checks)

@@ -1,0 +1,1 @@
+"""The command line (``fruit-assets``): the top of the package, free to import any layer below."""

@@ -1,0 +1,128 @@
+"""``fruit-assets``: sample data, and the whole graph materialized through Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def cmd_sample(args) -> int:
+    from fruit_assets.cli.sample import write_sample_dataset
+
+    started = time.perf_counter()
+    count = write_sample_dataset(args.dest, args.classes, args.images, args.seed)
+    print(f"wrote {count} images in {args.classes} classes under {args.dest}/Training "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def cmd_upload(args) -> int:
+    from tqdm import tqdm
+
+    from fruit_assets.storage import StorageError
+    from fruit_assets.storage.sync import sync_folder
+
+    total = sum(len(files) for _d, _s, files in os.walk(args.src))
+    started = time.perf_counter()
+    with tqdm(total=total, unit="file", desc="upload", disable=args.quiet) as bar:
+        bytes_done = [0]
+
+        def progress(files, size):
+            bytes_done[0] += size
+            bar.update(files)
+            bar.set_postfix_str(f"{bytes_done[0] / 1e6:.1f} MB sent")
+
+        try:
+            report = sync_folder(args.src, args.dest, threads=args.threads, progress=progress)
+        except (StorageError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    print(f"{report.files} files: {report.uploaded} uploaded ({report.bytes_uploaded / 1e6:.1f} MB), "
+          f"{report.skipped} already there; {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_bake_model(args) -> int:
+    """Image builds: the model for FRUIT_MODEL_WEIGHTS converted into the image (models/baked.py)."""
+    from fruit_assets.models.build import bake
+    from fruit_assets.errors import UserFacingError
+
+    started = time.perf_counter()
+    try:
+        record = bake(args.weights, args.seed, args.into)
+    except UserFacingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"baked {record.source} ({record.fingerprint}, sha256 {record.sha256[:12]}) into {args.into}: parity "
+          f"with TensorFlow {record.parity_max_rel:.1e} relative; {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    """``dagster dev`` on the instance ``fruit-assets materialize`` uses, set up the same way."""
+    from fruit_assets.cli.console import prepare_dagster_home
+
+    prepare_dagster_home()
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-m", "fruit_assets",
+               "--host", args.host, "--port", str(args.port)]
+    print(f"starting the Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execvp(command[0], command)
+    return 0  # not reached
+
+
+def cmd_materialize(args) -> int:
+    from fruit_assets.cli.materialize import materialize
+
+    return materialize(args.fruit_class, verbose=args.verbose, quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fruit_assets.featurize.model import DEFAULT_RANDOM_SEED
+
+    parser = argparse.ArgumentParser(prog="fruit-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample", help="write a synthetic Fruits-360-style dataset")
+    sample.add_argument("dest", help="root to write Training/<Class>/ under (path, file:// or s3://)")
+    sample.add_argument("--classes", type=int, default=5)
+    sample.add_argument("--images", type=int, default=40)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=cmd_sample)
+
+    upload = commands.add_parser("upload", help="copy a local folder to s3:// like `aws s3 sync`")
+    upload.add_argument("src", help="local folder, e.g. fruits-360/Training")
+    upload.add_argument("dest", help="destination, e.g. s3://bucket/prefix/Training")
+    upload.add_argument("--threads", type=int, default=16)
+    upload.add_argument("--quiet", action="store_true", help="no progress bar")
+    upload.set_defaults(func=cmd_upload)
+
+    materialize = commands.add_parser("materialize", help="materialize every asset for all (or some) classes")
+    materialize.add_argument("--class", dest="fruit_class", action="append", metavar="NAME",
+                             help="a class to materialize (repeatable); default all")
+    loudness = materialize.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="show Dagster's run log (INFO) and Spark/TensorFlow output on the terminal")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    materialize.set_defaults(func=cmd_materialize)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on the same DAGSTER_HOME")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(func=cmd_ui)
+
+    bake_model = commands.add_parser("bake-model", help="convert the model into a container image at build time")
+    bake_model.add_argument("--into", required=True, help="folder of the image's own model registry (FRUIT_BAKED_MODELS)")
+    bake_model.add_argument("--weights", default=os.environ.get("FRUIT_MODEL_WEIGHTS", "imagenet"),
+                            help="imagenet | random | a weights file (default: FRUIT_MODEL_WEIGHTS)")
+    bake_model.add_argument("--seed", type=int, default=DEFAULT_RANDOM_SEED, help="for random weights")
+    bake_model.set_defaults(func=cmd_bake_model)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""``fruit-assets materialize``: the whole graph through Dagster, one Spark application for all of it.
+
+Four seams: discover the classes and register them (``_discover``), plan the runs (``plan_runs``),
+run them in process (``_run_all``), print the summary (``_print_summary``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    job_name: str
+    key_range: tuple[str, str] | None = None  # partition range, for the partitioned jobs
+
+    @property
+    def label(self) -> str:
+        if not self.key_range:
+            return self.job_name
+        first, last = self.key_range
+        return f"{self.job_name} [{first}]" if first == last else f"{self.job_name} [{first} .. {last}]"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        if not self.key_range:
+            return {}
+        return {"dagster/asset_partition_range_start": self.key_range[0],
+                "dagster/asset_partition_range_end": self.key_range[1]}
+
+
+def plan_runs(selected: list[str], ordered: list[str], convert_model: bool) -> list[PlannedRun]:
+    """The runs, in order: the model's conversion when needed, one embedding run and one reduction
+    run per contiguous block of ``selected`` in the instance's partition order, the PCA between."""
+    from fruit_assets.steps.changes import contiguous_ranges
+
+    ranges = contiguous_ranges(selected, ordered)
+    return ([PlannedRun("convert_model")] if convert_model else []) + [
+        PlannedRun("embed_classes", r) for r in ranges
+    ] + [PlannedRun("fit_pca")] + [PlannedRun("reduce_classes", r) for r in ranges]
+
+
+def materialize(fruit_classes: list[str] | None, verbose: bool = False, quiet: bool = False) -> int:
+    from fruit_assets.cli.console import NORMAL, QUIET, VERBOSE, ProgressDisplay, Terminal, prepare_dagster_home, run_log_path
+
+    verbosity = VERBOSE if verbose else QUIET if quiet else NORMAL
+    home = prepare_dagster_home(say=lambda text: print(text) if verbosity >= NORMAL else None)
+    with Terminal(verbosity, run_log_path(home)) as terminal:
+        return _materialize(fruit_classes, terminal, ProgressDisplay(terminal))
+
+
+def _materialize(fruit_classes, terminal, progress_display) -> int:
+    # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
+    from fruit_assets import progress
+    from fruit_assets.definitions import defs
+    from fruit_assets.resources.env import resolved
+
+    started = time.perf_counter()
+    # The JVM and the Python workers take seconds to start: do it while the instance, the classes
+    # and the model are being looked up (an incremental run is mostly such fixed costs).
+    spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+        _start_spark, resolved(defs.resources["spark"].master))
+    discovered = _discover(fruit_classes, terminal)
+    if discovered is None:
+        _stop(spark_starting)
+        return 2
+    layout, instance, selected, ordered = discovered
+    runs = plan_runs(selected, ordered, _model_needs_converting(layout))
+    # One Spark application for the whole command: every run reuses it (and the model each Python
+    # worker already built).
+    session = spark_starting.result()
+    progress.add_listener(progress_display)
+    try:
+        summary = _run_all(runs, instance, terminal, progress_display)
+    finally:
+        progress.remove_listener(progress_display)
+        session.stop()
+    if summary is None:
+        return 1
+    _print_summary(terminal, summary, len(selected), time.perf_counter() - started)
+    return 0
+
+
+def _discover(fruit_classes, terminal):
+    """(layout, instance, selected classes, every class in partition order), the new classes
+    registered as partitions; None after an error was shown."""
+    from dagster import DagsterInstance
+
+    from fruit_assets.definitions import defs
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.partitions import fruit_class_partitions
+    from fruit_assets.resources.env import resolved
+    from fruit_assets.steps.manifest import discover_classes
+    from fruit_assets.storage import StorageError
+
+    try:
+        layout = DataLayout.at(resolved(defs.resources["storage"].data_uri))
+        classes = discover_classes(layout)
+    except (StorageError, OSError) as error:
+        terminal.error(str(error))
+        return None
+    selected = fruit_classes or classes
+    unknown = sorted(set(selected) - set(classes))
+    if unknown:
+        terminal.error(f"no such class under {layout.training}: {', '.join(unknown)}")
+        return None
+    instance = DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions(fruit_class_partitions.name))
+    new = [c for c in classes if c not in known]
+    if new:
+        instance.add_dynamic_partitions(fruit_class_partitions.name, new)
+    terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered); "
+                 f"materializing {len(selected)}")
+    return layout, instance, selected, instance.get_dynamic_partitions(fruit_class_partitions.name)
+
+
+def _run_all(runs: list[PlannedRun], instance, terminal, progress_display) -> dict[str, dict] | None:
+    """Executes the runs in order; {asset: metadata} of their materializations, or None once one
+    failed (its one-line reason shown)."""
+    from fruit_assets.cli.console import VERBOSE
+    from fruit_assets.definitions import defs
+
+    # Dagster's event stream: at INFO on the terminal with --verbose, else all of it to the log file.
+    log_level = "INFO" if terminal.verbosity >= VERBOSE else "DEBUG"
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    summary: dict[str, dict] = {}
+    for number, run in enumerate(runs, 1):
+        run_id = str(uuid.uuid4())
+        terminal.say(f"[{number}/{len(runs)}] {run.label}  (run {run_id[:8]})")
+        result = defs.resolve_job_def(run.job_name).execute_in_process(
+            instance=instance, tags=run.tags, run_config=run_config, run_id=run_id, raise_on_error=False
+        )
+        progress_display.close()
+        if not result.success:
+            terminal.error(f"run {result.run_id} of {run.job_name} failed: {_failure_message(result)}")
+            terminal.error(f"run log: {terminal.log_path}")
+            return None
+        summary.update(_materializations(result))
+    return summary
+
+
+def _print_summary(terminal, summary: dict[str, dict], num_classes: int, seconds: float) -> None:
+    from fruit_assets.cli.console import VERBOSE
+
+    embeddings = summary.get("image_embeddings", {})
+    pca = summary.get("pca_model", {})
+    reduced = summary.get("reduced_features", {})
+    say = terminal.always
+    say("\nsummary")
+    say(f"  classes              {num_classes}")
+    say(f"  images               {embeddings.get('num_images')} "
+        f"({embeddings.get('num_embedded')} embedded, {embeddings.get('num_quarantined')} quarantined)")
+    say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused, "
+        f"{embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
+    say(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
+        f"target {pca.get('variance_target')})")
+    say(f"  reduced features     {reduced.get('output_path')}")
+    say(f"  total time           {seconds:.1f} s")
+    if terminal.verbosity < VERBOSE:
+        say(f"  run log              {terminal.log_path}")
+
+
+def _materializations(result) -> dict[str, dict]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        out[materialization.asset_key.to_user_string()] = {
+            key: getattr(value, "value", value) for key, value in materialization.metadata.items()
+        }
+    return out
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return f"{data.error.cls_name}: {data.error.message.strip()} (stack trace in the run log)"
+    return "see the run log"
+
+
+def _model_needs_converting(layout) -> bool:
+    """embedding_model runs when the configured weights have no converted model yet (first run,
+    new weights): the asset records the conversion and its parity check. Otherwise it is skipped,
+    so an incremental run never imports TensorFlow."""
+    from fruit_assets.models import registry as model_registry
+    from fruit_assets.definitions import defs
+    from fruit_assets.featurize.engines import ONNXRUNTIME, check_engine
+    from fruit_assets.resources.env import resolved
+
+    model = defs.resources["embedding_model"]
+    if check_engine(resolved(model.engine)) != ONNXRUNTIME:
+        return False
+    record = model_registry.find(layout, model_registry.weights_key(resolved(model.weights), model.random_seed))
+    return record is None or model_registry.read_model(layout, record) is None
+
+
+def _stop(spark_starting) -> None:
+    try:
+        spark_starting.result().stop()
+    except Exception:  # noqa: BLE001 - we are already reporting the error that matters
+        pass
+
+
+def _start_spark(master: str):
+    """The session, and, in the background, its Python workers (they overlap the first run's
+    start-up and manifest step; the first Spark job of the run then finds them ready)."""
+    import threading
+
+    from fruit_assets.resources.spark import SparkResource
+    from fruit_assets.spark_jobs.session import warm_up_workers
+
+    session = SparkResource(master=master).get_session()
+
+    def warm():
+        try:
+            warm_up_workers(session)
+        except Exception:  # noqa: BLE001 - only a head start; the real jobs start workers anyway
+            pass
+
+    threading.Thread(target=warm, name="spark-warm-up", daemon=True).start()
+    return session

@@ -1,0 +1,88 @@
+"""What the asset checks find, computed on what a step just committed. No Dagster.
+
+Each function returns ``CheckOutcome``s; assets/checks.py declares the checks and turns outcomes
+into Dagster results. The committed files are read back by Spark tasks: only counts reach the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fruit_assets.featurize.model import EMBEDDING_SIZE
+from fruit_assets.layout import DataLayout
+from fruit_assets.pca import PcaModel
+from fruit_assets.spark_jobs.validate import vector_file_stats
+from fruit_assets.steps.reports import StepReport
+from fruit_assets.storage.commit import class_files
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """Per-class figures, shown as a table: {class: {column: value}}."""
+
+    rows: dict[str, dict]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    metadata: dict = field(default_factory=dict)  # plain values or ClassTable
+    description: str | None = None
+    warn_only: bool = False  # a finding for a person to look at, not a failed materialization
+
+
+def embedding_checks(spark, layout: DataLayout, report: StepReport, max_quarantine_rate: float) -> list[CheckOutcome]:
+    stats = vector_file_stats(spark, class_files(layout.embeddings, report.per_class), "embedding", EMBEDDING_SIZE)
+    bad = {c: s["bad"] for c, s in stats.items() if s["bad"]}
+    mismatched = {}
+    for fruit_class, counts in report.per_class.items():
+        got = stats.get(fruit_class, {"rows": 0, "distinct_paths": 0})
+        expected = counts.images - counts.quarantined
+        if got["rows"] != expected or got["distinct_paths"] != got["rows"]:
+            mismatched[fruit_class] = {"expected": expected, "rows": got["rows"], "distinct_paths": got["distinct_paths"]}
+    all_bad = sorted(c for c, counts in report.per_class.items() if counts.images and counts.quarantined == counts.images)
+    rate = report.quarantined / report.images if report.images else 0.0
+    description = f"{report.quarantined} of {report.images} images quarantined ({rate:.1%}; threshold {max_quarantine_rate:.1%})"
+    if all_bad:
+        description = f"every image of {', '.join(all_bad)} was quarantined: nothing to embed. " + description
+    return [
+        CheckOutcome(f"embeddings_are_{EMBEDDING_SIZE}_finite_floats", not bad,
+                     {"rows_checked": sum(s["rows"] for s in stats.values()), "bad_rows": sum(bad.values())}),
+        CheckOutcome("one_row_per_image", not mismatched,
+                     {"mismatched_classes": ClassTable(mismatched)} if mismatched else {"classes": len(report.per_class)}),
+        CheckOutcome("quarantine_rate", rate <= max_quarantine_rate and not all_bad,
+                     {"quarantine_rate": round(rate, 4), "threshold": max_quarantine_rate,
+                      "fully_quarantined_classes": ", ".join(all_bad) or "none"},
+                     description=description, warn_only=True),
+    ]
+
+
+def pca_checks(model: PcaModel) -> list[CheckOutcome]:
+    gram = model.components @ model.components.T
+    deviation = float(np.abs(gram - np.eye(model.k)).max()) if model.k else 0.0
+    reached = model.explained_variance >= model.variance_target - 1e-9
+    return [
+        CheckOutcome(
+            "pca_reaches_target_with_orthonormal_components", bool(reached and deviation < 1e-6),
+            {"explained_variance": round(model.explained_variance, 6), "target": model.variance_target,
+             "max_orthonormality_error": deviation},
+        )
+    ]
+
+
+def reduced_checks(spark, layout: DataLayout, classes, k: int) -> list[CheckOutcome]:
+    reduced = vector_file_stats(spark, class_files(layout.reduced_features, classes), "features", k)
+    embedded = vector_file_stats(spark, class_files(layout.embeddings, classes), "embedding", EMBEDDING_SIZE)
+    problems = {}
+    for fruit_class in classes:
+        r = reduced.get(fruit_class, {"rows": 0, "bad": 0})
+        e = embedded.get(fruit_class, {"rows": 0})
+        if r["rows"] != e["rows"] or r["bad"]:
+            problems[fruit_class] = {"reduced_rows": r["rows"], "embedding_rows": e["rows"], "bad_rows": r["bad"]}
+    return [
+        CheckOutcome("reduced_rows_match_embeddings", not problems,
+                     {"problems": ClassTable(problems)} if problems else {"k": k, "classes": len(classes)})
+    ]

@@ -1,0 +1,57 @@
+"""What a step reports back: per-class counts and timings. No Dagster (assets/metadata.py turns
+them into metadata)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ClassCounts:
+    images: int = 0
+    embedded: int = 0
+    quarantined: int = 0
+    featurized: int = 0  # images decoded (and embedded or quarantined) by this run
+    reused: int = 0  # rows carried over from the previous materialization
+    remodeled: int = 0  # previous rows computed with another engine or weights: embedded again
+
+
+@dataclass
+class StepReport:
+    per_class: dict[str, ClassCounts] = field(default_factory=dict)
+    seconds: float = 0.0
+    output: str = ""
+
+    def total(self, count: str) -> int:
+        return sum(getattr(c, count) for c in self.per_class.values())
+
+    @property
+    def images(self) -> int:
+        return self.total("images")
+
+    @property
+    def embedded(self) -> int:
+        return self.total("embedded")
+
+    @property
+    def quarantined(self) -> int:
+        return self.total("quarantined")
+
+    @property
+    def featurized(self) -> int:
+        return self.total("featurized")
+
+    @property
+    def reused(self) -> int:
+        return self.total("reused")
+
+    @property
+    def remodeled(self) -> int:
+        return self.total("remodeled")
+
+    @property
+    def images_per_second(self) -> float:
+        """Throughput of the work done: images featurized by this run (all images for steps that
+        featurize nothing, such as manifests and projections) per second."""
+        done = self.featurized or self.images
+        return done / self.seconds if self.seconds > 0 else 0.0
