@@ -13,7 +13,7 @@ from dagster import (
 
 from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
 from fruit_assets.steps.changes import class_fingerprints, contiguous_ranges, decode_cursor, diff, encode_cursor
-from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage
 
 
@@ -45,8 +45,7 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
             f"class folder(s) deleted under {layout.training}: {', '.join(changes.deleted)}. Their "
             "partitions and outputs are kept; delete the partitions in the UI to drop them."
         )
-    # One instance query per tick, not one per class (#16750).
-    registered = list(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+    registered = registered_classes(context.instance)
     known = set(registered)
     to_register = [c for c in sorted(current) if c not in known]
     ordered = registered + to_register

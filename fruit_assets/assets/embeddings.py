@@ -11,7 +11,7 @@ from fruit_assets.assets.raw import raw_images
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.featurize.engines import InferenceModel
 from fruit_assets.models.build import inference_model
-from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.progress import Throttled
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
 from fruit_assets.steps.checks import embedding_checks
@@ -59,7 +59,7 @@ def image_embeddings(
     checks = check_results(embedding_checks(session, layout, report, embedding_model.max_quarantine_rate))
     # New images that do not look like their class (a file dropped into the wrong folder).
     review = review_new_images(session, layout, {c: n.featurized for c, n in report.per_class.items()},
-                               sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name)))
+                               sorted(registered_classes(context.instance)))
     if review.flagged:
         context.log.warning(f"{len(review.flagged)} new image(s) look unlike their class: listed under "
                             f"{layout.review}/")
