@@ -25,6 +25,8 @@ PCA_CHECKS = [
 REDUCED_CHECKS = [
     AssetCheckSpec("reduced_rows_match_embeddings", asset="reduced_features",
                    description="As many rows as embeddings per class, each with k finite features."),
+    AssetCheckSpec("reduced_features_share_one_basis", asset="reduced_features",
+                   description="Every published class was projected with the current PCA basis: one fingerprint, one length."),
 ]
 
 

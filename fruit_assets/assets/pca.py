@@ -5,7 +5,7 @@ from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.plots import explained_variance_curve, markdown_image
 from fruit_assets.concurrency import DATA_ROOT_POOL
-from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.partitions import registered_classes
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 from fruit_assets.steps.checks import pca_checks
 from fruit_assets.steps.pca import fit_pca
@@ -25,7 +25,7 @@ def pca_model(
     context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource, pca_settings: PcaSettings
 ) -> MaterializeResult:
     with reported_as_one_line():
-        classes = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+        classes = sorted(registered_classes(context.instance))
         model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
     context.log.info(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
@@ -34,6 +34,7 @@ def pca_model(
     return MaterializeResult(
         metadata={
             "k": model.k,
+            "pca_fingerprint": model.fingerprint,
             "explained_variance": round(model.explained_variance, 6),
             "variance_target": model.variance_target,
             "num_samples": model.num_samples,

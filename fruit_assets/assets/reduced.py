@@ -9,7 +9,7 @@ from fruit_assets.assets.pca import pca_model
 from fruit_assets.assets.plots import markdown_image, pc_scatter
 from fruit_assets.assets.quality import SEPARABILITY_CHECKS, separability_check, separability_metadata
 from fruit_assets.concurrency import DATA_ROOT_POOL
-from fruit_assets.partitions import fruit_class_partitions
+from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage, SparkResource
 from fruit_assets.steps.checks import reduced_checks
 from fruit_assets.steps.reduce import build_reduced_features, first_components
@@ -36,15 +36,15 @@ def reduced_features(
         session = spark.get_session()
         report, model = build_reduced_features(session, layout, classes, context.run_id)
     metadata = step_metadata(report)
-    metadata.update({"k": model.k, "per_class": per_class_table(report, ("images",))})
+    metadata.update({"k": model.k, "pca_fingerprint": model.fingerprint, "per_class": per_class_table(report, ("images",))})
     labels, points = first_components(session, layout, classes)
     if len(points) > 1 and model.k >= 2:
         metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))
     # Do the features still separate the classes, and what does the PCA cost? On every class, over
     # a bounded sample chosen by path hash (same images every run).
-    everyone = sorted(context.instance.get_dynamic_partitions(fruit_class_partitions.name))
+    everyone = sorted(registered_classes(context.instance))
     separability = measure_separability(session, layout, everyone, model)
     metadata.update(separability_metadata(separability))
-    checks = check_results(reduced_checks(session, layout, classes, model.k))
+    checks = check_results(reduced_checks(session, layout, classes, model, everyone))
     checks.append(separability_check(separability, model.variance_target))
     return MaterializeResult(metadata=metadata, check_results=checks)

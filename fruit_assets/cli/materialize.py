@@ -33,14 +33,14 @@ class PlannedRun:
 
 
 def plan_runs(selected: list[str], ordered: list[str], convert_model: bool) -> list[PlannedRun]:
-    """The runs, in order: the model's conversion when needed, one embedding run and one reduction
-    run per contiguous block of ``selected`` in the instance's partition order, the PCA between."""
+    """The runs, in order: the model's conversion when needed, one embedding run per contiguous
+    block of ``selected`` in the instance's partition order, the PCA (fit on every class), then the
+    projection of every class: a refit basis is never published beside rows of the previous one."""
     from fruit_assets.steps.changes import contiguous_ranges
 
-    ranges = contiguous_ranges(selected, ordered)
     return ([PlannedRun("convert_model")] if convert_model else []) + [
-        PlannedRun("embed_classes", r) for r in ranges
-    ] + [PlannedRun("fit_pca")] + [PlannedRun("reduce_classes", r) for r in ranges]
+        PlannedRun("embed_classes", r) for r in contiguous_ranges(selected, ordered)
+    ] + [PlannedRun("fit_pca")] + [PlannedRun("reduce_classes", r) for r in contiguous_ranges(ordered, ordered)]
 
 
 def materialize(fruit_classes: list[str] | None, verbose: bool = False, quiet: bool = False) -> int:
@@ -91,7 +91,7 @@ def _discover(fruit_classes, terminal):
 
     from fruit_assets.definitions import defs
     from fruit_assets.layout import DataLayout
-    from fruit_assets.partitions import fruit_class_partitions
+    from fruit_assets.partitions import fruit_class_partitions, registered_classes
     from fruit_assets.resources.env import resolved
     from fruit_assets.steps.manifest import discover_classes
     from fruit_assets.storage import StorageError
@@ -108,13 +108,13 @@ def _discover(fruit_classes, terminal):
         terminal.error(f"no such class under {layout.training}: {', '.join(unknown)}")
         return None
     instance = DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions(fruit_class_partitions.name))
+    known = set(registered_classes(instance))
     new = [c for c in classes if c not in known]
     if new:
         instance.add_dynamic_partitions(fruit_class_partitions.name, new)
     terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered); "
                  f"materializing {len(selected)}")
-    return layout, instance, selected, instance.get_dynamic_partitions(fruit_class_partitions.name)
+    return layout, instance, selected, registered_classes(instance)
 
 
 def _run_all(runs: list[PlannedRun], instance, terminal, progress_display) -> dict[str, dict] | None:

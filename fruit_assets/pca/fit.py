@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 
@@ -70,6 +71,16 @@ class PcaModel:
     @property
     def explained_variance(self) -> float:
         return float(self.explained_variance_ratio.sum())
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the basis (mean and components as stored): every reduced-features file records the
+        one that projected it, so a table mixing bases is detectable."""
+        digest = hashlib.sha256()
+        for array in (self.mean, self.components):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def check_variance_target(value) -> float:

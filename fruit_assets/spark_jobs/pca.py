@@ -54,7 +54,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                 features = project(column_matrix(table["embedding"], EMBEDDING_SIZE), model)
                 reduced = pa.table(
                     [table["path"], table["fruit_class"], vectors_column(features.reshape(len(table), model.k))],
-                    schema=schemas.REDUCED_FEATURES,
+                    schema=schemas.reduced_features_schema(model.fingerprint),
                 )
                 source_index = uri.rsplit("/", 1)[-1].split("-")[1]  # part-<index>-<tag>-a<n>.parquet
                 name = f"part-{source_index}-{file_tag}-a{attempt}.parquet"

@@ -35,6 +35,28 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
     return {c: {"rows": e["rows"], "bad": e["bad"], "distinct_paths": len(e["paths"])} for c, e in stats.items()}
 
 
+def reduced_file_bases(spark, work: list[tuple[str, str]]) -> dict[str, set[tuple[str, int]]]:
+    """``work``: (fruit_class, reduced-features file). Per class, the (PCA fingerprint, feature
+    length) pairs its files hold: one pair across the whole table means one basis."""
+
+    def task(items):
+        import pyarrow.compute as pc
+
+        from fruit_assets.storage.parquet_io import read_table
+        from fruit_assets.storage.schemas import pca_fingerprint_of
+
+        for fruit_class, uri in items:
+            table = read_table(uri, ["features"])
+            lengths = set(pc.list_value_length(table["features"]).to_pylist()) or {0}
+            for length in lengths:
+                yield fruit_class, pca_fingerprint_of(table.schema), int(length)
+
+    bases: dict[str, set[tuple[str, int]]] = {}
+    for fruit_class, fingerprint, length in collect_over_files(spark, work, task):
+        bases.setdefault(fruit_class, set()).add((fingerprint, length))
+    return bases
+
+
 def sample_first_components(spark, work: list[tuple[str, str]], per_file: int = 300) -> tuple[list[str], list[list[float]]]:
     """(labels, [pc1, pc2]) for up to ``per_file`` rows of each reduced-features file."""
 

@@ -13,7 +13,7 @@ import numpy as np
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel
-from fruit_assets.spark_jobs.validate import vector_file_stats
+from fruit_assets.spark_jobs.validate import reduced_file_bases, vector_file_stats
 from fruit_assets.steps.reports import StepReport
 from fruit_assets.storage.commit import class_files
 
@@ -73,7 +73,29 @@ def pca_checks(model: PcaModel) -> list[CheckOutcome]:
     ]
 
 
-def reduced_checks(spark, layout: DataLayout, classes, k: int) -> list[CheckOutcome]:
+def reduced_checks(spark, layout: DataLayout, classes, model: PcaModel, published_classes) -> list[CheckOutcome]:
+    """``classes``: those this run projected; ``published_classes``: every class of the table."""
+    return _reduced_rows_check(spark, layout, classes, model.k) + [_one_basis_check(spark, layout, model, published_classes)]
+
+
+def _one_basis_check(spark, layout: DataLayout, model: PcaModel, published_classes) -> CheckOutcome:
+    """Whoever reads the output folder trains on one table: every published row must come from the
+    current basis (a refit followed by a partial projection leaves rows of two bases)."""
+    bases = reduced_file_bases(spark, class_files(layout.reduced_features, published_classes))
+    current = (model.fingerprint, model.k)
+    stale = {c: {"bases": ", ".join(f"{fp or 'unrecorded'} (k={k})" for fp, k in sorted(found))}
+             for c, found in bases.items() if found != {current}}
+    description = (f"every published class is projected with the current basis {model.fingerprint} (k={model.k})"
+                   if not stale else
+                   f"{len(stale)} of {len(bases)} published classes are not projected with the current basis "
+                   f"{model.fingerprint} (k={model.k}): materialize reduced_features for every class")
+    metadata = {"pca_fingerprint": model.fingerprint, "classes_checked": len(bases)}
+    if stale:
+        metadata["stale_classes"] = ClassTable(stale)
+    return CheckOutcome("reduced_features_share_one_basis", not stale, metadata, description=description)
+
+
+def _reduced_rows_check(spark, layout: DataLayout, classes, k: int) -> list[CheckOutcome]:
     reduced = vector_file_stats(spark, class_files(layout.reduced_features, classes), "features", k)
     embedded = vector_file_stats(spark, class_files(layout.embeddings, classes), "embedding", EMBEDDING_SIZE)
     problems = {}

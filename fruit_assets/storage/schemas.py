@@ -37,6 +37,19 @@ REDUCED_FEATURES = pa.schema(
     ]
 )
 
+# Every reduced-features file says which PCA basis projected it (PcaModel.fingerprint).
+PCA_KEY = b"fruit_assets.pca"
+
+
+def reduced_features_schema(pca_fingerprint: str) -> pa.Schema:
+    return REDUCED_FEATURES.with_metadata({PCA_KEY: pca_fingerprint.encode()})
+
+
+def pca_fingerprint_of(schema: pa.Schema) -> str:
+    """The basis a reduced-features file was projected with ('' for files written before bases were recorded)."""
+    return (schema.metadata or {}).get(PCA_KEY, b"").decode()
+
+
 # Every embeddings file says which engine and weights computed it: carry-forward reuses only rows
 # of the current pair, so one partition never mixes engines or weights.
 WEIGHTS_KEY = b"fruit_assets.weights"

@@ -92,6 +92,10 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     screen = run_on_a_terminal([f"{BIN}/fruit-assets", "materialize", "--class", "Banana"], env)
     assert "\r" in screen and "img/s" in screen and "   embedding: 4/4 images" not in screen, screen
     assert "4 featurized now, 12 reused" in screen
+    # The PCA was refit over every class: every class is projected again, never only Banana, so the
+    # published table holds one basis (the measured bug: 1,000 rows of the previous basis stayed).
+    assert "reduce_classes [Apple Red 1 .. Pepper Red]" in screen
+    assert published_bases(tmp_path / "data") == {current_basis(tmp_path / "data")}
 
     quiet = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
     assert quiet.returncode == 0 and quiet.stderr == ""
@@ -112,6 +116,22 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     on_disk = sorted(os.listdir(tmp_path / "data" / "Training" / "Banana"))
     assert len(on_disk) == 16 and "0_100.jpg" not in on_disk  # 12 - 1 + 4 (terminal run) + 1 (ui)
     assert sorted(p.rsplit("/", 1)[1] for p in manifest["path"].to_pylist()) == on_disk
+
+
+def published_bases(root) -> set[str]:
+    import pyarrow.parquet as pq
+
+    from fruit_assets.storage.schemas import pca_fingerprint_of
+
+    output = root / "output" / "resultats_features_parquet"
+    files = [os.path.join(d, f) for d, _s, names in os.walk(output) for f in names if f.endswith(".parquet")]
+    return {pca_fingerprint_of(pq.read_schema(f)) for f in files}
+
+
+def current_basis(root) -> str:
+    from fruit_assets.pca import load_pca
+
+    return load_pca((root / "models" / "pca" / "pca.npz").read_bytes()).fingerprint
 
 
 def run_on_a_terminal(args, env_extra, timeout=600) -> str:

@@ -1,0 +1,57 @@
+"""What the asset checks find, on real committed outputs (real Spark, real files)."""
+
+import pyarrow.parquet as pq
+
+from fruit_assets.layout import DataLayout
+from fruit_assets.steps.checks import reduced_checks
+from fruit_assets.steps.embeddings import build_embeddings
+from fruit_assets.steps.manifest import build_manifests
+from fruit_assets.steps.pca import fit_pca
+from fruit_assets.steps.reduce import build_reduced_features
+from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.schemas import pca_fingerprint_of
+
+CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
+
+
+def one_basis(spark, layout, model, projected=CLASSES):
+    """The one-basis check over the whole table, after a run that projected ``projected``."""
+    outcomes = {o.name: o for o in reduced_checks(spark, layout, projected, model, CLASSES)}
+    assert outcomes["reduced_rows_match_embeddings"].passed  # what this run wrote is right
+    return outcomes["reduced_features_share_one_basis"]
+
+
+def test_a_refit_projected_for_one_class_only_is_caught_as_two_bases(spark, sample_root, onnx_model):
+    layout = DataLayout.at(sample_root)
+    build_manifests(layout, CLASSES)
+    build_embeddings(spark, layout, CLASSES, onnx_model, "run-embed")
+    first = fit_pca(spark, layout, CLASSES, 0.9)
+    build_reduced_features(spark, layout, CLASSES, "run-reduce-1")
+    for fruit_class in CLASSES:
+        for uri in dataset_files(layout.reduced_features, fruit_class):
+            assert pca_fingerprint_of(pq.read_schema(uri[len("file://"):])) == first.fingerprint
+    check = one_basis(spark, layout, first)
+    assert check.passed and check.metadata == {"pca_fingerprint": first.fingerprint, "classes_checked": 3}
+
+    # A refit (another target, another k) followed by the projection of one class only.
+    refit = fit_pca(spark, layout, CLASSES, 0.5)
+    assert refit.k != first.k and refit.fingerprint != first.fingerprint
+    build_reduced_features(spark, layout, ["Banana"], "run-reduce-2")
+    check = one_basis(spark, layout, refit, ["Banana"])
+    assert not check.passed
+    assert set(check.metadata["stale_classes"].rows) == {"Apple Red 1", "Pepper Red"}
+    assert check.metadata["stale_classes"].rows["Pepper Red"] == {"bases": f"{first.fingerprint} (k={first.k})"}
+    assert check.description.startswith("2 of 3 published classes are not projected with the current basis")
+
+    build_reduced_features(spark, layout, CLASSES, "run-reduce-3")
+    assert one_basis(spark, layout, refit).passed
+
+
+def test_the_same_basis_loaded_again_has_the_same_fingerprint(spark, sample_root, onnx_model):
+    from fruit_assets.steps.pca import read_pca
+
+    layout = DataLayout.at(sample_root)
+    build_manifests(layout, CLASSES)
+    build_embeddings(spark, layout, CLASSES, onnx_model, "run-embed")
+    fitted = fit_pca(spark, layout, CLASSES, 0.9)
+    assert read_pca(layout).fingerprint == fitted.fingerprint
