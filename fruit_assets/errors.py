@@ -21,6 +21,9 @@ class UserFacingError(RuntimeError):
         UserFacingError.registered[cls.__name__] = cls
 
 
+UserFacingError.registered[UserFacingError.__name__] = UserFacingError
+
+
 class ConfigurationError(UserFacingError, ValueError):
     """A setting that cannot work (kept a ValueError: it is a bad value)."""
 
@@ -28,7 +31,8 @@ class ConfigurationError(UserFacingError, ValueError):
 def _raised_in_task() -> re.Pattern:
     # Spark reports a failed Python task as text: "...fruit_assets.storage.objects.StorageError: <msg>".
     names = "|".join(sorted(map(re.escape, UserFacingError.registered)))
-    return re.compile(rf"^(?:[\w.]+\.)?({names}): (.+)$", re.M)
+    # Only this package's classes (or a bare class name): another library's ConfigurationError is not ours.
+    return re.compile(rf"^(?:fruit_assets[\w.]*\.)?({names}): (.+)$", re.M)
 
 
 def user_facing_message(error: BaseException) -> str | None:

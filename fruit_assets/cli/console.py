@@ -116,9 +116,11 @@ class ProgressDisplay:
             self.close()
 
     def close(self) -> None:
+        """Ends the current job's display: the next job gets a bar, or plain lines, of its own."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        self._plain = Throttled(self._line, every_seconds=10.0, every_fraction=0.10)
 
 
 def run_log_path(home: str) -> str:

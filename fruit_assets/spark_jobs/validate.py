@@ -11,6 +11,7 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
 
     def task(items):
         import numpy as np
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         from fruit_assets.storage.parquet_io import read_table
@@ -19,11 +20,12 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
             table = read_table(uri, ["path", column])
             vectors = table[column].combine_chunks()
             lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
-            flat = vectors.flatten().to_numpy(zero_copy_only=False)
             bad = lengths != dim
-            if not bad.any() and len(flat):
-                finite = np.isfinite(flat.reshape(len(table), dim)).all(axis=1)
-                bad = ~finite
+            # Rows of the right length are then checked for finite values (a NaN beside a short row counts too).
+            right_length = vectors.filter(pa.array(~bad))
+            if len(right_length):
+                flat = right_length.flatten().to_numpy(zero_copy_only=False)
+                bad[~bad] = ~np.isfinite(flat.reshape(len(right_length), dim)).all(axis=1)
             yield fruit_class, len(table), int(bad.sum()), table["path"].to_pylist()
 
     stats: dict[str, dict] = {}
