@@ -28,8 +28,12 @@ class DataLayout:
     def training_class(self, fruit_class: str) -> str:
         return join_uri(self.training, fruit_class)
 
+    @property
+    def manifests(self) -> str:
+        return join_uri(self.root, "manifests")
+
     def manifest(self, fruit_class: str) -> str:
-        return join_uri(class_folder(join_uri(self.root, "manifests"), fruit_class), "manifest.parquet")
+        return join_uri(class_folder(self.manifests, fruit_class), "manifest.parquet")
 
     @property
     def embeddings(self) -> str:
@@ -46,6 +50,16 @@ class DataLayout:
     @property
     def pca_model(self) -> str:
         return join_uri(self.root, "models", "pca", "pca.npz")
+
+    @property
+    def pca_record(self) -> str:
+        """pca.npz's fingerprint, k and target, readable without loading the basis."""
+        return join_uri(self.root, "models", "pca", "pca.json")
+
+    @property
+    def publication(self) -> str:
+        """What the published features were made from (steps/publication.py)."""
+        return join_uri(self.root, "output", "publication.json")
 
     @property
     def review(self) -> str:
@@ -70,5 +84,10 @@ class DataLayout:
 
     def staging(self, run_token: str) -> str:
         return join_uri(self.root, "_staging", run_token)
+
+    @property
+    def class_datasets(self) -> tuple[str, ...]:
+        """Every dataset with a folder per class, the published features first, the manifests last."""
+        return (self.reduced_features, self.embeddings, self.quarantine, self.review, self.manifests)
 
     class_folder = staticmethod(class_folder)

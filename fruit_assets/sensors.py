@@ -12,7 +12,15 @@ from dagster import (
 )
 
 from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
-from fruit_assets.steps.changes import class_fingerprints, contiguous_ranges, decode_cursor, diff, encode_cursor
+from fruit_assets.steps.changes import (
+    MassDeletionError,
+    check_deletions,
+    class_fingerprints,
+    contiguous_ranges,
+    decode_cursor,
+    diff,
+    encode_cursor,
+)
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage
 
@@ -25,9 +33,10 @@ def _shorten(names: list[str], limit: int = 10) -> str:
     name="new_uploads_sensor",
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    asset_selection=[raw_images, image_embeddings],
+    asset_selection=[raw_images, image_embeddings, pca_model],
     description="Lists Training/ once per tick; registers new classes and requests runs of "
-    "raw_images + image_embeddings for classes whose images were added, modified or deleted.",
+    "raw_images + image_embeddings for classes whose images were added, modified or deleted; a class "
+    "folder deleted loses its partition, and pca_model (which removes its outputs) runs.",
 )
 def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
     layout = storage.layout
@@ -40,13 +49,16 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
         previous = {fruit_class: current[fruit_class] for fruit_class in unchanged}
         context.log.info(f"first tick: {len(unchanged)} class(es) unchanged since their last manifest")
     changes = diff(previous, current)
-    if changes.deleted:
-        context.log.warning(
-            f"class folder(s) deleted under {layout.training}: {', '.join(changes.deleted)}. Their "
-            "partitions and outputs are kept; delete the partitions in the UI to drop them."
-        )
     registered = registered_classes(context.instance)
     known = set(registered)
+    gone = sorted((set(changes.deleted) | known) - set(current))
+    try:
+        check_deletions(gone, len(set(previous) | known), sorted(current), storage.allow_mass_deletion, layout.training)
+    except MassDeletionError as error:
+        # The cursor stays as it was: the same refusal every tick until Training/ is back or a
+        # person allows the deletion, never a silent wipe.
+        context.log.error(str(error))
+        return SensorResult(skip_reason=SkipReason(str(error)), cursor=context.cursor)
     to_register = [c for c in sorted(current) if c not in known]
     ordered = registered + to_register
 
@@ -71,12 +83,20 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
         f"{len(changes.changed)} changed, {len(changes.deleted)} deleted; {len(run_requests)} run(s) requested"
         + (f" for {_shorten(changes.to_run)}" if changes.to_run else "")
     )
-    if not run_requests and not to_register:
+    partition_requests = [fruit_class_partitions.build_add_request(to_register)] if to_register else []
+    if gone:
+        context.log.info(f"class folder(s) deleted under {layout.training}: {', '.join(gone)}: their partitions "
+                         "are deleted, and pca_model removes their outputs before it refits")
+        if known & set(gone):
+            partition_requests.append(fruit_class_partitions.build_delete_request(sorted(known & set(gone))))
+        run_requests.append(RunRequest(run_key="removed|" + "|".join(gone), asset_selection=[pca_model.key],
+                                       tags={"fruit_assets/trigger": "new_uploads_sensor"}))
+    if not run_requests and not partition_requests:
         return SensorResult(skip_reason=SkipReason(f"no change in {len(current)} classes ({objects} objects)"),
                             cursor=encode_cursor(current))
     return SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=[fruit_class_partitions.build_add_request(to_register)] if to_register else [],
+        dynamic_partitions_requests=partition_requests,
         cursor=encode_cursor(current),
     )
 

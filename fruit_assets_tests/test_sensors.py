@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from dagster import build_sensor_context
+from dagster import DeleteDynamicPartitionsRequest, build_sensor_context
 
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import FruitStorage
@@ -19,14 +19,24 @@ CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
 def tick(instance, root, cursor):
     context = build_sensor_context(instance=instance, cursor=cursor, resources={"storage": FruitStorage(data_uri=root)})
     result = new_uploads_sensor(context)
-    # What the daemon does with a result: register partitions, keep the cursor.
+    # What the daemon does with a result: register and delete partitions, keep the cursor.
     for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        if isinstance(request, DeleteDynamicPartitionsRequest):
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+        else:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     ranges = [
         (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in result.run_requests or []
+        for r in result.run_requests or [] if "dagster/asset_partition_range_start" in r.tags
     ]
     return result, ranges
+
+
+def pca_requests(result) -> list[str]:
+    """Run keys of the requested pca_model runs (what removes a deleted class's outputs)."""
+    return [r.run_key for r in result.run_requests or []
+            if [k.to_user_string() for k in r.asset_selection or []] == ["pca_model"]]
 
 
 def test_sensor_reacts_to_exactly_what_changed(s3_sample_root, dagster_instance):
@@ -60,9 +70,39 @@ def test_sensor_reacts_to_exactly_what_changed(s3_sample_root, dagster_instance)
     assert ranges == [("Kiwi 2", "Kiwi 2")]
     assert "Kiwi 2" in dagster_instance.get_dynamic_partitions(fruit_class_partitions.name)
 
+    assert pca_requests(new_class) == []
+
+    # A class folder deleted: its partition goes (the UI shows it gone), and pca_model is requested
+    # (it removes the class's outputs, refits, and the automation re-projects every class).
     store.delete_prefix(f"{training}/Kiwi 2")
     gone, ranges = tick(dagster_instance, s3_sample_root, new_class.cursor)
     assert ranges == [] and "Kiwi 2" not in decode_cursor(gone.cursor)
+    assert pca_requests(gone) == ["removed|Kiwi 2"]
+    assert set(dagster_instance.get_dynamic_partitions(fruit_class_partitions.name)) == set(CLASSES)
+    quiet, ranges = tick(dagster_instance, s3_sample_root, gone.cursor)
+    assert ranges == [] and pca_requests(quiet) == [] and quiet.skip_reason is not None
+
+
+def test_an_emptied_or_mostly_vanished_training_folder_is_refused_not_deleted(s3_sample_root, dagster_instance):
+    """A wrong prefix or an outage looks like every class deleted: the sensor refuses, keeps its
+    cursor and the partitions, and requests nothing, tick after tick, until a deletion is allowed."""
+    store = open_store(s3_sample_root)
+    first, _ = tick(dagster_instance, s3_sample_root, None)
+    for fruit_class in ("Apple Red 1", "Banana"):  # two of three classes at once
+        store.delete_prefix(f"{s3_sample_root}/Training/{fruit_class}")
+    for _ in range(2):
+        refused, ranges = tick(dagster_instance, s3_sample_root, first.cursor)
+        assert ranges == [] and pca_requests(refused) == [] and refused.cursor == first.cursor
+        assert refused.skip_reason.skip_message.startswith("2 of 3 classes are gone from ")
+        assert set(dagster_instance.get_dynamic_partitions(fruit_class_partitions.name)) == set(CLASSES)
+    store.delete_prefix(f"{s3_sample_root}/Training")
+    emptied, _ = tick(dagster_instance, s3_sample_root, first.cursor)
+    assert emptied.skip_reason.skip_message.startswith("no class folders under ")
+
+    context = build_sensor_context(instance=dagster_instance, cursor=first.cursor,
+                                   resources={"storage": FruitStorage(data_uri=s3_sample_root, allow_mass_deletion=True)})
+    allowed = new_uploads_sensor(context)
+    assert pca_requests(allowed) == ["removed|Apple Red 1|Banana|Pepper Red"]
 
 
 def test_dagster_sensor_preview_with_a_stored_cursor_requests_nothing_new(s3_sample_root, dagster_instance, tmp_path):

@@ -58,7 +58,8 @@ def image_embeddings(
     _log_counts(context, report, model)
     checks = check_results(embedding_checks(session, layout, report, embedding_model.max_quarantine_rate))
     # New images that do not look like their class (a file dropped into the wrong folder).
-    review = review_new_images(session, layout, {c: n.featurized for c, n in report.per_class.items()},
+    # Rows moved in from another path are new to their class too: a misplaced copy must be seen.
+    review = review_new_images(session, layout, {c: n.featurized + n.moved for c, n in report.per_class.items()},
                                sorted(registered_classes(context.instance)))
     if review.flagged:
         context.log.warning(f"{len(review.flagged)} new image(s) look unlike their class: listed under "
@@ -78,7 +79,7 @@ def _log_counts(context: AssetExecutionContext, report: StepReport, model: Infer
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(
             f"{fruit_class}: {counts.embedded} embedded, {counts.quarantined} quarantined of {counts.images} "
-            f"({counts.featurized} featurized now, {counts.reused} reused)"
+            f"({counts.featurized} featurized now, {counts.reused} reused, {counts.moved} of them moved)"
         )
     context.log.info(
         f"{report.featurized} images featurized, {report.reused} reused, in {report.seconds:.1f} s: "
@@ -94,6 +95,7 @@ def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: 
             "num_quarantined": report.quarantined,
             "num_featurized": report.featurized,
             "num_reused": report.reused,
+            "num_moved": report.moved,
             "num_remodeled": report.remodeled,
             "inference_engine": model.engine,
             "weights": model.source,

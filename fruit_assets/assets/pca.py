@@ -1,4 +1,4 @@
-from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AutomationCondition, DataVersion, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import PCA_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
@@ -7,6 +7,7 @@ from fruit_assets.assets.plots import explained_variance_curve, markdown_image
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import registered_classes
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
+from fruit_assets.steps.changes import remove_ghost_classes
 from fruit_assets.steps.checks import pca_checks
 from fruit_assets.steps.pca import fit_pca
 
@@ -25,7 +26,11 @@ def pca_model(
     context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource, pca_settings: PcaSettings
 ) -> MaterializeResult:
     with reported_as_one_line():
-        classes = sorted(registered_classes(context.instance))
+        # The PCA is fit on the classes Training/ holds now: those gone lose their outputs first.
+        training, removed = remove_ghost_classes(storage.layout, storage.allow_mass_deletion)
+        if removed:
+            context.log.info(f"removed the outputs of {len(removed)} class(es) gone from Training/: {', '.join(removed)}")
+        classes = sorted(set(registered_classes(context.instance)) & set(training))
         model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
     context.log.info(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
@@ -39,10 +44,13 @@ def pca_model(
             "variance_target": model.variance_target,
             "num_samples": model.num_samples,
             "num_classes": len(classes),
+            "removed_classes": ", ".join(removed) or "none",
             "output_path": MetadataValue.path(storage.layout.pca_model),
             "explained_variance_curve": MetadataValue.md(
                 markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")
             ),
         },
         check_results=check_results(pca_checks(model)),
+        # The basis itself: a refit that gives the same basis leaves the features up to date in the UI.
+        data_version=DataVersion(model.fingerprint),
     )

@@ -76,7 +76,8 @@ def cmd_ui(args) -> int:
 def cmd_materialize(args) -> int:
     from fruit_assets.cli.materialize import materialize
 
-    return materialize(args.fruit_class, verbose=args.verbose, quiet=args.quiet)
+    return materialize(args.fruit_class, verbose=args.verbose, quiet=args.quiet,
+                       allow_mass_deletion=args.allow_mass_deletion)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     materialize = commands.add_parser("materialize", help="materialize every asset for all (or some) classes")
     materialize.add_argument("--class", dest="fruit_class", action="append", metavar="NAME",
                              help="a class to materialize (repeatable); default all")
+    materialize.add_argument("--allow-mass-deletion", action="store_true",
+                             help="remove the outputs of the classes gone from Training/ even if Training/ is "
+                                  "empty or lost more than half of its classes (refused otherwise)")
     loudness = materialize.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true",
                           help="show Dagster's run log (INFO) and Spark/TensorFlow output on the terminal")

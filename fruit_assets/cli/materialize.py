@@ -1,7 +1,9 @@
 """``fruit-assets materialize``: the whole graph through Dagster, one Spark application for all of it.
 
-Four seams: discover the classes and register them (``_discover``), plan the runs (``plan_runs``),
-run them in process (``_run_all``), print the summary (``_print_summary``).
+Five seams: discover the classes (``_discover``), find that nothing changed since the last
+publication (then no run and no Spark at all), reconcile the partitions with Training/ (new classes
+registered, deleted ones removed, a mass deletion refused: ``_reconcile``), plan the runs
+(``plan_runs``), run them in process (``_run_all``), print the summary (``_print_summary``).
 """
 
 from __future__ import annotations
@@ -43,38 +45,56 @@ def plan_runs(selected: list[str], ordered: list[str], convert_model: bool) -> l
     ] + [PlannedRun("fit_pca")] + [PlannedRun("reduce_classes", r) for r in contiguous_ranges(ordered, ordered)]
 
 
-def materialize(fruit_classes: list[str] | None, verbose: bool = False, quiet: bool = False) -> int:
+def materialize(fruit_classes: list[str] | None, verbose: bool = False, quiet: bool = False,
+                allow_mass_deletion: bool = False) -> int:
     from fruit_assets.cli.console import NORMAL, QUIET, VERBOSE, ProgressDisplay, Terminal, prepare_dagster_home, run_log_path
 
     verbosity = VERBOSE if verbose else QUIET if quiet else NORMAL
     home = prepare_dagster_home(say=lambda text: print(text) if verbosity >= NORMAL else None)
     with Terminal(verbosity, run_log_path(home)) as terminal:
-        return _materialize(fruit_classes, terminal, ProgressDisplay(terminal))
+        return _materialize(fruit_classes, terminal, ProgressDisplay(terminal), allow_mass_deletion)
 
 
-def _materialize(fruit_classes, terminal, progress_display) -> int:
+def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion: bool = False) -> int:
     # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
     from fruit_assets import progress
     from fruit_assets.definitions import defs
     from fruit_assets.resources.env import resolved
 
     started = time.perf_counter()
-    # The JVM and the Python workers take seconds to start: do it while the instance, the classes
-    # and the model are being looked up (an incremental run is mostly such fixed costs).
-    spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-        _start_spark, resolved(defs.resources["spark"].master))
     discovered = _discover(fruit_classes, terminal)
     if discovered is None:
-        _stop(spark_starting)
         return 2
-    layout, instance, selected, ordered = discovered
+    layout, classes, selected = discovered
+    unchanged_images = _unchanged_since_publication(layout, classes)
+    spark_starting = None
+    if unchanged_images is None:
+        # The JVM and the Python workers take seconds to start: do it while the instance and the
+        # model are being looked up (an incremental run is mostly such fixed costs).
+        spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+            _start_spark, resolved(defs.resources["spark"].master))
+    reconciled = _reconcile(layout, classes, selected, terminal, allow_mass_deletion,
+                            dry_run=unchanged_images is not None)
+    if reconciled is None:
+        if spark_starting is not None:
+            _stop(spark_starting)
+        return 2
+    instance, ordered, changed_partitions = reconciled
+    if unchanged_images is not None and not changed_partitions:
+        terminal.always(f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
+                        f"images): no run launched; the features are at {layout.reduced_features}")
+        return 0
+    if spark_starting is None:  # the files were as published, but the partitions were not
+        spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+            _start_spark, resolved(defs.resources["spark"].master))
+        instance, ordered, _ = _reconcile(layout, classes, selected, terminal, allow_mass_deletion, dry_run=False)
     runs = plan_runs(selected, ordered, _model_needs_converting(layout))
     # One Spark application for the whole command: every run reuses it (and the model each Python
     # worker already built).
     session = spark_starting.result()
     progress.add_listener(progress_display)
     try:
-        summary = _run_all(runs, instance, terminal, progress_display)
+        summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
     finally:
         progress.remove_listener(progress_display)
         session.stop()
@@ -85,13 +105,9 @@ def _materialize(fruit_classes, terminal, progress_display) -> int:
 
 
 def _discover(fruit_classes, terminal):
-    """(layout, instance, selected classes, every class in partition order), the new classes
-    registered as partitions; None after an error was shown."""
-    from dagster import DagsterInstance
-
+    """(layout, the classes on Training/, the selected ones); None after an error was shown."""
     from fruit_assets.definitions import defs
     from fruit_assets.layout import DataLayout
-    from fruit_assets.partitions import fruit_class_partitions, registered_classes
     from fruit_assets.resources.env import resolved
     from fruit_assets.steps.manifest import discover_classes
     from fruit_assets.storage import StorageError
@@ -107,25 +123,78 @@ def _discover(fruit_classes, terminal):
     if unknown:
         terminal.error(f"no such class under {layout.training}: {', '.join(unknown)}")
         return None
+    return layout, classes, selected
+
+
+def _unchanged_since_publication(layout, classes) -> int | None:
+    """Images in the published table if it is exactly what a run would publish now, else None."""
+    from fruit_assets.definitions import defs
+    from fruit_assets.featurize.engines import check_engine
+    from fruit_assets.models import registry
+    from fruit_assets.pca import check_variance_target
+    from fruit_assets.resources.env import resolved
+    from fruit_assets.steps.changes import unchanged_since_publication
+    from fruit_assets.storage import StorageError
+
+    model = defs.resources["embedding_model"]
+    try:
+        record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
+        if record is None:
+            return None
+        target = check_variance_target(resolved(defs.resources["pca_settings"].variance_target))
+        tag = f"{check_engine(resolved(model.engine))}/{record.fingerprint}"
+        return unchanged_since_publication(layout, classes, tag, target)
+    except (StorageError, ValueError, KeyError):
+        return None  # the run itself reports what is wrong
+
+
+def _reconcile(layout, classes, selected, terminal, allow_mass_deletion: bool, dry_run: bool):
+    """(instance, every class in partition order, whether partitions had to change): new classes
+    registered, those gone from Training/ deregistered (pca_model removes their outputs); a mass
+    deletion is refused. ``dry_run`` only tells whether anything would change. None after an error."""
+    from dagster import DagsterInstance
+
+    from fruit_assets.partitions import fruit_class_partitions, registered_classes
+    from fruit_assets.steps.changes import MassDeletionError, check_deletions, ghost_classes, output_classes
+
     instance = DagsterInstance.get()
-    known = set(registered_classes(instance))
-    new = [c for c in classes if c not in known]
+    registered = registered_classes(instance)
+    new = [c for c in classes if c not in set(registered)]
+    gone = sorted(set(ghost_classes(layout, classes)) | (set(registered) - set(classes)))
+    try:
+        check_deletions(gone, len(output_classes(layout) | set(registered) | set(classes)), classes,
+                        allow_mass_deletion, layout.training)
+    except MassDeletionError as error:
+        terminal.error(f"{error} (fruit-assets materialize --allow-mass-deletion)")
+        return None
+    if dry_run:
+        return instance, registered, bool(new or gone)
     if new:
         instance.add_dynamic_partitions(fruit_class_partitions.name, new)
-    terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered); "
-                 f"materializing {len(selected)}")
-    return layout, instance, selected, registered_classes(instance)
+    for fruit_class in gone:
+        if fruit_class in registered:
+            instance.delete_dynamic_partition(fruit_class_partitions.name, fruit_class)
+    terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered"
+                 + (f", {len(gone)} gone: {', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}" if gone else "")
+                 + f"); materializing {len(selected)}")
+    return instance, registered_classes(instance), bool(new or gone)
 
 
-def _run_all(runs: list[PlannedRun], instance, terminal, progress_display) -> dict[str, dict] | None:
+def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
+             allow_mass_deletion: bool = False) -> dict[str, dict] | None:
     """Executes the runs in order; {asset: metadata} of their materializations, or None once one
     failed (its one-line reason shown)."""
     from fruit_assets.cli.console import VERBOSE
     from fruit_assets.definitions import defs
+    from fruit_assets.resources.env import resolved
 
     # Dagster's event stream: at INFO on the terminal with --verbose, else all of it to the log file.
     log_level = "INFO" if terminal.verbosity >= VERBOSE else "DEBUG"
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if allow_mass_deletion:  # checked and said on the command line: pca_model may remove them
+        # Run config replaces the resource's whole configuration: the root goes with the flag.
+        data_uri = resolved(defs.resources["storage"].data_uri)
+        run_config["resources"] = {"storage": {"config": {"data_uri": data_uri, "allow_mass_deletion": True}}}
     summary: dict[str, dict] = {}
     for number, run in enumerate(runs, 1):
         run_id = str(uuid.uuid4())
@@ -153,8 +222,10 @@ def _print_summary(terminal, summary: dict[str, dict], num_classes: int, seconds
     say(f"  classes              {num_classes}")
     say(f"  images               {embeddings.get('num_images')} "
         f"({embeddings.get('num_embedded')} embedded, {embeddings.get('num_quarantined')} quarantined)")
-    say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused, "
-        f"{embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
+    moved = embeddings.get("num_moved") or 0
+    say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused"
+        + (f" ({moved} found by content under another path)" if moved else "")
+        + f", {embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
     say(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
         f"target {pca.get('variance_target')})")
     say(f"  reduced features     {reduced.get('output_path')}")

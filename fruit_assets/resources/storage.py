@@ -11,6 +11,11 @@ class FruitStorage(ConfigurableResource):
         default="./data",
         description="Root holding Training/<Class>/ and receiving outputs: a path, file:// or s3:// URI.",
     )
+    allow_mass_deletion: bool = Field(
+        default=False,
+        description="Delete the outputs of the classes gone from Training/ even when Training/ is empty or lost "
+                    "more than half of its classes at once (otherwise refused: a wrong prefix or an outage).",
+    )
 
     @property
     def layout(self) -> DataLayout:

@@ -24,6 +24,10 @@ from fruit_assets.storage import schemas
 from fruit_assets.storage.partitions import class_folder
 
 SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
+# Staged file names: rows carried forward from the class's own previous files (the review's
+# reference rows), rows found by content under another path (new to the class, not embedded again).
+CARRIED_PREFIX = "part-carry-"
+MOVED_PREFIX = "part-moved"  # + the task's index, no dash: projections name their files by it
 
 
 @dataclass(frozen=True)
@@ -266,8 +270,76 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
             kept = kept.take(pc.sort_indices(kept, [("path", "ascending")]))
             schema = schemas.embeddings_schema(engine, fingerprint) if kind == "embeddings" else schemas.QUARANTINE
             target = (class_folder(f"{staging_uri}/{kind}", fruit_class)
-                      + f"/part-carry-{file_tag}-a{attempt}.parquet")  # one per class and run
+                      + f"/{CARRIED_PREFIX}{file_tag}-a{attempt}.parquet")  # one per class and run
             write_table(target, kept.select(schema.names).cast(schema))
             yield kind, fruit_class, target, kept["path"].to_pylist(), remodeled
 
     return collect_over_files(spark, work, task)
+
+
+def reuse_by_content(spark, sources: list[tuple[str, str]], wanted: dict[str, list[tuple[str, str]]],
+                     engine: str, fingerprint: str, staging_uri: str, file_tag: str = "") -> list[tuple[str, str, list[str]]]:
+    """Embeddings of identical bytes found under another path (a class renamed, an image moved to
+    another class), inside Spark tasks: ``wanted`` maps a content ETag to the (path, fruit_class)
+    rows that need it; ``sources`` are (fruit_class, committed embeddings file). Only rows of the
+    same engine and weights count. One pass finds which file holds each ETag (the first in name
+    order, so no image gets two rows), a second stages the rows under their new path and class.
+    Returns (fruit_class, staged uri, paths) per staged file."""
+    if not wanted or not sources:
+        return []
+    sc = spark.sparkContext
+    wanted_broadcast = sc.broadcast(wanted)
+    try:
+
+        def find(items):
+            from fruit_assets.storage.parquet_io import read_table
+
+            for _fruit_class, uri in items:
+                table = read_table(uri, ["etag"])
+                if schemas.embedding_model_tag(table.schema, LEGACY_ENGINE) != (engine, fingerprint):
+                    continue
+                found = sorted({e for e in table["etag"].to_pylist() if e in wanted_broadcast.value})
+                if found:
+                    yield uri, found
+
+        chosen: dict[str, list[str]] = {}
+        for uri, etags in sorted(collect_over_files(spark, sources, find)):
+            for etag in etags:
+                chosen.setdefault(etag, uri)
+        by_source: dict[str, list[str]] = {}
+        for etag, uri in chosen.items():
+            by_source.setdefault(uri, []).append(etag)
+
+        def stage(items):
+            import pyarrow as pa
+            from pyspark import TaskContext
+
+            from fruit_assets.storage.parquet_io import read_table, vectors_column, write_table
+
+            attempt = TaskContext.get().attemptNumber()
+            for number, source, etags in items:
+                table = read_table(source, ["etag", "embedding"])
+                taken = set(etags)
+                row_of = {e: i for i, e in enumerate(table["etag"].to_pylist()) if e in taken}
+                targets: dict[str, list[tuple[str, str, int]]] = {}
+                for etag, row in row_of.items():
+                    for path, fruit_class in wanted_broadcast.value[etag]:
+                        targets.setdefault(fruit_class, []).append((path, etag, row))
+                vectors = table["embedding"]
+                for fruit_class, rows in sorted(targets.items()):
+                    rows.sort()
+                    picked = vectors.take(pa.array([r for _p, _e, r in rows]))
+                    out = pa.table(
+                        [pa.array([p for p, _e, _r in rows], pa.string()), pa.array([fruit_class] * len(rows), pa.string()),
+                         pa.array([e for _p, e, _r in rows], pa.string()), picked.combine_chunks().cast(pa.list_(pa.float32()))],
+                        schema=schemas.embeddings_schema(engine, fingerprint),
+                    )
+                    target = (class_folder(f"{staging_uri}/embeddings", fruit_class)
+                              + f"/{MOVED_PREFIX}{number:05d}-{file_tag}-a{attempt}.parquet")
+                    write_table(target, out)
+                    yield fruit_class, target, [p for p, _e, _r in rows]
+
+        work = [(number, uri, etags) for number, (uri, etags) in enumerate(sorted(by_source.items()))]
+        return collect_over_files(spark, work, stage)
+    finally:
+        wanted_broadcast.unpersist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fruit_assets.featurize.engines import LEGACY_ENGINE
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.pca import Moments
 from fruit_assets.spark_jobs.files import collect_over_files, over_files
@@ -34,7 +35,8 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
 def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str,
                   file_tag: str = "") -> list[tuple]:
     """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced
-    file per input file; returns (fruit_class, staged uri, rows) per file."""
+    file per input file; returns (fruit_class, staged uri, rows, "engine/weights fingerprint" of the
+    embeddings it projected) per file."""
     if not work:
         return []
     pca_broadcast = spark.sparkContext.broadcast(pca_bytes)
@@ -51,6 +53,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             attempt = TaskContext.get().attemptNumber()
             for fruit_class, uri in items:
                 table = read_table(uri, ["path", "fruit_class", "embedding"])
+                engine, weights = schemas.embedding_model_tag(table.schema, LEGACY_ENGINE)
                 features = project(column_matrix(table["embedding"], EMBEDDING_SIZE), model)
                 reduced = pa.table(
                     [table["path"], table["fruit_class"], vectors_column(features.reshape(len(table), model.k))],
@@ -60,7 +63,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                 name = f"part-{source_index}-{file_tag}-a{attempt}.parquet"
                 target = class_folder(staging_dataset, fruit_class) + "/" + name
                 write_table(target, reduced)
-                yield fruit_class, target, len(reduced)
+                yield fruit_class, target, len(reduced), f"{engine}/{weights}"
 
         return collect_over_files(spark, work, task, with_index=True)
     finally:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fruit_assets.spark_jobs.embed import CARRIED_PREFIX
 from fruit_assets.spark_jobs.files import collect_over_files
 
-CARRIED_PREFIX = "part-carry-"  # spark_jobs.embed.carry_forward: rows from earlier runs
 
 
 def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float]

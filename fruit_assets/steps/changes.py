@@ -1,8 +1,10 @@
-"""What changed under Training/ since the last look: one fingerprint per class. No Dagster.
+"""What changed under Training/ since the last look, and the outputs of classes that are gone. No Dagster.
 
 A class's fingerprint is a digest of its sorted (key, etag, size) triples, so the sensor's cursor
 holds one short string per class (not one entry per image) and still notices added, modified
-(new ETag) and deleted images.
+(new ETag) and deleted images. A class whose folder is gone from Training/ but whose outputs remain
+is a ghost: its outputs are removed (``remove_ghost_classes``), unless so many classes vanished at
+once that a wrong prefix or an outage is the likelier story (``MassDeletionError``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
-from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any
-from fruit_assets.storage import open_store
+from fruit_assets.steps.pca import pca_record
+from fruit_assets.steps.publication import forget_classes, manifest_digest, published_entries
+from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
+from fruit_assets.storage import StorageError, open_store
+from fruit_assets.storage.partitions import classes_in
 
 CURSOR_VERSION = 1
 
@@ -112,3 +118,84 @@ def contiguous_ranges(selected: list[str], ordered: list[str]) -> list[tuple[str
     if start is not None:
         ranges.append((start, previous))
     return ranges
+
+
+class MassDeletionError(UserFacingError):
+    """Training/ lost so many classes at once that deleting their outputs needs a deliberate yes."""
+
+
+def output_classes(layout: DataLayout, threads: int = 16) -> set[str]:
+    """Every class that has objects in a dataset derived from Training/ (an emptied folder can
+    linger as a prefix on filer-backed S3: no objects, no class)."""
+
+    def has_objects(fruit_class: str) -> bool:
+        return any(next(iter(open_store(dataset).list_objects(layout.class_folder(dataset, fruit_class),
+                                                              content_hash=False)), None)
+                   for dataset in layout.class_datasets)
+
+    named = sorted({c for dataset in layout.class_datasets for c in classes_in(dataset)})
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return {c for c, present in zip(named, pool.map(has_objects, named)) if present}
+
+
+def ghost_classes(layout: DataLayout, training: list[str]) -> list[str]:
+    """Classes with outputs but no folder on Training/."""
+    return sorted(output_classes(layout) - set(training))
+
+
+def check_deletions(gone: list[str], known: int, training: list[str], allow_mass_deletion: bool, where: str) -> None:
+    """Refuses to treat an empty listing, or the loss of more than half of the ``known`` classes at
+    once, as deletions, unless ``allow_mass_deletion``."""
+    if allow_mass_deletion or not gone:
+        return
+    if not training:
+        raise MassDeletionError(
+            f"no class folders under {where}/ (a wrong FRUIT_DATA_URI or an outage?): refusing to delete the "
+            f"outputs of {len(gone)} classes; allow a deliberate mass deletion to proceed")
+    if len(gone) * 2 > known:
+        raise MassDeletionError(
+            f"{len(gone)} of {known} classes are gone from {where}/ at once ({', '.join(gone[:5])}"
+            f"{', ...' if len(gone) > 5 else ''}): refusing to delete their outputs; allow a deliberate mass "
+            "deletion to proceed")
+
+
+def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False) -> tuple[list[str], list[str]]:
+    """Deletes every output of the classes whose folder is gone from Training/; returns (the classes
+    on Training/, the classes removed). The published features go first, the manifests last, so a
+    removal that stops midway is found again (and finished) by the next one."""
+    training = training_classes(layout)
+    if not training and not output_classes(layout):
+        raise StorageError(f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
+                           "Training/<Class>/<images> (try `fruit-assets sample <root>`)")
+    ghosts = ghost_classes(layout, training)
+    check_deletions(ghosts, len(output_classes(layout) | set(training)), training, allow_mass_deletion, layout.training)
+    for fruit_class in ghosts:
+        for dataset in layout.class_datasets:
+            folder = layout.class_folder(dataset, fruit_class)
+            open_store(folder).delete_prefix(folder)
+    forget_classes(layout, ghosts)
+    return training, ghosts
+
+
+def unchanged_since_publication(layout: DataLayout, classes: list[str], model_tag: str, variance_target: float) -> int | None:
+    """The number of images if the published features are exactly what ``classes`` (Training/ now),
+    the model ``model_tag`` ("engine/weights fingerprint") and the variance target would give
+    again; None as soon as anything differs. Listings and small files only: no Spark."""
+    pca = pca_record(layout)
+    if pca is None or abs(pca["variance_target"] - variance_target) > 1e-12:
+        return None
+    entries = published_entries(layout)
+    images = 0
+    for fruit_class in classes:
+        entry = entries.get(fruit_class)
+        # A class whose every image was quarantined has no embeddings, hence no model tag.
+        if entry is None or entry["pca"] != pca["fingerprint"] or entry["model"] not in (model_tag, ""):
+            return None
+        manifest = read_manifest_if_any(layout, fruit_class)
+        if manifest is None or manifest_digest(manifest) != entry["manifest"]:
+            return None
+        folder = layout.training_class(fruit_class)
+        if not matches_manifest(layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False))):
+            return None
+        images += manifest.num_rows
+    return images

@@ -1,20 +1,23 @@
 """image_embeddings: the classes' images embedded, incrementally. No Dagster.
 
-Order of work: read the manifests, carry forward the previous rows still valid, embed the rest in
-Spark tasks, check the accounting (manifest = embedded + quarantined), commit each class folder.
+Order of work: read the manifests, carry forward the previous rows still valid, take the rows of
+identical bytes found under another path (a class renamed, images moved between classes), embed the
+rest in Spark tasks, check the accounting (manifest = embedded + quarantined), commit each class folder.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from fruit_assets.errors import UserFacingError
 from fruit_assets.featurize.engines import InferenceModel
 from fruit_assets.layout import DataLayout
-from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images
-from fruit_assets.steps.manifest import read_manifest
+from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
+from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
 from fruit_assets.steps.reports import ClassCounts, StepReport
-from fruit_assets.storage.commit import commit_class_folder, dataset_files, discard_staging
+from fruit_assets.storage.commit import class_files, commit_class_folder, dataset_files, discard_staging
+from fruit_assets.storage.partitions import classes_in
 
 KINDS = ("embeddings", "quarantine")
 
@@ -45,6 +48,9 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
             for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist())
             if path not in kept_paths.get(fruit_class, ())
         ]
+        if incremental:
+            moved = _reuse_by_content(spark, layout, rows, model, staging, tag, report, staged)
+            rows = [row for row in rows if row[0] not in moved]
         outcome = embed_images(spark, rows, model, staging, settings, file_tag=tag, on_progress=on_progress)
         for key, uris in outcome.staged.items():
             staged.setdefault(key, []).extend(uris)
@@ -84,6 +90,41 @@ def _carry_forward(spark, layout: DataLayout, classes: list[str], model: Inferen
         else:
             counts.quarantined += len(paths)
     return kept_paths
+
+
+def _reuse_by_content(spark, layout: DataLayout, rows: list[tuple[str, str, str]], model: InferenceModel,
+                      staging: str, tag: str, report: StepReport, staged: dict) -> set[str]:
+    """Stages, for the rows still to embed, the embeddings of the same bytes under another path;
+    returns the paths served so. Which classes may hold them is read from the manifests (small),
+    so a run whose new images are new content reads no embeddings file."""
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for path, fruit_class, etag in rows:
+        if etag and not etag.startswith("mtime:"):
+            wanted.setdefault(etag, []).append((path, fruit_class))
+    if not wanted:
+        return set()
+
+    wanted_paths = {etag: {path for path, _c in targets} for etag, targets in wanted.items()}
+
+    def holds_wanted(fruit_class: str) -> bool:
+        """Its manifest lists one of the wanted contents under another path than the one wanting it."""
+        manifest = read_manifest_if_any(layout, fruit_class)
+        return manifest is not None and any(etag in wanted_paths and path not in wanted_paths[etag]
+                   for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist()))
+
+    listed = classes_in(layout.manifests)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        holders = [c for c, holds in zip(listed, pool.map(holds_wanted, listed)) if holds]
+    moved: set[str] = set()
+    for fruit_class, uri, paths in reuse_by_content(spark, class_files(layout.embeddings, holders), wanted,
+                                                    model.engine, model.fingerprint, staging, tag):
+        staged.setdefault((fruit_class, "embeddings"), []).append(uri)
+        counts = report.per_class[fruit_class]
+        counts.embedded += len(paths)
+        counts.reused += len(paths)
+        counts.moved += len(paths)
+        moved.update(paths)
+    return moved
 
 
 def _account(fruit_class: str, counts: ClassCounts, new_embedded: int, new_quarantined: int) -> None:

@@ -13,9 +13,16 @@ from fruit_assets.storage import StorageError, open_store, schemas
 from fruit_assets.storage.parquet_io import read_table, write_table
 
 
+def training_classes(layout: DataLayout) -> list[str]:
+    """The class folders under Training/ that hold at least one object (an emptied folder can
+    linger as a directory or a prefix: no objects, no class)."""
+    store = open_store(layout.training)
+    return [c for c in store.list_folders(layout.training)
+            if next(iter(store.list_objects(layout.training_class(c), content_hash=False)), None) is not None]
+
+
 def discover_classes(layout: DataLayout) -> list[str]:
-    store = open_store(layout.root)
-    classes = store.list_folders(layout.training)
+    classes = training_classes(layout)
     if not classes:
         raise StorageError(
             f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel, check_variance_target, fit_from_moments, load_pca, save_pca
 from fruit_assets.spark_jobs.pca import embedding_moments
+from fruit_assets.steps.publication import read_json, write_json
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.commit import dataset_files
 
@@ -30,7 +31,14 @@ def fit_pca(spark, layout: DataLayout, classes: list[str], variance_target: floa
     files = [uri for uris in embedding_files(layout, classes).values() for uri in uris]
     model = fit_from_moments(embedding_moments(spark, files), variance_target)
     open_store(layout.pca_model).write_bytes(layout.pca_model, save_pca(model))
+    write_json(layout.pca_record, {"fingerprint": model.fingerprint, "k": model.k, "variance_target": model.variance_target,
+                                   "num_samples": model.num_samples})
     return model
+
+
+def pca_record(layout: DataLayout) -> dict | None:
+    """{"fingerprint", "k", "variance_target", "num_samples"} of the current pca.npz, or None."""
+    return read_json(layout.pca_record)
 
 
 def read_pca(layout: DataLayout) -> PcaModel:

@@ -12,7 +12,8 @@ class ClassCounts:
     embedded: int = 0
     quarantined: int = 0
     featurized: int = 0  # images decoded (and embedded or quarantined) by this run
-    reused: int = 0  # rows carried over from the previous materialization
+    reused: int = 0  # rows not computed now: carried over from the previous materialization, or moved
+    moved: int = 0  # of those, rows found by content under another path (a class renamed, an image moved)
     remodeled: int = 0  # previous rows computed with another engine or weights: embedded again
 
 
@@ -44,6 +45,10 @@ class StepReport:
     @property
     def reused(self) -> int:
         return self.total("reused")
+
+    @property
+    def moved(self) -> int:
+        return self.total("moved")
 
     @property
     def remodeled(self) -> int:

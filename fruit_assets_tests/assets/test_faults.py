@@ -25,6 +25,7 @@ from fruit_assets.storage.commit import dataset_files
 from fruit_assets.storage.parquet_io import column_matrix, read_tables
 from fruit_assets.storage import normalize_uri, open_store
 from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, resources, run_graph
+from fruit_assets_tests.harness.images import fresh_jpeg
 
 pytestmark = pytest.mark.slow
 
@@ -52,12 +53,12 @@ def assert_same_tables(left, right):
 
 
 def add_images(root: str, per_class: int = 4) -> None:
-    """New uploads (copies of existing images under new keys) so the next run has work to do."""
+    """New uploads (new content under new keys) so the next run has work to do."""
     store = open_store(root)
-    for fruit_class in CLASSES:
-        folder = f"{root}/Training/{fruit_class}"
-        for index, info in enumerate(list(store.list_objects(folder))[:per_class]):
-            store.write_bytes(f"{folder}/new upload {index}.jpg", store.read_bytes(info.uri))
+    for class_index, fruit_class in enumerate(CLASSES):
+        for index in range(per_class):
+            store.write_bytes(f"{root}/Training/{fruit_class}/new upload {index}.jpg",
+                              fresh_jpeg(100 * class_index + index, style=class_index))
 
 
 def reference_run(spark, source_root: str, target: str, weights) -> DataLayout:

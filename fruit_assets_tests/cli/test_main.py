@@ -8,6 +8,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from fruit_assets_tests.harness import REPO
+from fruit_assets_tests.harness.images import fresh_jpeg
 
 
 BIN = os.path.dirname(sys.executable)
@@ -44,6 +45,8 @@ NOISE = ("DEBUG", "absl", "I0000", "W0000", "log4j", "Setting default log level"
 def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, sample_source, weights_file):
     import shutil
 
+    from dagster import DagsterInstance
+
     shutil.copytree(os.path.join(sample_source, "Training"), tmp_path / "data" / "Training")
     home = tmp_path / "dagster_home"  # not created: the command makes it and writes dagster.yaml
     env = {
@@ -77,29 +80,37 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     reduced = ds.dataset(str(tmp_path / "data" / "output" / "resultats_features_parquet")).to_table()
     assert reduced.num_rows == 36
 
-    # A second, verbose run: the model is converted already (no convert_model run), nothing new
-    # to embed, and the run log is on the terminal.
+    # A second, verbose run after a copy of an image: the model is converted already (no
+    # convert_model run), the copy's embedding is found by content (nothing to featurize), and the
+    # run log is on the terminal.
+    shutil.copy(tmp_path / "data" / "Training" / "Banana" / "0_100.jpg", tmp_path / "data" / "Training" / "Banana" / "copy_100.jpg")
     verbose = run([f"{BIN}/fruit-assets", "materialize", "-v"], env)
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert "[1/3] embed_classes" in verbose.stdout and "convert_model" not in verbose.stdout
     assert " - dagster - INFO - embed_classes - " in verbose.stderr
-    assert "0 featurized now, 36 reused" in verbose.stdout
+    assert "0 featurized now, 37 reused (1 found by content under another path)" in verbose.stdout
 
     # On a terminal: a live bar (redrawn with carriage returns), not periodic lines.
     for index in range(4):
-        shutil.copy(tmp_path / "data" / "Training" / "Banana" / f"{index}_100.jpg",
-                    tmp_path / "data" / "Training" / "Banana" / f"tty_{index}.jpg")
+        (tmp_path / "data" / "Training" / "Banana" / f"tty_{index}.jpg").write_bytes(fresh_jpeg(index))
     screen = run_on_a_terminal([f"{BIN}/fruit-assets", "materialize", "--class", "Banana"], env)
     assert "\r" in screen and "img/s" in screen and "   embedding: 4/4 images" not in screen, screen
-    assert "4 featurized now, 12 reused" in screen
+    assert "4 featurized now, 13 reused" in screen
     # The PCA was refit over every class: every class is projected again, never only Banana, so the
     # published table holds one basis (the measured bug: 1,000 rows of the previous basis stayed).
     assert "reduce_classes [Apple Red 1 .. Pepper Red]" in screen
     assert published_bases(tmp_path / "data") == {current_basis(tmp_path / "data")}
 
+    # Nothing changed since: no Dagster run, no Spark, one line, even with -q.
+    runs_before = len(DagsterInstance.from_config(str(home)).get_runs())
+    logs_before = set(os.listdir(home / "logs"))
     quiet = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
     assert quiet.returncode == 0 and quiet.stderr == ""
-    assert quiet.stdout.lstrip().startswith("summary") and "[1/" not in quiet.stdout
+    assert quiet.stdout.startswith("nothing changed since the last publication (3 classes, 41 images): no run launched")
+    assert len(quiet.stdout.splitlines()) == 1
+    assert len(DagsterInstance.from_config(str(home)).get_runs()) == runs_before
+    [log] = set(os.listdir(home / "logs")) - logs_before
+    assert "log4j" not in (home / "logs" / log).read_text() and "SparkContext" not in (home / "logs" / log).read_text()
 
     # `fruit-assets ui` afterwards on the same instance: the sensor's first tick sees every class
     # as materialized and requests nothing; a change after that is requested for that class alone.
@@ -114,8 +125,59 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = ds.dataset(str(tmp_path / "data" / "manifests" / "fruit_class=Banana")).to_table()
     on_disk = sorted(os.listdir(tmp_path / "data" / "Training" / "Banana"))
-    assert len(on_disk) == 16 and "0_100.jpg" not in on_disk  # 12 - 1 + 4 (terminal run) + 1 (ui)
+    assert len(on_disk) == 17 and "0_100.jpg" not in on_disk  # 12 + 1 (copy) + 4 (terminal run) - 1 + 1 (ui)
     assert sorted(p.rsplit("/", 1)[1] for p in manifest["path"].to_pylist()) == on_disk
+
+
+@pytest.mark.slow
+def test_materialize_mirrors_training_after_a_rename_and_a_delete_and_refuses_a_mass_deletion(
+        tmp_path, sample_source, weights_file):
+    import shutil
+
+    from dagster import DagsterInstance
+
+    data, home = tmp_path / "data", tmp_path / "home"
+    shutil.copytree(os.path.join(sample_source, "Training"), data / "Training")
+    env = {"FRUIT_DATA_URI": str(data), "FRUIT_MODEL_WEIGHTS": weights_file, "SPARK_MASTER": "local[2]",
+           "FRUIT_PCA_VARIANCE": "0.9", "DAGSTER_HOME": str(home)}
+    first = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    outputs = sorted(os.listdir(data / "output" / "resultats_features_parquet"))
+
+    # Two of three class folders gone at once (a wrong prefix, a half-finished sync): refused.
+    for name in ("Apple Red 1", "Banana"):
+        shutil.move(data / "Training" / name, tmp_path / name)
+    refused = run([f"{BIN}/fruit-assets", "materialize"], env)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: 2 of 3 classes are gone from ") and "--allow-mass-deletion" in refused.stderr
+    assert sorted(os.listdir(data / "output" / "resultats_features_parquet")) == outputs
+    for name in ("Apple Red 1", "Banana"):
+        shutil.move(tmp_path / name, data / "Training" / name)
+
+    # A class renamed and another deleted: nothing featurized, the outputs follow Training/.
+    shutil.move(data / "Training" / "Pepper Red", data / "Training" / "Pepper Red Renamed")
+    shutil.rmtree(data / "Training" / "Apple Red 1")
+    second = run([f"{BIN}/fruit-assets", "materialize"], env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "2 classes under " in second.stdout and "2 gone: Apple Red 1, Pepper Red" in second.stdout
+    assert "0 featurized now, 24 reused (12 found by content under another path)" in second.stdout
+    for dataset in ("embeddings", "manifests", "output/resultats_features_parquet"):
+        assert sorted(os.listdir(data / dataset)) == ["fruit_class=Banana", "fruit_class=Pepper Red Renamed"], dataset
+    reduced = ds.dataset(str(data / "output" / "resultats_features_parquet")).to_table()
+    assert reduced.num_rows == 24 and set(reduced["fruit_class"].to_pylist()) == {"Banana", "Pepper Red Renamed"}
+    assert published_bases(data) == {current_basis(data)}
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert set(instance.get_dynamic_partitions("fruit_class")) == {"Banana", "Pepper Red Renamed"}
+
+    # A deliberate mass deletion, allowed: two of three classes go, with every output they had.
+    shutil.copytree(os.path.join(sample_source, "Training", "Apple Red 1"), data / "Training" / "Apple Red 1")
+    assert run([f"{BIN}/fruit-assets", "materialize", "-q"], env).returncode == 0
+    shutil.rmtree(data / "Training" / "Banana")
+    shutil.rmtree(data / "Training" / "Apple Red 1")
+    allowed = run([f"{BIN}/fruit-assets", "materialize", "-q", "--allow-mass-deletion"], env)
+    assert allowed.returncode == 0, allowed.stdout[-3000:] + allowed.stderr[-3000:]
+    for dataset in ("embeddings", "manifests", "output/resultats_features_parquet"):
+        assert sorted(os.listdir(data / dataset)) == ["fruit_class=Pepper Red Renamed"], dataset
 
 
 def published_bases(root) -> set[str]:

@@ -12,6 +12,7 @@ from fruit_assets.steps.embeddings import build_embeddings
 from fruit_assets.steps.manifest import build_manifests
 from fruit_assets.steps.pca import fit_pca
 from fruit_assets.steps.reduce import build_reduced_features
+from fruit_assets_tests.harness.images import fresh_jpeg
 
 
 def embed(spark, layout, model, token):
@@ -40,19 +41,29 @@ def test_only_new_or_changed_images_are_featurized(spark, sample_root, onnx_mode
     np.testing.assert_array_equal(np.stack(after["embedding"].to_numpy(zero_copy_only=False)),
                                   np.stack(before["embedding"].to_numpy(zero_copy_only=False)))
 
-    shutil.copy(os.path.join(training, "Pepper Red", "0_100.jpg"), os.path.join(banana, "added_100.jpg"))
+    with open(os.path.join(banana, "added_100.jpg"), "wb") as handle:
+        handle.write(fresh_jpeg(1))
     added = embed(spark, layout, onnx_model, "run00003")
-    assert (added.featurized, added.reused, added.embedded) == (1, 36, 37)
+    assert (added.featurized, added.reused, added.moved, added.embedded) == (1, 36, 0, 37)
     assert added.per_class["Banana"].featurized == 1 and added.per_class["Apple Red 1"].featurized == 0
 
-    shutil.copy(os.path.join(training, "Apple Red 1", "0_100.jpg"), os.path.join(banana, "3_100.jpg"))  # same name, new content
+    with open(os.path.join(banana, "3_100.jpg"), "wb") as handle:  # same name, new content
+        handle.write(fresh_jpeg(2))
     modified = embed(spark, layout, onnx_model, "run00004")
     assert (modified.featurized, modified.reused, modified.embedded) == (1, 36, 37)
     rows = table(sample_root, "embeddings")
     assert rows.num_rows == 37 and len(set(rows["path"].to_pylist())) == 37  # replaced, not duplicated
+
+    # Bytes that exist under another path (an image copied or moved in from another class, a file
+    # renamed): its embedding is taken as it is, nothing is decoded.
+    shutil.copy(os.path.join(training, "Apple Red 1", "0_100.jpg"), os.path.join(banana, "3_100.jpg"))
+    moved = embed(spark, layout, onnx_model, "run00004b")
+    assert (moved.featurized, moved.reused, moved.moved, moved.embedded) == (0, 37, 1, 37)
+    rows = table(sample_root, "embeddings")
+    assert rows.num_rows == 37 and len(set(rows["path"].to_pylist())) == 37
     by_path = dict(zip(rows["path"].to_pylist(), rows["embedding"].to_numpy(zero_copy_only=False)))
     apple = by_path[f"file://{training}/Apple Red 1/0_100.jpg"]
-    np.testing.assert_allclose(by_path[f"file://{banana}/3_100.jpg"], apple, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(by_path[f"file://{banana}/3_100.jpg"], apple)
 
     os.remove(os.path.join(banana, "5_100.jpg"))
     deleted = embed(spark, layout, onnx_model, "run00005")
