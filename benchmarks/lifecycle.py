@@ -1,0 +1,73 @@
+"""What a run costs when little or nothing changed, against the full run, in the same session.
+
+    python benchmarks/lifecycle.py [--classes 6] [--images 200] [--new 10]
+
+Each step is a real `fruit-assets materialize` process on local files (the embedded default,
+local[*], random weights converted once beforehand so no step pays the conversion):
+(a) the full run from scratch (the baseline);
+(b) the same command again with nothing changed (target: at most 0.15x of (a), no run launched);
+(c) `--new` new images in one class (target for a large root: 0.10x of (a));
+(d) one class renamed (target: 0 images featurized).
+Prints wall times, ratios to (a), and the featurized / reused counts from each summary.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.path.dirname(sys.executable)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classes", type=int, default=6)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--new", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    from fruit_assets.cli.sample import write_sample_dataset
+    from fruit_assets.featurize.model import calibrated_random_model
+    from fruit_assets.featurize.synthetic import class_styles
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.models.build import build_embedding_model
+    from fruit_assets_tests.harness.images import fresh_jpeg
+
+    work = tempfile.mkdtemp(prefix="bench-lifecycle-")
+    root, home = os.path.join(work, "data"), os.path.join(work, "home")
+    write_sample_dataset(root, args.classes, args.images, seed=1)
+    weights = os.path.join(work, "w.weights.h5")
+    calibrated_random_model(seed=1).save_weights(weights)
+    build_embedding_model(DataLayout.at(root), weights, 1234)
+    env = {**os.environ, "FRUIT_DATA_URI": root, "FRUIT_MODEL_WEIGHTS": weights, "DAGSTER_HOME": home,
+           "SPARK_MASTER": "local[*]", "FRUIT_PCA_VARIANCE": "0.95"}
+
+    def materialize(label, *extra):
+        started = time.perf_counter()
+        result = subprocess.run([f"{BIN}/fruit-assets", "materialize", "-q", *extra], env=env,
+                                capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - started
+        counts = re.search(r"embedding\s+(\d+) featurized now, (\d+) reused", result.stdout)
+        what = (f"{counts.group(1)} featurized, {counts.group(2)} reused" if counts
+                else result.stdout.strip().splitlines()[0])
+        return label, seconds, what
+
+    classes = [name for name, _c, _a in class_styles(args.classes)]
+    rows = [materialize(f"(a) full run, {args.classes} x {args.images} images")]
+    rows.append(materialize("(b) nothing changed"))
+    for index in range(args.new):
+        with open(os.path.join(root, "Training", classes[0], f"new_{index}.jpg"), "wb") as handle:
+            handle.write(fresh_jpeg(index))
+    rows.append(materialize(f"(c) {args.new} new images in {classes[0]}"))
+    os.rename(os.path.join(root, "Training", classes[1]), os.path.join(root, "Training", classes[1] + " Renamed"))
+    rows.append(materialize(f"(d) {classes[1]} renamed"))
+    full = rows[0][1]
+    for label, seconds, what in rows:
+        print(f"{label:45s} {seconds:7.1f} s  {seconds / full:5.2f}x  {what}")
+
+
+if __name__ == "__main__":
+    main()
