@@ -30,6 +30,7 @@ defs = Definitions(
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
         "spark": SparkResource(
             master=env_or_default("SPARK_MASTER", "local[*]"),
+            data_uri=env_or_default("FRUIT_DATA_URI", "./data"),
             k8s_namespace=env_or_default("SPARK_K8S_NAMESPACE", ""),
             k8s_service_account=env_or_default("SPARK_K8S_SERVICE_ACCOUNT", ""),
             k8s_image=env_or_default("SPARK_K8S_IMAGE", ""),

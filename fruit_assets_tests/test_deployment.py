@@ -89,6 +89,24 @@ def test_rbac_and_executor_pod_template_validate():
         k8s_validate(document)
 
 
+def test_spark_history_server_manifest_validates_and_serves_what_the_sync_container_fills():
+    documents = {d["kind"]: d for d in k8s_documents(os.path.join(REPO, "infra", "spark-history.yaml"))}
+    assert set(documents) == {"ServiceAccount", "Deployment", "Service"}
+    for document in documents.values():
+        k8s_validate(document)
+    pod = documents["Deployment"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    sync, server = containers["sync"], containers["history-server"]
+    assert sync["command"][:3] == ["fruit-assets", "spark-history", "--sync-only"]
+    cache = sync["command"][sync["command"].index("--cache") + 1]
+    options = {e["name"]: e["value"] for e in server["env"]}["SPARK_HISTORY_OPTS"]
+    assert f"-Dspark.history.fs.logDirectory=file://{cache}" in options.split()
+    assert {m["mountPath"] for m in sync["volumeMounts"] if m["name"] == "cache"} == {cache}
+    assert {(m["mountPath"], m.get("readOnly")) for m in server["volumeMounts"] if m["name"] == "cache"} == {(cache, True)}
+    assert documents["Service"]["spec"]["ports"][0]["port"] == 18080 and documents["Service"]["spec"]["type"] == "ClusterIP"
+    assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
+
+
 def test_a_kubernetes_validation_error_is_caught():
     import kubernetes_validate
 

@@ -3,7 +3,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from fruit_assets.assets.checks import EMBEDDING_CHECKS, check_results
 from fruit_assets.assets.failures import reported_as_one_line
 from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
-from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_metadata
 from fruit_assets.assets.model import embedding_model as embedding_model_asset
 from fruit_assets.assets.plots import class_counts_bars, markdown_image
 from fruit_assets.assets.quality import REVIEW_CHECKS, review_check, review_metadata
@@ -67,6 +67,7 @@ def image_embeddings(
     checks.append(review_check(review))
     metadata = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
     metadata.update(review_metadata(review, layout.review))
+    metadata.update(spark_metadata(spark))
     return MaterializeResult(metadata=metadata, check_results=checks)
 
 

@@ -21,6 +21,20 @@ def per_class_table(report: StepReport, columns: tuple[str, ...] = ("images", "e
                        columns)
 
 
+def spark_metadata(spark) -> dict:
+    """The Spark application a step ran in: its id, where its jobs stay visible after the run (the
+    History Server), the executors it had and the task attempts that failed (retried)."""
+    facts = spark.application_facts()
+    if facts is None:
+        return {}
+    return {
+        "spark_application_id": facts.application_id,
+        "spark_history": MetadataValue.url(facts.history_url),
+        "spark_executors": facts.executors,
+        "spark_failed_task_attempts": facts.failed_task_attempts,
+    }
+
+
 def step_metadata(report: StepReport) -> dict:
     return {
         "num_classes": len(report.per_class),

@@ -3,6 +3,7 @@ from dagster import AssetExecutionContext, AutomationCondition, DataVersion, Mat
 from fruit_assets.assets.checks import PCA_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.metadata import spark_metadata
 from fruit_assets.assets.plots import explained_variance_curve, markdown_image
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import registered_classes
@@ -49,6 +50,7 @@ def pca_model(
             "explained_variance_curve": MetadataValue.md(
                 markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")
             ),
+            **spark_metadata(spark),
         },
         check_results=check_results(pca_checks(model)),
         # The basis itself: a refit that gives the same basis leaves the features up to date in the UI.

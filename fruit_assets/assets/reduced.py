@@ -4,7 +4,7 @@ from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, 
 from fruit_assets.assets.checks import REDUCED_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.failures import reported_as_one_line
-from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_metadata
 from fruit_assets.assets.pca import pca_model
 from fruit_assets.assets.plots import markdown_image, pc_scatter
 from fruit_assets.assets.quality import SEPARABILITY_CHECKS, separability_check, separability_metadata
@@ -47,4 +47,5 @@ def reduced_features(
     metadata.update(separability_metadata(separability))
     checks = check_results(reduced_checks(session, layout, classes, model, everyone))
     checks.append(separability_check(separability, model.variance_target))
+    metadata.update(spark_metadata(spark))
     return MaterializeResult(metadata=metadata, check_results=checks)

@@ -73,6 +73,16 @@ def cmd_ui(args) -> int:
     return 0  # not reached
 
 
+def cmd_spark_history(args) -> int:
+    from fruit_assets.cli.history import run
+    from fruit_assets.definitions import defs
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.resources.env import resolved
+
+    root = DataLayout.at(resolved(defs.resources["storage"].data_uri)).root
+    return run(root, args.port, args.host, args.cache, args.interval, args.sync_only)
+
+
 def cmd_materialize(args) -> int:
     from fruit_assets.cli.materialize import materialize
 
@@ -116,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(func=cmd_ui)
+
+    history = commands.add_parser("spark-history",
+                                  help="Spark's History Server over <FRUIT_DATA_URI>/spark-events (every run's Spark jobs)")
+    history.add_argument("--port", type=int, default=18080)
+    history.add_argument("--host", default="127.0.0.1")
+    history.add_argument("--cache", help="local folder the event logs are copied into (default: a temporary one)")
+    history.add_argument("--interval", type=float, default=10.0, help="seconds between two copies of new logs")
+    history.add_argument("--sync-only", action="store_true",
+                         help="only keep the cache in sync (a sidecar beside a History Server container)")
+    history.set_defaults(func=cmd_spark_history)
 
     bake_model = commands.add_parser("bake-model", help="convert the model into a container image at build time")
     bake_model.add_argument("--into", required=True, help="folder of the image's own model registry (FRUIT_BAKED_MODELS)")

@@ -72,7 +72,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         # The JVM and the Python workers take seconds to start: do it while the instance and the
         # model are being looked up (an incremental run is mostly such fixed costs).
         spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, resolved(defs.resources["spark"].master))
+            _start_spark, resolved(defs.resources["spark"].master), layout.root)
     reconciled = _reconcile(layout, classes, selected, terminal, allow_mass_deletion,
                             dry_run=unchanged_images is not None)
     if reconciled is None:
@@ -86,18 +86,18 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         return 0
     if spark_starting is None:  # the files were as published, but the partitions were not
         spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, resolved(defs.resources["spark"].master))
+            _start_spark, resolved(defs.resources["spark"].master), layout.root)
         instance, ordered, _ = _reconcile(layout, classes, selected, terminal, allow_mass_deletion, dry_run=False)
     runs = plan_runs(selected, ordered, _model_needs_converting(layout))
     # One Spark application for the whole command: every run reuses it (and the model each Python
     # worker already built).
-    session = spark_starting.result()
+    spark = spark_starting.result()
     progress.add_listener(progress_display)
     try:
         summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
     finally:
         progress.remove_listener(progress_display)
-        session.stop()
+        spark.stop_session()  # and its event log to <root>/spark-events/
     if summary is None:
         return 1
     _print_summary(terminal, summary, len(selected), time.perf_counter() - started)
@@ -272,20 +272,22 @@ def _model_needs_converting(layout) -> bool:
 
 def _stop(spark_starting) -> None:
     try:
-        spark_starting.result().stop()
+        spark_starting.result().stop_session()
     except Exception:  # noqa: BLE001 - we are already reporting the error that matters
         pass
 
 
-def _start_spark(master: str):
-    """The session, and, in the background, its Python workers (they overlap the first run's
-    start-up and manifest step; the first Spark job of the run then finds them ready)."""
+def _start_spark(master: str, data_uri: str):
+    """The Spark resource with its session started, and, in the background, its Python workers
+    (they overlap the first run's start-up and manifest step; the first Spark job of the run then
+    finds them ready). The runs find the session and reuse it; the command stops it."""
     import threading
 
     from fruit_assets.resources.spark import SparkResource
     from fruit_assets.spark_jobs.session import warm_up_workers
 
-    session = SparkResource(master=master).get_session()
+    spark = SparkResource(master=master, data_uri=data_uri)
+    session = spark.get_session()
 
     def warm():
         try:
@@ -294,4 +296,4 @@ def _start_spark(master: str):
             pass
 
     threading.Thread(target=warm, name="spark-warm-up", daemon=True).start()
-    return session
+    return spark

@@ -1,6 +1,8 @@
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
+from fruit_assets.layout import DataLayout
+from fruit_assets.spark_jobs.history import ApplicationFacts, application_facts, local_event_log_dir, publish_event_logs
 from fruit_assets.spark_jobs.session import KubernetesSettings, SparkSettings, build_spark_session, kubernetes_conf
 
 
@@ -14,6 +16,9 @@ class SparkResource(ConfigurableResource):
     master: str = Field(default="local[*]", description="Spark master URL (SPARK_MASTER).")
     app_name: str = "fruit_assets"
     conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings; they win.")
+    data_uri: str = Field(
+        default="", description="FRUIT_DATA_URI: the event log of every application goes to <root>/spark-events/ "
+                                "when its session stops (empty: no event log).")
     # k8s:// masters only (client mode from the run pod); fed by helm-values/ through the pod's env.
     k8s_namespace: str = Field(default="", description="SPARK_K8S_NAMESPACE")
     k8s_service_account: str = Field(default="", description="SPARK_K8S_SERVICE_ACCOUNT")
@@ -51,13 +56,32 @@ class SparkResource(ConfigurableResource):
                 max_executors=self.k8s_max_executors,
             )))
         conf.update(self.conf)
-        return SparkSettings(self.master, self.app_name, conf)
+        return SparkSettings(self.master, self.app_name, conf, event_log_dir=self._event_log_dir())
+
+    def _root(self) -> str:
+        return DataLayout.at(self.data_uri).root if self.data_uri else ""
+
+    def _event_log_dir(self) -> str:
+        return local_event_log_dir(self._root()) if self.data_uri else ""
+
+    def application_facts(self) -> ApplicationFacts | None:
+        """The running application's id, History Server link, executors and failed task attempts."""
+        return application_facts(self._session) if self._session is not None else None
+
+    def stop_session(self) -> None:
+        """Stops the session this resource built and carries its event log (and any a killed run left
+        on this machine) to ``<root>/spark-events/``."""
+        if self._session is not None and self._owned:
+            try:
+                self._session.stop()
+            finally:
+                if self.data_uri:
+                    publish_event_logs(self._event_log_dir(), self._root())
+        self._session = None
 
     @property
     def ui_url(self) -> str | None:
         return self._session.sparkContext.uiWebUrl if self._session is not None else None
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._session is not None and self._owned:
-            self._session.stop()
-        self._session = None
+        self.stop_session()

@@ -14,6 +14,14 @@ class SparkSettings:
     master: str = "local[*]"
     app_name: str = "fruit_assets"
     conf: dict[str, str] = field(default_factory=dict)
+    # A local folder for Spark's event log (spark_jobs/history.py carries it to the data root);
+    # empty: no event log.
+    event_log_dir: str = ""
+
+
+# Spark's default pattern plus the names under which credentials travel here (AWS_*, the
+# instance's Postgres password, DAGSTER_PG_*): Spark redacts matching keys in the event log and the UI.
+REDACTION_REGEX = r"(?i)secret|password|token|access[.]key|credential|aws_|pg_password"
 
 
 def session_conf(settings: SparkSettings) -> dict[str, str]:
@@ -37,11 +45,24 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
     if settings.master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf["spark.redaction.regex"] = REDACTION_REGEX
+    if settings.event_log_dir:
+        conf.update({
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": "file://" + os.path.abspath(settings.event_log_dir),
+            "spark.eventLog.compress": "true",
+            "spark.eventLog.compression.codec": "zstd",
+            # Long runs roll into files of at most 128 MB; the History Server reads them as one log.
+            "spark.eventLog.rolling.enabled": "true",
+            "spark.eventLog.rolling.maxFileSize": "128m",
+        })
     conf.update(settings.conf)
     return conf
 
 
 def build_spark_session(settings: SparkSettings):
+    if settings.event_log_dir:
+        os.makedirs(settings.event_log_dir, exist_ok=True)
     if settings.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

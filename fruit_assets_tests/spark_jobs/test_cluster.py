@@ -82,3 +82,13 @@ def test_run_survives_a_worker_killed_mid_embedding(spark_cluster, sample_source
     embeddings = table(root, "embeddings")
     assert embeddings.num_rows == 36 and len(set(embeddings["path"].to_pylist())) == 36
     assert table(root, "output/resultats_features_parquet").num_rows == 36
+    # The run says it survived: its metadata counts the task attempts lost with the worker, and the
+    # application's event log is in the data root for the History Server.
+    from dagster import AssetKey, DagsterInstance
+
+    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        event = instance.get_latest_materialization_event(AssetKey("image_embeddings"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["spark_failed_task_attempts"].value >= 1
+    application = metadata["spark_application_id"].value
+    assert os.path.isdir(root / "spark-events" / f"eventlog_v2_{application}")
