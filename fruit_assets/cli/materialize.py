@@ -66,28 +66,27 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     if discovered is None:
         return 2
     layout, classes, selected = discovered
-    unchanged_images = _unchanged_since_publication(layout, classes)
-    spark_starting = None
-    if unchanged_images is None:
+
+    def start_spark():
         # The JVM and the Python workers take seconds to start: do it while the instance and the
         # model are being looked up (an incremental run is mostly such fixed costs).
-        spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+        return ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
             _start_spark, resolved(defs.resources["spark"].master), layout.root)
-    reconciled = _reconcile(layout, classes, selected, terminal, allow_mass_deletion,
-                            dry_run=unchanged_images is not None)
+
+    unchanged_images = _unchanged_since_publication(layout, classes)
+    spark_starting = start_spark() if unchanged_images is None else None
+    reconciled = _reconcile(layout, classes, terminal, allow_mass_deletion)
     if reconciled is None:
         if spark_starting is not None:
             _stop(spark_starting)
         return 2
-    instance, ordered, changed_partitions = reconciled
-    if unchanged_images is not None and not changed_partitions:
+    instance, new, gone = reconciled
+    if unchanged_images is not None and not new and not gone:
         terminal.always(f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
                         f"images): no run launched; the features are at {layout.reduced_features}")
         return 0
-    if spark_starting is None:  # the files were as published, but the partitions were not
-        spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, resolved(defs.resources["spark"].master), layout.root)
-        instance, ordered, _ = _reconcile(layout, classes, selected, terminal, allow_mass_deletion, dry_run=False)
+    spark_starting = spark_starting or start_spark()  # the files were as published, the partitions not
+    ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
     runs = plan_runs(selected, ordered, _model_needs_converting(layout))
     # One Spark application for the whole command: every run reuses it (and the model each Python
     # worker already built).
@@ -148,13 +147,12 @@ def _unchanged_since_publication(layout, classes) -> int | None:
         return None  # the run itself reports what is wrong
 
 
-def _reconcile(layout, classes, selected, terminal, allow_mass_deletion: bool, dry_run: bool):
-    """(instance, every class in partition order, whether partitions had to change): new classes
-    registered, those gone from Training/ deregistered (pca_model removes their outputs); a mass
-    deletion is refused. ``dry_run`` only tells whether anything would change. None after an error."""
+def _reconcile(layout, classes, terminal, allow_mass_deletion: bool):
+    """(instance, classes to register, classes gone from Training/: to deregister, and pca_model
+    removes their outputs), or None after refusing a mass deletion."""
     from dagster import DagsterInstance
 
-    from fruit_assets.partitions import fruit_class_partitions, registered_classes
+    from fruit_assets.partitions import registered_classes
     from fruit_assets.steps.changes import MassDeletionError, check_deletions, ghost_classes, output_classes
 
     instance = DagsterInstance.get()
@@ -167,17 +165,23 @@ def _reconcile(layout, classes, selected, terminal, allow_mass_deletion: bool, d
     except MassDeletionError as error:
         terminal.error(f"{error} (fruit-assets materialize --allow-mass-deletion)")
         return None
-    if dry_run:
-        return instance, registered, bool(new or gone)
+    return instance, new, gone
+
+
+def _apply_partitions(instance, layout, classes, selected, new, gone, terminal) -> list[str]:
+    """Registers ``new``, deregisters ``gone``; every class in partition order."""
+    from fruit_assets.partitions import fruit_class_partitions, registered_classes
+
     if new:
         instance.add_dynamic_partitions(fruit_class_partitions.name, new)
+    registered = set(registered_classes(instance))
     for fruit_class in gone:
         if fruit_class in registered:
             instance.delete_dynamic_partition(fruit_class_partitions.name, fruit_class)
     terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered"
                  + (f", {len(gone)} gone: {', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}" if gone else "")
                  + f"); materializing {len(selected)}")
-    return instance, registered_classes(instance), bool(new or gone)
+    return registered_classes(instance)
 
 
 def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,

@@ -92,3 +92,32 @@ def test_run_survives_a_worker_killed_mid_embedding(spark_cluster, sample_source
     assert metadata["spark_failed_task_attempts"].value >= 1
     application = metadata["spark_application_id"].value
     assert os.path.isdir(root / "spark-events" / f"eventlog_v2_{application}")
+    stages = history_server_stages(f"file://{root}", application, tmp_path)
+    # The History Server shows them too (the later steps of the same application may add none or more).
+    assert sum(stage["numFailedTasks"] for stage in stages) >= metadata["spark_failed_task_attempts"].value >= 1
+
+
+def history_server_stages(root: str, application: str, tmp_path) -> list[dict]:
+    """The application's stages as `fruit-assets spark-history` serves them."""
+    import json
+    import signal
+    import urllib.request
+
+    from fruit_assets_tests.harness.dagster_dev import free_port
+
+    port = free_port()
+    server = subprocess.Popen([CLI, "spark-history", "--port", str(port),
+                               "--cache", str(tmp_path / "history-cache")],
+                              env={**os.environ, "FRUIT_DATA_URI": root}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "the History Server did not list the application"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/applications/{application}/stages", timeout=10) as response:
+                    return json.load(response)
+            except OSError:
+                time.sleep(2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
