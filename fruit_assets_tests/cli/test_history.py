@@ -84,3 +84,18 @@ def test_every_run_s_spark_jobs_stay_visible_in_the_history_server(root, weights
     with pytest.raises(OSError):  # the History Server went with it
         get_json(f"http://127.0.0.1:{port}/api/v1/applications")
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_failed_run_still_leaves_its_event_log(sample_root, weights_file, tmp_path):
+    """The PCA step fails (a target outside (0, 1]) after the embedding step ran its Spark jobs: the
+    command exits 1, and the application's log is in the data root all the same, complete."""
+    env = {**os.environ, "FRUIT_DATA_URI": sample_root, "FRUIT_MODEL_WEIGHTS": weights_file, "SPARK_MASTER": "local[2]",
+           "FRUIT_PCA_VARIANCE": "1.5", "DAGSTER_HOME": str(tmp_path / "home"),
+           "FRUIT_SPARK_EVENTS_DIR": str(tmp_path / "local-events")}
+    result = subprocess.run([f"{BIN}/fruit-assets", "materialize", "-q"], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 1 and "FRUIT_PCA_VARIANCE must be in (0, 1], got '1.5'" in result.stderr
+    [log] = os.listdir(os.path.join(sample_root, "spark-events"))
+    application = log[len("eventlog_v2_"):]
+    assert f"appstatus_{application}" in os.listdir(os.path.join(sample_root, "spark-events", log))
