@@ -68,10 +68,13 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     assert {c: (row["images"], row["embedded"], row["quarantined"], row["featurized"], row["reused"])
             for c, row in per_class.items()} == {c: ("12", "12", "0", "12", "0") for c in CLASSES}
     # Progress in the run log (what the Dagster UI shows while the step runs): six tasks of six
-    # images, reported as they finish, from 0 to all 36.
+    # images, reported as they finish, from 0 to all 36. Steps in between are seen when the job
+    # outlasts Spark's status updates (a fast machine embeds the 36 in 2 s and may report only the
+    # ends; spark_jobs/test_progress.py checks the steps on tasks of a known length).
     progress = [e.user_message for e in dagster_instance.all_logs(embed_run.run_id) if "embedding progress:" in e.user_message]
     done = [int(m.split("embedding progress: ")[1].split("/")[0]) for m in progress]
-    assert len(done) >= 3 and done[0] == 0 and done[-1] == 36 and done == sorted(done), progress
+    assert done[0] == 0 and done[-1] == 36 and done == sorted(done), progress
+    assert len(done) >= 3 or embed_meta["elapsed_seconds"] < 5, progress
     assert "36/36 images (100%)" in progress[-1] and "images/s" in progress[-1] and "ETA" in progress[-1]
     # The default engine; the model was converted by this first run and lives where the README says.
     assert embed_meta["inference_engine"] == "onnxruntime"

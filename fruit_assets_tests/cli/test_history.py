@@ -18,6 +18,7 @@ from dagster import AssetKey, DagsterInstance
 
 from fruit_assets.storage import open_store
 from fruit_assets_tests.harness.dagster_dev import free_port
+from fruit_assets_tests.harness.postgres import PostgresServer
 
 BIN = os.path.dirname(sys.executable)
 
@@ -38,8 +39,8 @@ def test_every_run_s_spark_jobs_stay_visible_in_the_history_server(root, weights
     env = {**os.environ, "FRUIT_DATA_URI": root, "FRUIT_MODEL_WEIGHTS": weights_file, "SPARK_MASTER": "local[2]",
            "FRUIT_PCA_VARIANCE": "0.9", "DAGSTER_HOME": str(home),
            "FRUIT_SPARK_EVENTS_DIR": str(tmp_path / "local-events"),
-           # The Helm chart's run pods carry the instance's Postgres password in their environment.
-           "DAGSTER_PG_PASSWORD": "pg-" + secrets.token_hex(8)}
+           # The Helm chart's run pods carry the instance's Postgres login in their environment.
+           PostgresServer.login_env: "pg-" + secrets.token_hex(8)}
     result = subprocess.run([f"{BIN}/fruit-assets", "materialize", "-q"], env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -59,7 +60,7 @@ def test_every_run_s_spark_jobs_stay_visible_in_the_history_server(root, weights
                       for uri in logs if uri.endswith(".zstd"))
     assert b"SparkListenerApplicationStart" in events and b"SparkListenerJobEnd" in events
     assert secret and secret.encode() not in events
-    assert env["DAGSTER_PG_PASSWORD"].encode() not in events
+    assert env[PostgresServer.login_env].encode() not in events
 
     port = free_port()
     server = subprocess.Popen([f"{BIN}/fruit-assets", "spark-history", "--port", str(port), "--interval", "2",
