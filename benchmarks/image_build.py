@@ -59,7 +59,7 @@ def main() -> None:
             shutil.copy2(os.path.join(REPO, name), os.path.join(context, name))
 
         cold, _ = build(context, "--no-cache")
-        with open(os.path.join(context, "fruit_assets", "cli.py"), "a") as handle:
+        with open(os.path.join(context, "fruit_assets", "cli", "main.py"), "a") as handle:
             handle.write("\n# a code change\n")
         rebuild, output = build(context)
         ran = steps_run(output)
