@@ -262,7 +262,7 @@ def _model_needs_converting(layout) -> bool:
     """embedding_model runs when the configured weights have no converted model yet (first run,
     new weights): the asset records the conversion and its parity check. Otherwise it is skipped,
     so an incremental run never imports TensorFlow."""
-    from fruit_assets.models import registry as model_registry
+    from fruit_assets.models import registry
     from fruit_assets.definitions import defs
     from fruit_assets.featurize.engines import ONNXRUNTIME, check_engine
     from fruit_assets.resources.env import resolved
@@ -270,8 +270,8 @@ def _model_needs_converting(layout) -> bool:
     model = defs.resources["embedding_model"]
     if check_engine(resolved(model.engine)) != ONNXRUNTIME:
         return False
-    record = model_registry.find(layout, model_registry.weights_key(resolved(model.weights), model.random_seed))
-    return record is None or model_registry.read_model(layout, record) is None
+    record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
+    return record is None or registry.read_model(layout, record) is None
 
 
 def _stop(spark_starting) -> None:

@@ -1,4 +1,4 @@
-"""A container image's baked model adopted by a data root that has none (baked_model.py), on real
+"""A container image's baked model adopted by a data root that has none (models/baked.py), on real
 files: the registry the onnx_model fixture converted stands in as the image's."""
 
 import os
