@@ -153,14 +153,15 @@ def _reconcile(layout, classes, terminal, allow_mass_deletion: bool):
     from dagster import DagsterInstance
 
     from fruit_assets.partitions import registered_classes
-    from fruit_assets.steps.changes import MassDeletionError, check_deletions, ghost_classes, output_classes
+    from fruit_assets.steps.changes import MassDeletionError, check_deletions, output_classes
 
     instance = DagsterInstance.get()
     registered = registered_classes(instance)
     new = [c for c in classes if c not in set(registered)]
-    gone = sorted(set(ghost_classes(layout, classes)) | (set(registered) - set(classes)))
+    outputs = output_classes(layout)
+    gone = sorted((outputs | set(registered)) - set(classes))
     try:
-        check_deletions(gone, len(output_classes(layout) | set(registered) | set(classes)), classes,
+        check_deletions(gone, len(outputs | set(registered) | set(classes)), classes,
                         allow_mass_deletion, layout.training)
     except MassDeletionError as error:
         terminal.error(f"{error} (fruit-assets materialize --allow-mass-deletion)")

@@ -62,11 +62,12 @@ def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests:
             {name for name, _, count, unchanged in results if count and unchanged})
 
 
-def matches_manifest(layout: DataLayout, fruit_class: str, listing: list) -> bool:
-    """Are these objects, by (key, ETag, size), exactly what the class's manifest recorded?
-    Listings of local files carry no content hash (mtime instead): the class is listed again the
-    way raw_images lists it (content hashed), once, and only when paths and sizes already agree."""
-    manifest = read_manifest_if_any(layout, fruit_class)
+def matches_manifest(layout: DataLayout, fruit_class: str, listing: list, manifest=None) -> bool:
+    """Are these objects, by (key, ETag, size), exactly what the class's manifest (read here unless
+    given) recorded? Listings of local files carry no content hash (mtime instead): the class is
+    listed again the way raw_images lists it (content hashed), once, and only when paths and sizes
+    already agree."""
+    manifest = manifest if manifest is not None else read_manifest_if_any(layout, fruit_class)
     if manifest is None:
         return False
     recorded = _triples(manifest)
@@ -129,18 +130,12 @@ def output_classes(layout: DataLayout, threads: int = 16) -> set[str]:
     linger as a prefix on filer-backed S3: no objects, no class)."""
 
     def has_objects(fruit_class: str) -> bool:
-        return any(next(iter(open_store(dataset).list_objects(layout.class_folder(dataset, fruit_class),
-                                                              content_hash=False)), None)
+        return any(open_store(dataset).holds_objects(layout.class_folder(dataset, fruit_class))
                    for dataset in layout.class_datasets)
 
     named = sorted({c for dataset in layout.class_datasets for c in classes_in(dataset)})
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return {c for c, present in zip(named, pool.map(has_objects, named)) if present}
-
-
-def ghost_classes(layout: DataLayout, training: list[str]) -> list[str]:
-    """Classes with outputs but no folder on Training/."""
-    return sorted(output_classes(layout) - set(training))
 
 
 def check_deletions(gone: list[str], known: int, training: list[str], allow_mass_deletion: bool, where: str) -> None:
@@ -164,11 +159,12 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False) 
     on Training/, the classes removed). The published features go first, the manifests last, so a
     removal that stops midway is found again (and finished) by the next one."""
     training = training_classes(layout)
-    if not training and not output_classes(layout):
+    outputs = output_classes(layout)  # one listing of the output folders serves every question below
+    if not training and not outputs:
         raise StorageError(f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
                            "Training/<Class>/<images> (try `fruit-assets sample <root>`)")
-    ghosts = ghost_classes(layout, training)
-    check_deletions(ghosts, len(output_classes(layout) | set(training)), training, allow_mass_deletion, layout.training)
+    ghosts = sorted(outputs - set(training))
+    check_deletions(ghosts, len(outputs | set(training)), training, allow_mass_deletion, layout.training)
     for fruit_class in ghosts:
         for dataset in layout.class_datasets:
             folder = layout.class_folder(dataset, fruit_class)
@@ -195,7 +191,8 @@ def unchanged_since_publication(layout: DataLayout, classes: list[str], model_ta
         if manifest is None or manifest_digest(manifest) != entry["manifest"]:
             return None
         folder = layout.training_class(fruit_class)
-        if not matches_manifest(layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False))):
+        if not matches_manifest(layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False)),
+                                manifest):
             return None
         images += manifest.num_rows
     return images

@@ -17,8 +17,7 @@ def training_classes(layout: DataLayout) -> list[str]:
     """The class folders under Training/ that hold at least one object (an emptied folder can
     linger as a directory or a prefix: no objects, no class)."""
     store = open_store(layout.training)
-    return [c for c in store.list_folders(layout.training)
-            if next(iter(store.list_objects(layout.training_class(c), content_hash=False)), None) is not None]
+    return [c for c in store.list_folders(layout.training) if store.holds_objects(layout.training_class(c))]
 
 
 def discover_classes(layout: DataLayout) -> list[str]:

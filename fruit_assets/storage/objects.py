@@ -89,6 +89,11 @@ class ObjectStore:
         """Names of the immediate sub-folders of ``prefix_uri``."""
         raise NotImplementedError
 
+    def holds_objects(self, prefix_uri: str) -> bool:
+        """Whether anything is under the prefix (an emptied folder can linger as a directory, or as
+        a prefix on filer-backed S3: no objects, nothing there)."""
+        return next(iter(self.list_objects(prefix_uri, content_hash=False)), None) is not None
+
     def read_bytes(self, uri: str) -> bytes:
         raise NotImplementedError
 
