@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds docker/Dockerfile with podman on a machine that reaches package indexes but no image
 # registry (as root): makes a debian:bookworm-slim equivalent with debootstrap once (kept in podman's
-# image store), lets pip in the build trust the host's CA bundle, tags the image fruit-assets:dev.
+# image store) and builds on it by its digest, as production builds on debian:bookworm-slim@sha256:...,
+# lets pip in the build trust the host's CA bundle, tags the image fruit-assets:dev.
 #
 #   docker/build-local.sh [podman build options...]     e.g. --build-arg MODEL_WEIGHTS=random, --no-cache
 #   docker/build-local.sh --base-only                   only make the base image if missing (CI does, once)
@@ -68,7 +69,9 @@ EOF
 podman image exists "$base" || make_base
 if [ "${1:-}" = "--base-only" ]; then exit 0; fi
 
-build_args=(--build-arg "BASE_IMAGE=$base")
+# By digest: the build uses the very image inspected here, even if the tag is re-pointed meanwhile.
+base_digest=$(podman image inspect --format '{{.Digest}}' "$base")
+build_args=(--build-arg "BASE_IMAGE=${base%@*}@$base_digest")
 if [ -n "$ca_bundle" ]; then
   build_args+=(--volume "$ca_bundle:/tmp/host-ca.crt:ro" --build-arg PIP_CERT=/tmp/host-ca.crt)
 fi

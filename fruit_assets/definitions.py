@@ -11,6 +11,7 @@ from fruit_assets.assets import embedding_model, image_embeddings, pca_model, ra
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets.resources.env import env_or_default
+from fruit_assets.resources.spark import SparkDeployment
 from fruit_assets.sensors import downstream_automation_sensor, new_uploads_sensor
 
 embed_classes_job = define_asset_job(
@@ -28,15 +29,10 @@ defs = Definitions(
     sensors=[new_uploads_sensor, downstream_automation_sensor],
     resources={
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
-        "spark": SparkResource(
-            master=env_or_default("SPARK_MASTER", "local[*]"),
-            data_uri=env_or_default("FRUIT_DATA_URI", "./data"),
-            k8s_namespace=env_or_default("SPARK_K8S_NAMESPACE", ""),
-            k8s_service_account=env_or_default("SPARK_K8S_SERVICE_ACCOUNT", ""),
-            k8s_image=env_or_default("SPARK_K8S_IMAGE", ""),
-            k8s_driver_pod_name=env_or_default("POD_NAME", ""),
-            k8s_driver_pod_ip=env_or_default("POD_IP", ""),
-        ),
+        # Master, Kubernetes placement and the standalone secret: this process's environment (the
+        # run pod's spec), out of reach of run config; see SparkResource.
+        "spark": SparkResource(deployment=SparkDeployment.from_environ(),
+                               data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
         "embedding_model": EmbeddingModelResource(
             weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet"),
             engine=env_or_default("FRUIT_INFERENCE_ENGINE", "onnxruntime"),

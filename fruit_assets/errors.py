@@ -28,6 +28,27 @@ class ConfigurationError(UserFacingError, ValueError):
     """A setting that cannot work (kept a ValueError: it is a bad value)."""
 
 
+class RunConfigNotAllowed(UserFacingError):
+    """A run config setting that only the deployment may make (e.g. a Spark key outside the sizing allowlist)."""
+
+
+class WeightsChecksumError(UserFacingError):
+    """Model weights whose file is not the one a build was told to expect (its SHA-256 differs)."""
+
+
+class TransientError(UserFacingError):
+    """A fault that may pass (throttling, a dropped connection) and outlasted the retries made on
+    the spot: the same work, run again a little later, may succeed."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is (or wraps, from a Spark task, as its last user-facing error) a TransientError."""
+    if isinstance(error, UserFacingError):
+        return isinstance(error, TransientError)
+    found = _raised_in_task().findall(str(error))
+    return bool(found) and issubclass(UserFacingError.registered[found[-1][0]], TransientError)
+
+
 def _raised_in_task() -> re.Pattern:
     # Spark reports a failed Python task as text: "...fruit_assets.storage.objects.StorageError: <msg>".
     names = "|".join(sorted(map(re.escape, UserFacingError.registered)))

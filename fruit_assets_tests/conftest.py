@@ -79,9 +79,20 @@ def s3_server(tmp_path_factory):
 
 @pytest.fixture
 def s3_bucket(s3_server) -> str:
+    """A fresh bucket, deleted with its objects afterwards: SeaweedFS gives every bucket volumes of
+    its own, and a session of a few hundred buckets would run out of them."""
+    client = s3_server["client"]
     bucket = f"test-{uuid.uuid4().hex[:12]}"
-    s3_server["client"].create_bucket(Bucket=bucket)
-    return bucket
+    client.create_bucket(Bucket=bucket)
+    yield bucket
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        client.delete_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - a server a test stopped on purpose; its volumes go with the session
+        pass
 
 
 @pytest.fixture
@@ -165,13 +176,23 @@ def dagster_dev(tmp_path_factory, sample_source, weights_file, s3_server):
 @pytest.fixture(scope="session")
 def spark_cluster(tmp_path_factory, s3_server):
     """A Spark standalone master and two 1-core workers on 127.0.0.1 (started after the S3
-    variables are set, so executors inherit them)."""
+    variables are set, so executors inherit them), with Spark authentication and network encryption
+    on. While it runs, FRUIT_SPARK_AUTH_SECRET_FILE names its secret for the whole test session, as
+    a deployment sets it: a driver started by a test (`fruit-assets materialize`) joins it."""
     from fruit_assets_tests.harness.spark_cluster import SparkStandalone
 
     cluster = SparkStandalone(str(tmp_path_factory.mktemp("spark_cluster")), workers=2, cores=1)
+    previous = {key: os.environ.get(key) for key in cluster.driver_env}
     try:
-        yield cluster.start()
+        cluster.start()
+        os.environ.update(cluster.driver_env)
+        yield cluster
     finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         cluster.stop()
 
 

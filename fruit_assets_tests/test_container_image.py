@@ -200,9 +200,10 @@ def test_code_server_in_the_image_serves_a_webserver_on_the_host(container_image
 
 
 def test_spark_executors_in_the_image_equal_the_host(container_image, host_outputs, s3_server, sample_source,
-                                                     tmp_path):
-    """A standalone Spark worker started from the image joins a master on the host; the driver
-    (`fruit-assets materialize` on the host) gets its executors, and Python workers, in the container."""
+                                                     tmp_path, monkeypatch):
+    """A standalone Spark worker started from the image joins a master on the host, with Spark
+    authentication and encryption on; the driver (`fruit-assets materialize` on the host) gets its
+    executors, and Python workers, in the container."""
     from fruit_assets_tests.harness.spark_cluster import SparkStandalone
 
     root = upload_sample(s3_server, sample_source)
@@ -213,13 +214,14 @@ def test_spark_executors_in_the_image_equal_the_host(container_image, host_outpu
         worker_command = ["bash", "-c", f'exec "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.worker.Worker '
                           f"{cluster.master_url} --host 127.0.0.1 --cores 2 --memory 2g "
                           f"--webui-port {free_port()} --work-dir {work_dir}"]
+        monkeypatch.setenv("SPARK_WORKER_OPTS", cluster.daemon_java_opts)  # passed by name: the secret
         with container.Container(container_image, worker_command, env={"SPARK_LOCAL_IP": "127.0.0.1"}) as worker:
             cluster.wait_for_workers(1, timeout=180)
             [registered] = cluster.master_state()["workers"]
             assert f"Successfully started service 'sparkWorker' on port {registered['port']}" in worker.logs()
 
             materialize_on_host(root, str(tmp_path / "home"), SPARK_MASTER=cluster.master_url,
-                                PYSPARK_PYTHON=IMAGE_PYTHON)
+                                PYSPARK_PYTHON=IMAGE_PYTHON, **cluster.driver_env)
 
             applications = [app["id"] for app in cluster.master_state()["completedapps"]]
             executor_dirs = worker.exec("bash", "-c", f"ls -d {work_dir}/*/*").split()

@@ -9,24 +9,7 @@ import pytest
 import yaml
 
 from fruit_assets_tests.harness import REPO
-
-SCHEMAS = os.path.join(os.path.dirname(REPO), "shared", "schemas")
-
-
-def deep_merge(base, override):
-    """Helm's merge of a values file over the chart's defaults: maps key by key, else replace."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base.get(key), value) if key in base else value
-        return merged
-    return override
-
-
-def load(path):
-    with open(path) as handle:
-        return yaml.safe_load(handle)
-
+from fruit_assets_tests.harness.deployment import SCHEMAS, deep_merge, helm_values, image_name, k8s_documents, load, run_job
 
 def validate(schema_file, values):
     with open(os.path.join(SCHEMAS, schema_file)) as handle:
@@ -38,8 +21,7 @@ def validate(schema_file, values):
 
 @pytest.fixture(scope="module")
 def values():
-    return deep_merge(load(os.path.join(SCHEMAS, "dagster-helm-default-values.yaml")),
-                      load(os.path.join(REPO, "helm-values", "values.yaml")))
+    return helm_values()
 
 
 def test_helm_values_validate_against_the_dagster_chart_schema(values):
@@ -65,15 +47,11 @@ def test_helm_values_say_what_the_product_needs(values):
     [deployment] = values["dagster-user-deployments"]["deployments"]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "fruit_assets"]
     env = {e["name"] for e in deployment["env"]}
-    assert {"FRUIT_DATA_URI", "SPARK_MASTER", "SPARK_K8S_IMAGE", "SPARK_K8S_NAMESPACE", "SPARK_K8S_SERVICE_ACCOUNT"} <= env
+    assert {"FRUIT_DATA_URI", "SPARK_MASTER", "SPARK_K8S_IMAGE", "SPARK_K8S_NAMESPACE", "SPARK_K8S_SERVICE_ACCOUNT",
+            "SPARK_K8S_EXECUTOR_SERVICE_ACCOUNT"} <= env
     assert not env & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # IRSA, never static keys
     run_env = {e["name"] for e in values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["containerConfig"]["env"]}
     assert {"POD_NAME", "POD_IP"} <= run_env
-
-
-def k8s_documents(path):
-    with open(path) as handle:
-        return [doc for doc in yaml.safe_load_all(handle) if doc]
 
 
 def k8s_validate(document):
@@ -82,11 +60,63 @@ def k8s_validate(document):
     kubernetes_validate.validate(document, "1.33.0", strict=True)
 
 
-def test_rbac_and_executor_pod_template_validate():
-    documents = k8s_documents(os.path.join(REPO, "infra", "rbac.yaml"))
-    assert {d["kind"] for d in documents} == {"Role", "RoleBinding"}
-    for document in documents + k8s_documents(os.path.join(REPO, "docker", "executor-pod-template.yaml")):
-        k8s_validate(document)
+def test_every_kubernetes_manifest_validates():
+    kinds = {}
+    for name in sorted(os.listdir(os.path.join(REPO, "infra"))):
+        if name.endswith(".yaml") and name != "cluster.yaml":  # eksctl's format, not Kubernetes'
+            for document in k8s_documents(os.path.join(REPO, "infra", name)):
+                k8s_validate(document)
+                kinds.setdefault(name, set()).add(document["kind"])
+                assert document["kind"] == "Namespace" or document["metadata"]["namespace"] == "dagster", name
+    assert kinds == {
+        "namespace.yaml": {"Namespace"}, "service-accounts.yaml": {"ServiceAccount"}, "rbac.yaml": {"Role", "RoleBinding"},
+        "network-policies.yaml": {"NetworkPolicy"}, "oauth2-proxy.yaml": {"ServiceAccount", "Deployment", "Service"},
+        "spark-history.yaml": {"ServiceAccount", "Deployment", "Service"},
+    }
+    k8s_validate(load(os.path.join(REPO, "docker", "executor-pod-template.yaml")))
+
+
+def test_one_identity_per_role(values):
+    """Webserver and daemon (the chart's account), code server (the subchart's), run pods, executors:
+    four accounts, each with its own IAM role, and only the run pods' bound to the driver Role."""
+    run_pod = run_job(values)["spec"]["template"]["spec"]
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e.get("value") for e in deployment["env"]}
+    accounts = {
+        "webserver and daemon": values["serviceAccount"]["name"],
+        "code server": values["dagster-user-deployments"]["serviceAccount"]["name"],
+        "run pod": run_pod["serviceAccountName"],
+        "executor": env["SPARK_K8S_EXECUTOR_SERVICE_ACCOUNT"],
+    }
+    assert accounts == {"webserver and daemon": "fruit-assets-webserver", "code server": "fruit-assets-code-server",
+                        "run pod": "fruit-assets-run", "executor": "fruit-assets-executor"}
+    assert env["SPARK_K8S_SERVICE_ACCOUNT"] == run_pod["serviceAccountName"]
+    roles = {
+        values["serviceAccount"]["name"]: values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+        values["dagster-user-deployments"]["serviceAccount"]["name"]:
+            values["dagster-user-deployments"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+    }
+    for account in k8s_documents(os.path.join(REPO, "infra", "service-accounts.yaml")):
+        roles[account["metadata"]["name"]] = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert set(roles) == set(accounts.values())
+    assert {arn.rsplit("/", 1)[1] for arn in roles.values()} == set(accounts.values())  # role named as its account
+    bindings = [d for d in k8s_documents(os.path.join(REPO, "infra", "rbac.yaml")) if d["kind"] == "RoleBinding"]
+    assert [s["name"] for b in bindings for s in b["subjects"]] == ["fruit-assets-run"]
+    # The subchart's default Role (every verb on pods and Jobs) is not bound to the code server.
+    assert values["dagster-user-deployments"]["rbacEnabled"] is False
+
+
+def test_the_database_password_comes_from_a_secret_the_runbook_creates(values):
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert values["postgresql"]["enabled"] is False  # the chart's in-cluster Postgres keeps its default password
+    assert values["postgresql"]["postgresqlPassword"] in ("", None)
+    assert values["global"]["postgresqlSecretName"] == "dagster-postgresql-secret"  # pragma: allowlist secret
+    with open(os.path.join(REPO, "docs", "deploy-eks.md")) as handle:
+        runbook = handle.read()
+    assert "kubectl -n dagster create secret generic dagster-postgresql-secret" in runbook
+    env = run_job(values)["spec"]["template"]["spec"]["containers"][0]["env"]
+    [password] = [e for e in env if e["name"] == "DAGSTER_PG_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["name"] == "dagster-postgresql-secret" and "value" not in password
 
 
 def test_spark_history_server_manifest_validates_and_serves_what_the_sync_container_fills():
@@ -114,33 +144,6 @@ def test_a_kubernetes_validation_error_is_caught():
     role["rules"][0]["verbz"] = role["rules"][0].pop("verbs")
     with pytest.raises(kubernetes_validate.ValidationError):
         k8s_validate(role)
-
-
-def run_job(values):
-    """The Job dagster-k8s' K8sRunLauncher would create for a run of this code location, built by
-    dagster-k8s' own job construction from the Helm values' runK8sConfig."""
-    from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job
-    from kubernetes.client import ApiClient
-
-    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
-    [deployment] = values["dagster-user-deployments"]["deployments"]
-    image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
-    snake = {"containerConfig": "container_config", "podSpecConfig": "pod_spec_config",
-             "podTemplateSpecMetadata": "pod_template_spec_metadata", "jobSpecConfig": "job_spec_config",
-             "jobMetadata": "job_metadata"}
-    user_config = UserDefinedDagsterK8sConfig.from_dict({snake[k]: v for k, v in launcher["runK8sConfig"].items()})
-    job_config = DagsterK8sJobConfig(
-        job_image=image, dagster_home="/opt/dagster/dagster_home", image_pull_policy=launcher["imagePullPolicy"],
-        instance_config_map="dagster-instance",
-        postgres_password_secret="dagster-postgresql-secret",  # pragma: allowlist secret (a Secret's name)
-        service_account_name=values["serviceAccount"]["name"], env_vars=[],
-    )
-    job = construct_dagster_k8s_job(
-        job_config, ["dagster", "api", "execute_run", "{}"], "dagster-run-0123abcd",
-        user_defined_k8s_config=user_config, pod_name="dagster-run-0123abcd", component="run_worker",
-        env_vars=deployment["env"],
-    )
-    return ApiClient().sanitize_for_serialization(job)
 
 
 def test_run_job_built_by_dagster_k8s_validates_and_matches_rbac_and_spark_conf(values):
@@ -176,24 +179,15 @@ def test_run_job_built_by_dagster_k8s_validates_and_matches_rbac_and_spark_conf(
         assert conf["spark.kubernetes.executor.podTemplateFile"] in handle.read()
     role = [d for d in k8s_documents(os.path.join(REPO, "infra", "rbac.yaml")) if d["kind"] == "Role"][0]
     granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
-    assert {("pods", "create"), ("pods", "delete"), ("pods", "watch"), ("services", "create"), ("configmaps", "create")} <= granted
+    assert {("pods", "create"), ("pods", "delete"), ("pods", "watch"), ("configmaps", "create")} <= granted
+    # The driver makes and removes its executors, nothing else: no Secrets, no edits, no wildcards.
+    assert {r for r, _ in granted} == {"pods", "configmaps", "persistentvolumeclaims"}
+    assert not {v for _, v in granted} & {"update", "patch", "*", "escalate", "bind", "impersonate"}
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])
 
     incomplete = SparkResource(master="k8s://https://kubernetes.default.svc")
     with pytest.raises(ValueError, match="SPARK_K8S_NAMESPACE"):
         incomplete.settings()
-
-
-def test_iam_policy_is_least_privilege_and_matches_eksctl():
-    with open(os.path.join(REPO, "infra", "iam-policy.json")) as handle:
-        policy = json.load(handle)
-    cluster = load(os.path.join(REPO, "infra", "cluster.yaml"))
-    [account] = cluster["iam"]["serviceAccounts"]
-    assert cluster["iam"]["withOIDC"] is True and account["metadata"]["name"] == "fruit-assets"
-    assert account["attachPolicy"]["Statement"] == policy["Statement"]
-    actions = {a for s in policy["Statement"] for a in s["Action"]}
-    assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
-    assert all("*" not in r.split(":::")[1].split("/")[0] for s in policy["Statement"] for r in s["Resource"])
-    assert not any(s["Resource"] == ["*"] for s in policy["Statement"])
 
 
 def test_image_constraints_pin_every_requirement_within_setup_py():
@@ -202,17 +196,13 @@ def test_image_constraints_pin_every_requirement_within_setup_py():
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    with open(os.path.join(REPO, "docker", "constraints.txt")) as handle:
-        pins = {}
-        for line in handle:
-            if line.strip() and not line.startswith("#"):
-                requirement = Requirement(line.strip())
-                pins[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
     sys.path.insert(0, os.path.join(REPO, "docker"))
     try:
-        from lock_constraints import setup_py_requirements
+        from lock_constraints import read_lock, setup_py_requirements
     finally:
         sys.path.pop(0)
+    pins = {key: version for key, (_name, version, _sha256s) in
+            read_lock(os.path.join(REPO, "docker", "constraints.txt")).items()}
     runtime = [Requirement(r) for r in setup_py_requirements()]
     assert len(runtime) >= 15
     for requirement in runtime:

@@ -51,12 +51,13 @@ def cmd_bake_model(args) -> int:
 
     started = time.perf_counter()
     try:
-        record = bake(args.weights, args.seed, args.into)
+        record = bake(args.weights, args.seed, args.into, args.weights_sha256)
     except UserFacingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"baked {record.source} ({record.fingerprint}, sha256 {record.sha256[:12]}) into {args.into}: parity "
-          f"with TensorFlow {record.parity_max_rel:.1e} relative; {time.perf_counter() - started:.1f} s")
+    checked = "weights file SHA-256 as expected" if args.weights_sha256.strip() else "weights SHA-256 not checked"
+    print(f"baked {record.source} ({record.fingerprint}, sha256 {record.sha256[:12]}) into {args.into}: {checked}; "
+          f"parity with TensorFlow {record.parity_max_rel:.1e} relative; {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     bake_model.add_argument("--weights", default=os.environ.get("FRUIT_MODEL_WEIGHTS", "imagenet"),
                             help="imagenet | random | a weights file (default: FRUIT_MODEL_WEIGHTS)")
     bake_model.add_argument("--seed", type=int, default=DEFAULT_RANDOM_SEED, help="for random weights")
+    bake_model.add_argument("--weights-sha256", default="",
+                            help="refuse a weights file (for imagenet, Keras' download) with another SHA-256; "
+                                 "production builds set it (docker build-arg MODEL_WEIGHTS_SHA256); empty: not checked")
     bake_model.set_defaults(func=cmd_bake_model)
 
     args = parser.parse_args(argv)

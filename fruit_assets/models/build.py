@@ -3,9 +3,11 @@ ONNX once per weights (or, for the TensorFlow engine, the weight arrays themselv
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
+from fruit_assets.errors import ConfigurationError, WeightsChecksumError
 from fruit_assets.featurize.engines import ONNXRUNTIME, TENSORFLOW, InferenceModel, check_engine
 from fruit_assets.layout import DataLayout
 from fruit_assets.models import baked, registry
@@ -89,10 +91,60 @@ def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_s
     return report
 
 
-def bake(weights_spec: str, random_seed: int, into: str) -> registry.ConvertedModel:
+# The file keras.applications.MobileNetV2(include_top=False, weights="imagenet") downloads, named
+# and fetched as it does: keras.utils.get_file then finds it in the same cache (KERAS_HOME/models).
+IMAGENET_WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+IMAGENET_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{IMAGENET_WEIGHTS_FILE}"
+
+
+def weights_file(weights_spec: str) -> str | None:
+    """The file the weights are read from: the given weights file, or for imagenet Keras' cached
+    download (fetched now if missing). None for random weights: made from the seed, no file."""
+    from fruit_assets.featurize.model import WeightsUnavailableError, parse_weights_spec
+
+    parsed = parse_weights_spec(weights_spec)
+    if parsed.kind == "random":
+        return None
+    if parsed.kind == "file":
+        return parsed.path
+    import keras
+
+    try:
+        return keras.utils.get_file(IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_URL, cache_subdir="models")
+    except Exception as error:  # noqa: BLE001 - urllib, HTTP and file errors all end up here
+        raise WeightsUnavailableError(
+            f"could not download the MobileNetV2 ImageNet weights to check their SHA-256 "
+            f"({type(error).__name__}: {error})") from error
+
+
+def require_weights_sha256(weights_spec: str, expected: str) -> None:
+    """Raises unless the weights file's SHA-256 is ``expected`` (nothing to check when it is empty);
+    random weights, made from a seed, have no file a hash could name."""
+    expected = expected.strip().lower()
+    if not expected:
+        return
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ConfigurationError(f"the expected weights SHA-256 must be 64 hex digits, not {expected!r}")
+    path = weights_file(weights_spec)
+    if path is None:
+        raise ConfigurationError("random weights are made from a seed, not read from a file: "
+                                 "there is no SHA-256 to check (leave the expected hash empty)")
+    try:
+        with open(path, "rb") as handle:
+            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise WeightsChecksumError(f"{path}: no such file; expected SHA-256 {expected}") from None
+    if actual != expected:
+        raise WeightsChecksumError(f"{path}: SHA-256 {actual}, expected {expected}; not baking weights "
+                                   "other than the ones named")
+
+
+def bake(weights_spec: str, random_seed: int, into: str, weights_sha256: str = "") -> registry.ConvertedModel:
     """Converts the weights into the registry at ``into`` (a container image's FRUIT_BAKED_MODELS)
     and measures parity; a model that fails parity fails the image build rather than a run in
-    production."""
+    production. With ``weights_sha256`` the weights file must have that SHA-256 before anything
+    is converted (production builds name it; empty: not checked)."""
+    require_weights_sha256(weights_spec, weights_sha256)
     report = build_embedding_model(DataLayout.at(into), weights_spec, random_seed, verify=True)
     require_parity(report.record, report.model.location, "not baking it")
     return report.record

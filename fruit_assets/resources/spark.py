@@ -1,9 +1,21 @@
-from dagster import ConfigurableResource, InitResourceContext
+from dataclasses import replace
+from typing import ClassVar
+
+from dagster import ConfigurableResource, InitResourceContext, ResourceDependency
 from pydantic import Field, PrivateAttr
 
 from fruit_assets.layout import DataLayout
+from fruit_assets.resources.env import resolved
 from fruit_assets.spark_jobs.history import ApplicationFacts, application_facts, local_event_log_dir, publish_event_logs
-from fruit_assets.spark_jobs.session import KubernetesSettings, SparkSettings, build_spark_session, kubernetes_conf
+from fruit_assets.spark_jobs.session import (
+    KubernetesSettings,
+    SparkDeployment,
+    SparkSettings,
+    build_spark_session,
+    check_sizing_value,
+    kubernetes_conf,
+    run_sizing_conf,
+)
 
 
 class SparkResource(ConfigurableResource):
@@ -11,26 +23,46 @@ class SparkResource(ConfigurableResource):
 
     Our own resource rather than dagster-pyspark's PySparkResource: that one defines no teardown
     (a run pod would leave executors behind) and cannot reuse a session the caller already owns.
+
+    Anyone who can launch a run can edit this resource's config in the launchpad, so the config is
+    only what a run may size: ``conf`` (the spark.* keys on session.RUN_CONFIG_SPARK_KEYS; any
+    other key fails the run at resource init, before Spark starts) and the ``k8s_executor_*``
+    fields. Where Spark runs and as whom (master, namespace, service account, executor image,
+    driver pod, the standalone cluster's secret) is ``deployment``, a ``SparkDeployment`` read from
+    the process environment: the run pod's spec on Kubernetes, ``SPARK_MASTER`` for a standalone
+    cluster, nothing for ``local[*]``. Dagster keeps a resource dependency out of the config schema,
+    so a run config naming any of these fails validation before the run is created. (Checking config
+    fields against the environment at init would refuse them too, but the launchpad would still
+    offer them, and an unset variable would leave nothing to compare with.) Code may pin deployment
+    values over the environment: ``SparkResource(master="local[2]")`` in tests, the CLI's master.
     """
 
-    master: str = Field(default="local[*]", description="Spark master URL (SPARK_MASTER).")
-    app_name: str = "fruit_assets"
-    conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings; they win.")
+    deployment: ResourceDependency[SparkDeployment]
+    # Not config: run config could fill it from any of the run pod's variables ({env: ...}), and the
+    # name is shown in Spark's UIs and the History Server.
+    app_name: ClassVar[str] = "fruit_assets"
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Sizing only (memory, cores, executor counts, partitions): "
+                                          "spark.* keys outside session.RUN_CONFIG_SPARK_KEYS fail the run.")
     data_uri: str = Field(
         default="", description="FRUIT_DATA_URI: the event log of every application goes to <root>/spark-events/ "
                                 "when its session stops (empty: no event log).")
-    # k8s:// masters only (client mode from the run pod); fed by helm-values/ through the pod's env.
-    k8s_namespace: str = Field(default="", description="SPARK_K8S_NAMESPACE")
-    k8s_service_account: str = Field(default="", description="SPARK_K8S_SERVICE_ACCOUNT")
-    k8s_image: str = Field(default="", description="SPARK_K8S_IMAGE: the executor image (= the run pod's)")
-    k8s_driver_pod_name: str = Field(default="", description="POD_NAME (downward API)")
-    k8s_driver_pod_ip: str = Field(default="", description="POD_IP (downward API)")
+    # k8s:// masters only: executor pod size and count.
     k8s_executor_cores: int = 2
     k8s_executor_memory: str = "1g"
     k8s_max_executors: int = 10
 
     _session = PrivateAttr(default=None)
     _owned = PrivateAttr(default=False)
+
+    def __init__(self, *, deployment: SparkDeployment | None = None, **values):
+        # Dagster rebuilds the resource from its config at run init, passing ``deployment`` back.
+        pinned = {name: resolved(values.pop(name)) for name in SparkDeployment.field_names() if name in values}
+        super().__init__(deployment=replace(deployment or SparkDeployment.from_environ(), **pinned), **values)
+
+    @property
+    def master(self) -> str:
+        return self.deployment.master
 
     def get_session(self):
         if self._session is None:
@@ -47,16 +79,24 @@ class SparkResource(ConfigurableResource):
         return self._session
 
     def settings(self) -> SparkSettings:
-        conf = {}
+        deployment, conf = self.deployment, {}
         if self.master.startswith("k8s://"):
             conf.update(kubernetes_conf(KubernetesSettings(
-                namespace=self.k8s_namespace, service_account=self.k8s_service_account, image=self.k8s_image,
-                driver_pod_name=self.k8s_driver_pod_name, driver_pod_ip=self.k8s_driver_pod_ip,
-                executor_cores=self.k8s_executor_cores, executor_memory=self.k8s_executor_memory,
+                namespace=deployment.k8s_namespace, service_account=deployment.k8s_service_account,
+                executor_service_account=deployment.k8s_executor_service_account, image=deployment.k8s_image,
+                driver_pod_name=deployment.k8s_driver_pod_name, driver_pod_ip=deployment.k8s_driver_pod_ip,
+                executor_cores=self.k8s_executor_cores,
+                executor_memory=check_sizing_value("k8s_executor_memory", self.k8s_executor_memory),
                 max_executors=self.k8s_max_executors,
             )))
-        conf.update(self.conf)
-        return SparkSettings(self.master, self.app_name, conf, event_log_dir=self._event_log_dir())
+        conf.update(run_sizing_conf(self.conf))
+        return SparkSettings(self.master, self.app_name, conf, event_log_dir=self._event_log_dir(),
+                             auth_secret_file=deployment.auth_secret_file)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Resource init, before any step can start Spark: a run config outside the allowlist (or an
+        # incomplete Kubernetes deployment) fails the run here, with its one-line message.
+        self.settings()
 
     def _root(self) -> str:
         return DataLayout.at(self.data_uri).root if self.data_uri else ""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from fruit_assets.errors import ConfigurationError
+from fruit_assets.errors import ConfigurationError, RunConfigNotAllowed
+
+# The variable naming the file that holds a standalone cluster's shared secret, alone.
+AUTH_FILE_VARIABLE = "FRUIT_SPARK_AUTH_SECRET_FILE"
 
 
 @dataclass(frozen=True)
@@ -17,11 +22,106 @@ class SparkSettings:
     # A local folder for Spark's event log (spark_jobs/history.py carries it to the data root);
     # empty: no event log.
     event_log_dir: str = ""
+    # spark:// masters: the file holding the cluster's shared secret; empty: no authentication.
+    auth_secret_file: str = ""
 
 
 # Spark's default pattern plus the names under which credentials travel here (AWS_*, the
-# instance's Postgres password, DAGSTER_PG_*): Spark redacts matching keys in the event log and the UI.
+# instance's Postgres password, DAGSTER_PG_*): Spark redacts matching keys in the event log and the UI
+# ("secret" covers spark.authenticate.secret and the executors' _SPARK_AUTH_SECRET).
 REDACTION_REGEX = r"(?i)secret|password|token|access[.]key|credential|aws_|pg_password"
+
+# Driver <-> executor (and, standalone, <-> master and workers) traffic: mutual authentication with
+# a shared secret, then AES on every RPC and block transfer. A standalone master and its workers
+# must be started with the same settings (docs/operations.md). GCM, because the default CTR mode
+# does not authenticate what it decrypts; auth engine version 2, the one Spark recommends (1 is
+# kept for older peers); no fallback to SASL DIGEST-MD5, so a peer without AES is refused.
+# spark.io.encryption.enabled (shuffle and spill files on executor disks) stays off: on Kubernetes
+# those files live in the executor pod's emptyDir, gone with the pod, on volumes the platform
+# encrypts at rest; encrypting them again costs CPU on every shuffle for no threat we have.
+NETWORK_SECURITY_CONF = {
+    "spark.authenticate": "true",
+    "spark.network.crypto.enabled": "true",
+    "spark.network.crypto.cipher": "AES/GCM/NoPadding",
+    "spark.network.crypto.authEngineVersion": "2",
+    "spark.network.crypto.saslFallback": "false",
+}
+# Where a standalone application's shared secret goes (Kubernetes: Spark generates it).
+SHARED_KEY_SETTING = "spark.authenticate.secret"
+
+_SIZE = re.compile(r"[0-9]+[kmgt]?b?", re.I)  # Spark's byte strings: 512m, 4g, 1024 (MiB)
+_COUNT = re.compile(r"[0-9]+")
+
+# The spark.* keys a run config may set (Dagster's launchpad lets anyone who launches a run edit the
+# resource's config): how big a run is, never where or as whom it runs. Any other key could choose
+# the executor image, service account, pod template or volumes (spark.kubernetes.*), run code in
+# the driver or the executors (spark.jars*, spark.plugins, spark.*.extraJavaOptions,
+# spark.executorEnv.*, spark.extraListeners), turn off authentication or encryption
+# (spark.authenticate*, spark.network.crypto.*, spark.ssl.*), point the driver elsewhere
+# (spark.driver.host, spark.master) or unmask secrets (spark.redaction.regex, spark.eventLog.*).
+# The sizes are bounded where they are spent: the run pod's memory limit (driver memory; in client
+# mode the driver is the run pod), the namespace's quota or the standalone workers' cores and memory.
+RUN_CONFIG_SPARK_KEYS = {
+    "spark.driver.memory": _SIZE,
+    "spark.executor.memory": _SIZE,
+    "spark.executor.memoryOverhead": _SIZE,  # the Python workers live here (KubernetesSettings)
+    "spark.executor.cores": _COUNT,
+    "spark.cores.max": _COUNT,  # standalone: the application's cores over all workers
+    "spark.task.cpus": _COUNT,  # inference threads per task (TensorFlow)
+    "spark.executor.instances": _COUNT,
+    "spark.dynamicAllocation.initialExecutors": _COUNT,
+    "spark.dynamicAllocation.minExecutors": _COUNT,
+    "spark.dynamicAllocation.maxExecutors": _COUNT,
+    "spark.sql.shuffle.partitions": _COUNT,
+    "spark.default.parallelism": _COUNT,
+}
+
+
+def run_sizing_conf(conf: dict[str, str]) -> dict[str, str]:
+    """``conf`` from a run config if every key is on RUN_CONFIG_SPARK_KEYS and every value a size
+    or a count; otherwise one line that names what was refused and what is allowed."""
+    refused = sorted(key for key in conf if key not in RUN_CONFIG_SPARK_KEYS)
+    if refused:
+        raise RunConfigNotAllowed(
+            f"run config may not set {', '.join(refused)} on the Spark resource: only the sizing keys "
+            f"{', '.join(sorted(RUN_CONFIG_SPARK_KEYS))} (and the k8s_executor_* fields) are set per run; "
+            "everything else comes from the deployment")
+    for key, value in conf.items():
+        check_sizing_value(key, value, RUN_CONFIG_SPARK_KEYS[key])
+    return dict(conf)
+
+
+def check_sizing_value(name: str, value: str, pattern: re.Pattern = _SIZE) -> str:
+    if not pattern.fullmatch(str(value)):
+        # The value is not repeated: run config can fill it from any of the run pod's variables ({env: ...}).
+        expected = "a size such as 4g or 512m" if pattern is _SIZE else "a whole number"
+        raise RunConfigNotAllowed(f"run config sets {name} to something other than {expected}")
+    return str(value)
+
+
+def network_security_conf(settings: SparkSettings) -> dict[str, str]:
+    """Authentication and encryption for the masters whose executors are across a network.
+
+    ``local``: none, driver and executors are one JVM. ``k8s://``: on, with no secret here: Spark
+    generates one per application and hands it to the executor pods it creates. ``spark://``: on
+    when the cluster's secret file is set (the master and workers are started with the same
+    secret; an application without it is refused by them), off for a cluster without one."""
+    if settings.master.startswith("k8s://") or (settings.master.startswith("spark://") and settings.auth_secret_file):
+        return dict(NETWORK_SECURITY_CONF)
+    return {}
+
+
+def read_auth_secret(path: str) -> str:
+    """The standalone cluster's shared secret, from the file the deployment names (never logged)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().strip()
+    except OSError as error:
+        raise ConfigurationError(f"{AUTH_FILE_VARIABLE}={path} cannot be read ({error.strerror}): it must name "
+                                 "the file holding the Spark cluster's shared secret") from None
+    if not secret:
+        raise ConfigurationError(f"{AUTH_FILE_VARIABLE}={path} is empty: it must hold the Spark cluster's shared secret")
+    return secret
 
 
 def session_conf(settings: SparkSettings) -> dict[str, str]:
@@ -57,6 +157,8 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
             "spark.eventLog.rolling.maxFileSize": "128m",
         })
     conf.update(settings.conf)
+    # Not a default: applied last, so no conf turns it off.
+    conf.update(network_security_conf(settings))
     return conf
 
 
@@ -68,12 +170,34 @@ def build_spark_session(settings: SparkSettings):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    conf = session_conf(settings)
+    secret = ""
+    if settings.master.startswith("spark://") and conf.get("spark.authenticate") == "true":
+        # Standalone needs the secret in the application's conf (Spark generates one only for
+        # local, YARN and Kubernetes). Builder settings reach spark-submit as arguments anyone on
+        # the machine can read with ps, unless the JVM is already up: start it without the secret.
+        secret = read_auth_secret(settings.auth_secret_file)
+        _start_jvm({**conf, "spark.master": settings.master, "spark.app.name": settings.app_name})
+    elif settings.master.startswith("spark://"):
+        logging.getLogger(__name__).warning(
+            "Spark traffic with %s is neither authenticated nor encrypted: set %s (docs/operations.md)",
+            settings.master, AUTH_FILE_VARIABLE)
     builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
-    for key, value in session_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
+    if secret:
+        builder = builder.config(SHARED_KEY_SETTING, secret)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def _start_jvm(conf: dict[str, str]) -> None:
+    """Starts PySpark's JVM (if this process has none yet) with ``conf`` on its command line, where
+    spark-submit reads what it needs before the JVM exists (driver memory, JVM options)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized(conf=SparkConf(loadDefaults=False).setAll(list(conf.items())))
 
 
 def warm_up_workers(session) -> None:
@@ -93,6 +217,44 @@ def warm_up_workers(session) -> None:
 
 
 @dataclass(frozen=True)
+class SparkDeployment:
+    """Where Spark runs and as whom: the deployment's to decide, never a run's (resources/spark.py).
+
+    On Kubernetes the run pod's spec sets the variables (helm-values/); a standalone cluster needs
+    SPARK_MASTER and the file holding its secret; nothing at all gives ``local[*]``."""
+
+    master: str = "local[*]"
+    k8s_namespace: str = ""
+    k8s_service_account: str = ""  # the driver's (the run pod's)
+    k8s_executor_service_account: str = ""  # empty: the driver's
+    k8s_image: str = ""  # the executor image (= the run pod's)
+    k8s_driver_pod_name: str = ""  # downward API
+    k8s_driver_pod_ip: str = ""
+    auth_secret_file: str = ""
+
+    @classmethod
+    def from_environ(cls, environ=None) -> "SparkDeployment":
+        environ = os.environ if environ is None else environ
+        return cls(**{name: environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items() if environ.get(variable)})
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+
+DEPLOYMENT_VARIABLES = {
+    "master": "SPARK_MASTER",
+    "k8s_namespace": "SPARK_K8S_NAMESPACE",
+    "k8s_service_account": "SPARK_K8S_SERVICE_ACCOUNT",
+    "k8s_executor_service_account": "SPARK_K8S_EXECUTOR_SERVICE_ACCOUNT",
+    "k8s_image": "SPARK_K8S_IMAGE",
+    "k8s_driver_pod_name": "POD_NAME",
+    "k8s_driver_pod_ip": "POD_IP",
+    "auth_secret_file": AUTH_FILE_VARIABLE,
+}
+
+
+@dataclass(frozen=True)
 class KubernetesSettings:
     """Client mode from the Dagster run pod: the pod is the driver, executors are pods it owns."""
 
@@ -101,6 +263,7 @@ class KubernetesSettings:
     image: str
     driver_pod_name: str  # executors get an ownerReference to it: deleted with the run pod
     driver_pod_ip: str
+    executor_service_account: str = ""  # empty: the driver's
     executor_cores: int = 2
     # The JVM only moves file names and small summaries; the Python workers (ONNX Runtime, ~0.4 GiB
     # each at batch 8, measured in benchmarks/featurize.py) live in the overhead. With
@@ -128,8 +291,9 @@ def kubernetes_conf(k8s: KubernetesSettings) -> dict[str, str]:
         "spark.kubernetes.namespace": k8s.namespace,
         "spark.kubernetes.container.image": k8s.image,
         "spark.kubernetes.authenticate.driver.serviceAccountName": k8s.service_account,
-        # Executors reach S3 through the same IRSA-annotated service account as the driver.
-        "spark.kubernetes.authenticate.executor.serviceAccountName": k8s.service_account,
+        # Executors reach S3 through their own IRSA-annotated account when the deployment names one
+        # (they need no Kubernetes API), else through the driver's.
+        "spark.kubernetes.authenticate.executor.serviceAccountName": k8s.executor_service_account or k8s.service_account,
         "spark.kubernetes.driver.pod.name": k8s.driver_pod_name,
         "spark.kubernetes.executor.podTemplateFile": k8s.pod_template,
         "spark.kubernetes.executor.deleteOnTermination": "true",

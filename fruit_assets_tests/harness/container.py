@@ -63,9 +63,10 @@ def build_image(log_path: str) -> BuiltImage:
 
 
 # The variables a container gets from the test's own environment by name (`-e NAME`): values, the
-# S3 and Postgres secrets included, never appear on a command line.
+# S3 and Postgres secrets and the Spark cluster's (in SPARK_WORKER_OPTS) included, never appear on a
+# command line.
 INHERITED_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                       "DAGSTER_PG_PASSWORD")
+                       "DAGSTER_PG_PASSWORD", "SPARK_WORKER_OPTS")
 
 
 def run_args(env: dict[str, str], network: str = "host") -> list[str]:

@@ -1,14 +1,18 @@
-"""A real Spark standalone cluster from the pip package: one master, N workers, on 127.0.0.1."""
+"""A real Spark standalone cluster from the pip package: one master, N workers, on 127.0.0.1, with
+Spark authentication and network encryption on (a secret made up per cluster)."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+
+from fruit_assets.spark_jobs.session import AUTH_FILE_VARIABLE, NETWORK_SECURITY_CONF, SHARED_KEY_SETTING
 
 # Loopback only: never through a proxy from the environment (or one a test left installed).
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -26,25 +30,58 @@ def spark_home() -> str:
     return os.path.dirname(pyspark.__file__)
 
 
+def _write_private(path: str, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 class SparkStandalone:
-    def __init__(self, work_dir: str, workers: int = 2, cores: int = 1, memory: str = "2g"):
+    """``authenticate``: the master and workers require Spark authentication and AES encryption with
+    a secret written (0600) to ``secret_file``; a driver joins with FRUIT_SPARK_AUTH_SECRET_FILE
+    set to it (``driver_env``), a worker started elsewhere with ``daemon_java_opts``."""
+
+    def __init__(self, work_dir: str, workers: int = 2, cores: int = 1, memory: str = "2g",
+                 authenticate: bool = True):
         self.work_dir = work_dir
         self.worker_count, self.cores, self.memory = workers, cores, memory
         self.port, self.ui_port = _free_port(), _free_port()
         self.master_url = f"spark://127.0.0.1:{self.port}"
         self.env = {**os.environ, "SPARK_HOME": spark_home(), "SPARK_LOCAL_IP": "127.0.0.1",
                     "PYSPARK_PYTHON": sys.executable, "SPARK_NO_DAEMONIZE": "1"}
+        self.authenticate = authenticate
+        self.secret_file = os.path.join(work_dir, "spark-auth-secret") if authenticate else ""
+        # The daemons read it with --properties-file: the secret stays off their command lines.
+        self.daemon_properties_file = os.path.join(work_dir, "spark-daemons.conf")
         self.master = None
         self.workers: list[subprocess.Popen | None] = []
+
+    @property
+    def driver_env(self) -> dict[str, str]:
+        return {AUTH_FILE_VARIABLE: self.secret_file} if self.authenticate else {}
+
+    def daemon_conf(self) -> dict[str, str]:
+        if not self.authenticate:
+            return {}
+        with open(self.secret_file) as handle:
+            return {**NETWORK_SECURITY_CONF, SHARED_KEY_SETTING: handle.read().strip()}
+
+    @property
+    def daemon_java_opts(self) -> str:
+        """For SPARK_WORKER_OPTS of a worker started elsewhere (a container): it then joins this master."""
+        return " ".join(f"-D{key}={value}" for key, value in self.daemon_conf().items())
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(os.path.join(self.work_dir, f"{name}.log"), "ab")
         return subprocess.Popen(
-            [os.path.join(spark_home(), "bin", "spark-class"), *args],
+            [os.path.join(spark_home(), "bin", "spark-class"), *args, "--properties-file", self.daemon_properties_file],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def start(self) -> "SparkStandalone":
+        if self.authenticate:
+            _write_private(self.secret_file, secrets.token_hex(32))
+        _write_private(self.daemon_properties_file, "".join(f"{k} {v}\n" for k, v in self.daemon_conf().items()))
         self.master = self._spawn("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                   "--port", str(self.port), "--webui-port", str(self.ui_port))
         for index in range(self.worker_count):

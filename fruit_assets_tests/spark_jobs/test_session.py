@@ -4,8 +4,18 @@ import sys
 
 import pytest
 
-from fruit_assets.errors import ConfigurationError
-from fruit_assets.spark_jobs.session import KubernetesSettings, SparkSettings, kubernetes_conf, session_conf
+from fruit_assets.errors import ConfigurationError, RunConfigNotAllowed, user_facing_message
+from fruit_assets.spark_jobs.session import (
+    NETWORK_SECURITY_CONF,
+    RUN_CONFIG_SPARK_KEYS,
+    SHARED_KEY_SETTING,
+    KubernetesSettings,
+    SparkSettings,
+    kubernetes_conf,
+    read_auth_secret,
+    run_sizing_conf,
+    session_conf,
+)
 
 K8S = KubernetesSettings(namespace="fruits", service_account="fruit-assets-spark", image="registry.example/fruit:1.2",
                          driver_pod_name="dagster-run-abc", driver_pod_ip="10.1.2.3")
@@ -77,6 +87,12 @@ def test_kubernetes_executors_reach_the_run_pod_on_fixed_ports(monkeypatch):
     assert conf["spark.executorEnv.AWS_REGION"] == "eu-west-3"
 
 
+def test_kubernetes_executors_get_their_own_service_account_when_the_deployment_names_one():
+    conf = kubernetes_conf(KubernetesSettings(**{**K8S.__dict__, "executor_service_account": "fruit-assets-executor"}))
+    assert conf["spark.kubernetes.authenticate.executor.serviceAccountName"] == "fruit-assets-executor"
+    assert conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == "fruit-assets-spark"
+
+
 def test_kubernetes_sizes_and_ports_come_from_the_settings():
     conf = kubernetes_conf(KubernetesSettings(**{**K8S.__dict__, "executor_cores": 4, "max_executors": 3,
                                                  "min_executors": 1, "driver_port": 9000, "block_manager_port": 9001,
@@ -86,3 +102,69 @@ def test_kubernetes_sizes_and_ports_come_from_the_settings():
     assert (conf["spark.driver.port"], conf["spark.driver.blockManager.port"]) == ("9000", "9001")
     assert conf["spark.kubernetes.executor.podTemplateFile"] == "/etc/template.yaml"
     assert conf["spark.executor.memory"] == "6g"
+
+
+def test_kubernetes_traffic_is_authenticated_and_encrypted_with_the_secret_spark_generates():
+    conf = session_conf(SparkSettings(master="k8s://https://kubernetes.default.svc", conf=kubernetes_conf(K8S)))
+    assert conf["spark.authenticate"] == conf["spark.network.crypto.enabled"] == "true"
+    assert conf["spark.network.crypto.cipher"] == "AES/GCM/NoPadding"
+    assert conf["spark.network.crypto.saslFallback"] == "false"
+    # Spark makes one per application and gives it to the executor pods; a fixed one would be shared by all.
+    assert not any(key.startswith(SHARED_KEY_SETTING) for key in conf)
+
+
+def test_a_standalone_cluster_s_traffic_is_secured_when_its_secret_file_is_set(tmp_path):
+    secured = session_conf(SparkSettings(master="spark://spark-master:7077", auth_secret_file=str(tmp_path / "s")))
+    assert {k: secured[k] for k in NETWORK_SECURITY_CONF} == NETWORK_SECURITY_CONF
+    assert SHARED_KEY_SETTING not in secured  # set on the JVM by build_spark_session, never in a dict like this one
+    assert "spark.authenticate" not in session_conf(SparkSettings(master="spark://spark-master:7077"))
+
+
+def test_a_local_master_has_no_network_to_secure(tmp_path):
+    conf = session_conf(SparkSettings(master="local[2]", auth_secret_file=str(tmp_path / "s")))
+    assert "spark.authenticate" not in conf and "spark.network.crypto.enabled" not in conf
+
+
+def test_no_conf_turns_network_security_off():
+    conf = session_conf(SparkSettings(master="k8s://https://kubernetes.default.svc", conf={
+        "spark.authenticate": "false", "spark.network.crypto.enabled": "false"}))
+    assert conf["spark.authenticate"] == conf["spark.network.crypto.enabled"] == "true"
+
+
+def test_the_secret_file_is_read_and_a_bad_one_named_without_its_content(tmp_path):
+    good = tmp_path / "secret"
+    good.write_text("  0123abcd\n")
+    assert read_auth_secret(str(good)) == "0123abcd"
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path, reason in ((tmp_path / "missing", "cannot be read (No such file or directory)"), (empty, "is empty")):
+        with pytest.raises(ConfigurationError) as raised:
+            read_auth_secret(str(path))
+        assert str(raised.value).startswith(f"FRUIT_SPARK_AUTH_SECRET_FILE={path} {reason}")
+
+
+@pytest.mark.parametrize("key", [
+    "spark.kubernetes.container.image", "spark.kubernetes.authenticate.executor.serviceAccountName",
+    "spark.kubernetes.executor.podTemplateFile", "spark.kubernetes.executor.volumes.hostPath.root.mount.path",
+    "spark.master", "spark.driver.host", "spark.authenticate", "spark.network.crypto.enabled",
+    "spark.executorEnv.AWS_ROLE_ARN", "spark.executor.extraJavaOptions", "spark.jars.packages", "spark.plugins",
+    "spark.redaction.regex", "spark.eventLog.dir", "spark.hadoop.fs.s3a.aws.credentials.provider",
+])
+def test_run_config_outside_the_sizing_allowlist_is_refused_in_one_line(key):
+    with pytest.raises(RunConfigNotAllowed) as raised:
+        run_sizing_conf({key: "x", "spark.executor.memory": "2g"})
+    message = user_facing_message(raised.value)
+    assert message.startswith(f"run config may not set {key} on the Spark resource: only the sizing keys ")
+    assert "\n" not in message and all(allowed in message for allowed in RUN_CONFIG_SPARK_KEYS)
+
+
+def test_the_sizing_allowlist_takes_sizes_and_counts_and_never_repeats_a_refused_value():
+    sizing = {"spark.executor.memory": "4g", "spark.driver.memory": "1536m", "spark.executor.memoryOverhead": "1024",
+              "spark.executor.cores": "2", "spark.sql.shuffle.partitions": "64", "spark.dynamicAllocation.maxExecutors": "3"}
+    assert run_sizing_conf(sizing) == sizing
+    # Run config can fill a value from any of the run pod's variables ({env: ...}): it is never echoed.
+    for key, value in (("spark.executor.memory", "hunter2-secret"), ("spark.executor.cores", "2 -Dx=y")):
+        with pytest.raises(RunConfigNotAllowed) as raised:
+            run_sizing_conf({key: value})
+        assert str(raised.value).startswith(f"run config sets {key} to something other than ")
+        assert value not in str(raised.value)
