@@ -57,11 +57,6 @@ class DataLayout:
         return join_uri(self.root, "models", "pca", "pca.json")
 
     @property
-    def publication(self) -> str:
-        """What the published features were made from (steps/publication.py)."""
-        return join_uri(self.root, "output", "publication.json")
-
-    @property
     def review(self) -> str:
         return join_uri(self.root, "review")
 

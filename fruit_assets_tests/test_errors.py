@@ -71,3 +71,22 @@ def test_a_real_spark_task_failure_reads_as_the_message_raised_in_the_task(spark
         assert user_facing_message(error) == "bucket x is unknown"
     else:
         raise AssertionError("the task's StorageError did not fail the job")
+
+
+def test_transient_errors_are_told_apart_directly_and_inside_a_task_trace():
+    from fruit_assets.errors import TransientError, is_transient
+    from fruit_assets.storage import TransientStorageError
+
+    assert is_transient(TransientStorageError("S3 kept throttling"))
+    assert issubclass(TransientStorageError, StorageError) and issubclass(TransientStorageError, TransientError)
+    assert not is_transient(StorageError("bucket b is gone")) and not is_transient(ConfigurationError("set X"))
+    assert not is_transient(RuntimeError("boom"))  # a bug: no user-facing class at all
+    trace = spark_like_trace("fruit_assets.storage.objects.TransientStorageError: S3 kept answering SlowDown")
+    assert is_transient(trace) and user_facing_message(trace) == "S3 kept answering SlowDown"
+    # The error raised last decides, as for the message.
+    assert not is_transient(spark_like_trace(
+        "fruit_assets.storage.objects.TransientStorageError: throttled first",
+        "During handling of the above exception, another exception occurred:",
+        "fruit_assets.storage.objects.StorageError: then the bucket was gone",
+    ))
+    assert not is_transient(spark_like_trace("otherlib.TransientStorageError: not ours"))

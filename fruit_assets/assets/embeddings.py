@@ -1,7 +1,7 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import EMBEDDING_CHECKS, check_results
-from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
 from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_metadata
 from fruit_assets.assets.model import embedding_model as embedding_model_asset
@@ -22,6 +22,7 @@ from fruit_assets.steps.review import review_new_images
 
 @asset(
     pool=DATA_ROOT_POOL,
+    retry_policy=RERUN_POLICY,
     deps=[raw_images, embedding_model_asset],
     partitions_def=fruit_class_partitions,
     # A backfill over many classes is one Spark application: one JVM and one model per worker,

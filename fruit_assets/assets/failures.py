@@ -1,8 +1,16 @@
 from contextlib import contextmanager
 
-from dagster import Failure
+from dagster import Backoff, Failure, Jitter, RetryPolicy
 
-from fruit_assets.errors import user_facing_message
+from fruit_assets.errors import is_transient, user_facing_message
+
+# For the steps that stage their output under _staging/<run>/ and commit it at the end (or write
+# one object at a time): a second attempt recomputes and replaces, it never adds to the first.
+# Taken when a transient fault outlasted boto's own retries (a throttled bucket for a minute and
+# more), and for failures that are no user-facing error (a crashed worker may not crash again);
+# configuration errors fail at once (allow_retries=False below). 10 s, then 30 s, ±10 s of jitter
+# so the runs that a throttled bucket failed together do not come back together.
+RERUN_POLICY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
 @contextmanager
@@ -18,5 +26,6 @@ def reported_as_one_line():
         message = user_facing_message(error)
         if message is None:
             raise
-        # No retry: the same configuration fails the same way; `from None` drops Spark's trace.
-        raise Failure(description=message, allow_retries=False) from None
+        # A transient fault may pass: the step's RetryPolicy runs it again. Anything else fails the
+        # same way with the same configuration: no retry. `from None` drops Spark's trace.
+        raise Failure(description=message, allow_retries=is_transient(error)) from None

@@ -1,6 +1,6 @@
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.featurize.onnx_model import PARITY_TOLERANCE
 from fruit_assets.models.build import build_embedding_model
@@ -14,6 +14,7 @@ MODEL_CHECKS = [
 
 @asset(
     pool=DATA_ROOT_POOL,
+    retry_policy=RERUN_POLICY,
     kinds={"onnx", "tensorflow"},
     check_specs=MODEL_CHECKS,
     description="MobileNetV2 with the configured weights, converted to ONNX once per weights "

@@ -2,7 +2,7 @@ from dagster import AssetExecutionContext, AutomationCondition, DataVersion, Mat
 
 from fruit_assets.assets.checks import PCA_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
-from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.assets.metadata import spark_metadata
 from fruit_assets.assets.plots import explained_variance_curve, markdown_image
 from fruit_assets.concurrency import DATA_ROOT_POOL
@@ -15,6 +15,7 @@ from fruit_assets.steps.pca import fit_pca
 
 @asset(
     pool=DATA_ROOT_POOL,
+    retry_policy=RERUN_POLICY,
     deps=[image_embeddings],
     # Refit once new embeddings land (and none are still being computed): the sensor only
     # requests raw_images + image_embeddings, the automation daemon carries the change downstream.

@@ -1,6 +1,6 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.assets.metadata import per_class_table, step_metadata
 from fruit_assets.assets.plots import markdown_image, thumbnails
 from fruit_assets.concurrency import DATA_ROOT_POOL
@@ -11,6 +11,7 @@ from fruit_assets.steps.manifest import build_manifests, thumbnail_images
 
 @asset(
     pool=DATA_ROOT_POOL,
+    retry_policy=RERUN_POLICY,
     partitions_def=fruit_class_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"s3", "parquet"},

@@ -3,7 +3,7 @@ from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, 
 
 from fruit_assets.assets.checks import REDUCED_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
-from fruit_assets.assets.failures import reported_as_one_line
+from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_metadata
 from fruit_assets.assets.pca import pca_model
 from fruit_assets.assets.plots import markdown_image, pc_scatter
@@ -18,6 +18,7 @@ from fruit_assets.steps.review import measure_separability
 
 @asset(
     pool=DATA_ROOT_POOL,
+    retry_policy=RERUN_POLICY,
     deps=[pca_model, image_embeddings],
     partitions_def=fruit_class_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -37,6 +38,9 @@ def reduced_features(
         report, model = build_reduced_features(session, layout, classes, context.run_id)
     metadata = step_metadata(report)
     metadata.update({"k": model.k, "pca_fingerprint": model.fingerprint, "per_class": per_class_table(report, ("images",))})
+    # A new basis is published with every class projected on it, requested or not.
+    also = sorted(set(report.per_class) - set(classes))
+    metadata["also_reprojected"] = f"{len(also)} classes (new PCA basis): {', '.join(also[:20])}" if also else "none"
     labels, points = first_components(session, layout, classes)
     if len(points) > 1 and model.k >= 2:
         metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))

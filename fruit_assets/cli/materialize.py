@@ -8,6 +8,8 @@ registered, deleted ones removed, a mass deletion refused: ``_reconcile``), plan
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +84,11 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         return 2
     instance, new, gone = reconciled
     if unchanged_images is not None and not new and not gone:
+        # What a publication killed after its switch left behind goes even when there is nothing to do.
+        from fruit_assets.steps.changes import recover_publications
+
+        release_runs_of_dead_commands(instance)
+        recover_publications(layout)
         terminal.always(f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
                         f"images): no run launched; the features are at {layout.reduced_features}")
         return 0
@@ -201,11 +208,16 @@ def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
         data_uri = resolved(defs.resources["storage"].data_uri)
         run_config["resources"] = {"storage": {"config": {"data_uri": data_uri, "allow_mass_deletion": True}}}
     summary: dict[str, dict] = {}
+    released = release_runs_of_dead_commands(instance)
+    if released:
+        terminal.say(f"marked {len(released)} run(s) of a fruit-assets command that died failed, freeing the "
+                     f"data root for this one: {', '.join(r[:8] for r in released)}")
+    owner = {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
     for number, run in enumerate(runs, 1):
         run_id = str(uuid.uuid4())
         terminal.say(f"[{number}/{len(runs)}] {run.label}  (run {run_id[:8]})")
         result = defs.resolve_job_def(run.job_name).execute_in_process(
-            instance=instance, tags=run.tags, run_config=run_config, run_id=run_id, raise_on_error=False
+            instance=instance, tags={**run.tags, **owner}, run_config=run_config, run_id=run_id, raise_on_error=False
         )
         progress_display.close()
         if not result.success:
@@ -214,6 +226,32 @@ def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
             return None
         summary.update(_materializations(result))
     return summary
+
+
+# Runs this command executes in its own process carry it: a run whose process is gone (killed,
+# out of memory) cannot finish, yet would hold its pool slot, and so the data root, for ever.
+OWNER_HOST_TAG = "fruit_assets/command_host"
+OWNER_PID_TAG = "fruit_assets/command_pid"
+
+
+def release_runs_of_dead_commands(instance) -> list[str]:
+    """Marks failed the unfinished runs of fruit-assets commands on this machine whose process is
+    gone, and frees their concurrency slots; returns their ids. (Runs of `dagster dev` and of the
+    Kubernetes launcher are run monitoring's.)"""
+    import psutil
+    from dagster import DagsterRunStatus, RunsFilter
+
+    unfinished = instance.get_runs(RunsFilter(
+        statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED],
+        tags={OWNER_HOST_TAG: socket.gethostname()}))
+    released = []
+    for run in unfinished:
+        pid = int(run.tags.get(OWNER_PID_TAG, "0"))
+        if pid and pid != os.getpid() and not psutil.pid_exists(pid):
+            instance.report_run_failed(run, f"the fruit-assets command (pid {pid}) that ran it is gone")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            released.append(run.run_id)
+    return released
 
 
 def _print_summary(terminal, summary: dict[str, dict], num_classes: int, seconds: float) -> None:

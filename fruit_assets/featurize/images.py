@@ -10,6 +10,14 @@ IMAGE_SIZE = (224, 224)
 # Pillow's own bomb guard is a warning up to 2x its limit; we make any image past this an error
 # before pixels are decoded, so a forged header cannot make a worker allocate gigabytes.
 MAX_IMAGE_PIXELS = 64_000_000
+# An object larger than this is refused from its listed size, before a byte of it is fetched: no
+# image within MAX_IMAGE_PIXELS needs more in a format we embed (64 Mpx of uncompressed 8-bit RGB
+# is 192 MB), and a task fetching several at once must not pull a stray multi-gigabyte file.
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
+
+# Why an object is in the quarantine instead of the embeddings (its ``reason`` column). "vanished":
+# listed in the manifest, deleted before its bytes were read.
+QUARANTINE_REASONS = ("empty_file", "not_an_image", "corrupt_image", "too_large", "vanished")
 
 
 class ImageDecodeError(ValueError):

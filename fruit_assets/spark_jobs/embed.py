@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from fruit_assets.featurize.engines import LEGACY_ENGINE
+from fruit_assets.featurize.images import MAX_IMAGE_BYTES
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.spark_jobs.files import collect_over_files
 from fruit_assets.spark_jobs.progress import JobProgress
@@ -38,6 +39,7 @@ class EmbedSettings:
     max_images_per_task: int = 500
     threads_per_task: int = 1  # inference threads per task: spark.task.cpus
     fetch_threads: int = 4
+    max_image_bytes: int = MAX_IMAGE_BYTES  # objects listed larger are quarantined (too_large) unread
 
 
 @dataclass
@@ -61,10 +63,11 @@ def plan_slices(num_images: int, parallelism: int, max_per_task: int) -> int:
     return max(1, min(tasks, num_images))
 
 
-def embed_images(spark, manifest_rows: list[tuple[str, str, str]], model, staging_uri: str,
+def embed_images(spark, manifest_rows: list[tuple], model, staging_uri: str,
                  settings: EmbedSettings = EmbedSettings(), file_tag: str = "",
                  on_progress: list | None = None) -> EmbedOutcome:
-    """``manifest_rows``: (path, fruit_class, etag), any order; ``model`` an ``InferenceModel``
+    """``manifest_rows``: (path, fruit_class, etag, listed size), any order (without the size, no
+    object is refused unread for its size); ``model`` an ``InferenceModel``
     (its payload, ONNX bytes or weight arrays, is broadcast once). ``on_progress``: callbacks
     given a ``Progress`` as tasks finish (so are this process's progress listeners). Returns what
     was staged.
@@ -104,12 +107,18 @@ def embed_images(spark, manifest_rows: list[tuple[str, str, str]], model, stagin
     return outcome
 
 
-def fetch_and_decode(path: str):
-    """-> (uint8 image, None) or (None, (reason, message)); never raises for bad input."""
+def fetch_and_decode(path: str, listed_size: int | None = None, max_bytes: int = MAX_IMAGE_BYTES):
+    """-> (uint8 image, None) or (None, (reason, message)); never raises for bad input, nor for an
+    object deleted since it was listed. An object listed larger than ``max_bytes`` is not fetched."""
     from fruit_assets.featurize import ImageDecodeError, decode_image
-    from fruit_assets.storage import open_store
+    from fruit_assets.storage import MissingObjectError, open_store
 
-    data = open_store(path).read_bytes(path)
+    if listed_size is not None and listed_size > max_bytes:
+        return None, ("too_large", f"{listed_size} bytes as listed, over the limit of {max_bytes}: not fetched")
+    try:
+        data = open_store(path).read_bytes(path)
+    except MissingObjectError as error:
+        return None, ("vanished", str(error))
     try:
         return decode_image(data), None
     except ImageDecodeError as error:
@@ -136,7 +145,7 @@ def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
 
 def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: str, load_payload,
                     staging_uri: str, settings: EmbedSettings, file_tag: str = "") -> Iterable[tuple]:
-    """One task: embeds ``rows`` (path, fruit_class, etag), then stages one embeddings file and one
+    """One task: embeds ``rows`` (path, fruit_class, etag[, listed size]), then stages one embeddings file and one
     quarantine file per class it touched. Returns the summary rows the driver commits from."""
     if not rows:
         return []
@@ -171,9 +180,10 @@ def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings
             batch_images.clear()
             batch_index.clear()
 
-    decoded = _prefetched(
-        [row[0] for row in rows], fetch_and_decode, settings.fetch_threads, 2 * batch_size
-    )
+    def fetch(row):
+        return fetch_and_decode(row[0], row[3] if len(row) > 3 else None, settings.max_image_bytes)
+
+    decoded = _prefetched(rows, fetch, settings.fetch_threads, 2 * batch_size)
     for index, (image, failure) in enumerate(decoded):
         if failure is not None:
             failures[index] = failure
@@ -261,6 +271,9 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
                     continue
                 paths, etags = table["path"].to_pylist(), table["etag"].to_pylist()
                 keep = np.fromiter((current.get(p) == e for p, e in zip(paths, etags)), bool, len(paths))
+                if kind == "quarantine":
+                    # Listed again, a vanished image is back (put again, its delete undone): read it again.
+                    keep &= np.array([reason != "vanished" for reason in table["reason"].to_pylist()], bool)
                 if keep.any():
                     kept_tables.append(table.filter(pa.array(keep)))
             if not kept_tables:

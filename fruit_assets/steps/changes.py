@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.pca import pca_record
-from fruit_assets.steps.publication import forget_classes, manifest_digest, published_entries
 from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
+from fruit_assets.steps.publication import manifest_digest, published_entries
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.partitions import classes_in
+from fruit_assets.storage.versions import publish, recover
 
 CURSOR_VERSION = 1
 
@@ -165,11 +167,14 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False) 
                            "Training/<Class>/<images> (try `fruit-assets sample <root>`)")
     ghosts = sorted(outputs - set(training))
     check_deletions(ghosts, len(outputs | set(training)), training, allow_mass_deletion, layout.training)
-    for fruit_class in ghosts:
-        for dataset in layout.class_datasets:
-            folder = layout.class_folder(dataset, fruit_class)
-            open_store(folder).delete_prefix(folder)
-    forget_classes(layout, ghosts)
+    if ghosts:
+        # One version without them (their published rows go atomically), then the unversioned
+        # per-class state; a removal that stops midway is found again by the next one.
+        publish(layout.root, f"remove-{uuid.uuid4().hex[:12]}", removed_classes=ghosts)
+        for fruit_class in ghosts:
+            for dataset in layout.class_datasets:
+                folder = layout.class_folder(dataset, fruit_class)
+                open_store(folder).delete_prefix(folder)
     return training, ghosts
 
 
@@ -196,3 +201,8 @@ def unchanged_since_publication(layout: DataLayout, classes: list[str], model_ta
             return None
         images += manifest.num_rows
     return images
+
+
+def recover_publications(layout: DataLayout) -> list[str]:
+    """Cleans what publications that died left under the root (storage/versions.recover)."""
+    return recover(layout.root)

@@ -2,7 +2,8 @@
 
 Order of work: read the manifests, carry forward the previous rows still valid, take the rows of
 identical bytes found under another path (a class renamed, images moved between classes), embed the
-rest in Spark tasks, check the accounting (manifest = embedded + quarantined), commit each class folder.
+rest in Spark tasks, check the accounting (manifest = embedded + quarantined), publish every class in
+one version.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
 from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
 from fruit_assets.steps.reports import ClassCounts, StepReport
-from fruit_assets.storage.commit import class_files, commit_class_folder, dataset_files, discard_staging
+from fruit_assets.storage.commit import class_files, dataset_files, discard_staging, publish_datasets
 from fruit_assets.storage.partitions import classes_in
 
 KINDS = ("embeddings", "quarantine")
@@ -43,9 +44,10 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
         staged: dict[tuple[str, str], list[str]] = {}
         kept_paths = _carry_forward(spark, layout, classes, model, staging, tag, report, staged) if incremental else {}
         rows = [
-            (path, fruit_class, etag)
+            (path, fruit_class, etag, size)  # the listed size: an oversize object is refused unread
             for fruit_class, manifest in manifests.items()
-            for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist())
+            for path, etag, size in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(),
+                                        manifest["size"].to_pylist())
             if path not in kept_paths.get(fruit_class, ())
         ]
         if incremental:
@@ -56,9 +58,7 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
             staged.setdefault(key, []).extend(uris)
         for fruit_class, counts in report.per_class.items():
             _account(fruit_class, counts, outcome.count(fruit_class, "embeddings"), outcome.count(fruit_class, "quarantine"))
-        for fruit_class in classes:
-            for kind, final in zip(KINDS, (layout.embeddings, layout.quarantine)):
-                commit_class_folder(f"{staging}/{kind}", final, fruit_class, staged.get((fruit_class, kind), []))
+        publish_datasets(layout.root, run_token, {kind: {c: staged.get((c, kind), []) for c in classes} for kind in KINDS})
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started
@@ -92,13 +92,13 @@ def _carry_forward(spark, layout: DataLayout, classes: list[str], model: Inferen
     return kept_paths
 
 
-def _reuse_by_content(spark, layout: DataLayout, rows: list[tuple[str, str, str]], model: InferenceModel,
+def _reuse_by_content(spark, layout: DataLayout, rows: list[tuple[str, str, str, int]], model: InferenceModel,
                       staging: str, tag: str, report: StepReport, staged: dict) -> set[str]:
     """Stages, for the rows still to embed, the embeddings of the same bytes under another path;
     returns the paths served so. Which classes may hold them is read from the manifests (small),
     so a run whose new images are new content reads no embeddings file."""
     wanted: dict[str, list[tuple[str, str]]] = {}
-    for path, fruit_class, etag in rows:
+    for path, fruit_class, etag, _size in rows:
         if etag and not etag.startswith("mtime:"):
             wanted.setdefault(etag, []).append((path, fruit_class))
     if not wanted:

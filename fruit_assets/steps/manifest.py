@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.reports import ClassCounts, StepReport
-from fruit_assets.storage import StorageError, open_store, schemas
+from fruit_assets.storage import MissingObjectError, StorageError, open_store, schemas
 from fruit_assets.storage.parquet_io import read_table, write_table
 
 
@@ -96,4 +96,12 @@ def thumbnail_images(layout: DataLayout, fruit_class: str, count: int = 4, max_b
     the driver for a picture."""
     manifest = read_manifest(layout, fruit_class)
     small = [p for p, size in zip(manifest["path"].to_pylist(), manifest["size"].to_pylist()) if size <= max_bytes]
-    return [open_store(path).read_bytes(path) for path in small[:count]]
+    pictures = []
+    for path in small:
+        if len(pictures) == count:
+            break
+        try:
+            pictures.append(open_store(path).read_bytes(path))
+        except MissingObjectError:
+            continue  # deleted since the listing: the embedding step records it, a picture can do without
+    return pictures

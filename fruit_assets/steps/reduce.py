@@ -10,15 +10,24 @@ from fruit_assets.spark_jobs.pca import project_files
 from fruit_assets.spark_jobs.validate import sample_first_components
 from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.steps.pca import embedding_files, read_pca
-from fruit_assets.steps.publication import manifest_digest, record_publication
+from fruit_assets.steps.publication import manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
-from fruit_assets.storage.commit import class_files, commit_class_folder, discard_staging
+from fruit_assets.storage import open_store
+from fruit_assets.storage.commit import class_files, discard_staging, publish_datasets
+from fruit_assets.storage.versions import current_version
 
 
 def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str) -> tuple[StepReport, PcaModel]:
+    """Projects ``classes`` onto the current basis and publishes them with it. If the basis is not
+    the published one, every published class is projected too (one version, one basis): a
+    materialization of a few partitions after a refit, from the UI or a partial backfill, never
+    publishes a table that mixes bases."""
     started = time.perf_counter()
     report = StepReport(output=layout.reduced_features)
     model = read_pca(layout)
+    published = current_version(layout.root)
+    if (published.pca or {}).get("fingerprint") != model.fingerprint:
+        classes = sorted(set(classes) | set(published.classes("reduced_features")))
     pca_bytes = save_pca(model, with_basis=False)
     files = embedding_files(layout, classes)
     work = [(fruit_class, uri) for fruit_class, uris in files.items() for uri in uris]
@@ -34,10 +43,16 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
             counts.embedded += rows
         for fruit_class in classes:
             report.per_class.setdefault(fruit_class, ClassCounts())
-            commit_class_folder(f"{staging}/reduced", layout.reduced_features, fruit_class, staged.get(fruit_class, []))
+        # The basis these rows were projected with, published with them under its fingerprint.
+        basis_uri = f"{staging}/pca/{model.fingerprint}.npz"
+        open_store(basis_uri).write_bytes(basis_uri, save_pca(model))
+        publish_datasets(
+            layout.root, run_token, {"reduced_features": {c: staged.get(c, []) for c in classes}},
+            pca={"fingerprint": model.fingerprint, "k": model.k}, pca_model_uri=basis_uri,
+            made_from={c: _published_entry(layout, c, models[c], model.fingerprint) for c in classes},
+        )
     finally:
         discard_staging(staging)
-    record_publication(layout, {c: _published_entry(layout, c, models[c], model.fingerprint) for c in classes})
     report.seconds = time.perf_counter() - started
     return report, model
 

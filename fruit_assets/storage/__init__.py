@@ -5,12 +5,15 @@ code path that runs against S3 in production is the one the local tests exercise
 """
 
 from fruit_assets.storage.objects import (
+    MissingObjectError,
     ObjectInfo,
     ObjectStore,
     StorageError,
+    TransientStorageError,
     join_uri,
     normalize_uri,
     open_store,
 )
 
-__all__ = ["ObjectInfo", "ObjectStore", "StorageError", "join_uri", "normalize_uri", "open_store"]
+__all__ = ["MissingObjectError", "ObjectInfo", "ObjectStore", "StorageError", "TransientStorageError", "join_uri",
+           "normalize_uri", "open_store"]

@@ -1,9 +1,10 @@
-"""Driver-side commit of files staged by Spark tasks, and the committed file sets of a dataset.
+"""Driver-side commit of files staged by Spark tasks, and the published file sets of a dataset.
 
-Tasks write under ``_staging/<run>/<dataset>/fruit_class=<c>/`` with names that carry their
+Tasks write under ``_staging/<run>/<dataset>/fruit_class=<c>/`` with names that carry their run,
 partition index and attempt number. Only the files that successful attempts reported to the
-driver are committed; leftovers of failed or speculative attempts are deleted, so a retried task
-never duplicates rows. Each class folder is then swapped in whole (see ObjectStore.replace_folder).
+driver are published; leftovers of failed or speculative attempts never enter a version and go
+with the staging folder, so a retried task never duplicates rows. Every class a step touched is
+published in one version (storage/versions.py).
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ from __future__ import annotations
 from typing import Iterable
 
 from fruit_assets.storage.objects import open_store
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.versions import current_version, dataset_location, publish
 
 
-def commit_class_folder(staged_dataset: str, final_dataset: str, fruit_class: str, reported: list[str]) -> None:
-    store = open_store(final_dataset)
-    staged_folder = class_folder(staged_dataset, fruit_class)
-    keep = set(reported)
-    store.delete(info.uri for info in store.list_objects(staged_folder) if info.uri not in keep)
-    store.replace_folder(staged_folder, class_folder(final_dataset, fruit_class))
+def publish_datasets(root: str, writer: str, staged: dict[str, dict[str, list[str]]], **publication) -> None:
+    """``staged``: dataset name ("embeddings", "quarantine", "reduced_features") -> class ->
+    the staged files successful attempts reported (every class the step owns, empty when it now
+    has no file there). Keyword arguments go to versions.publish (pca, made_from, removed_classes)."""
+    publish(root, writer, staged, **publication)
 
 
 def discard_staging(staging_uri: str) -> None:
@@ -27,16 +27,14 @@ def discard_staging(staging_uri: str) -> None:
 
 
 def dataset_files(dataset_uri: str, fruit_class: str) -> list[str]:
-    """The committed Parquet files of one class, in name order (hidden and temp files skipped)."""
-    folder = class_folder(dataset_uri, fruit_class)
-    return sorted(
-        info.uri
-        for info in open_store(folder).list_committed(folder)
-        if info.uri.endswith(".parquet") and not info.uri.rsplit("/", 1)[-1].startswith((".", "_"))
-    )
+    """The published Parquet files of one class, in name order."""
+    root, dataset = dataset_location(dataset_uri)
+    return current_version(root).class_uris(dataset, fruit_class)
 
 
 def class_files(dataset_uri: str, classes: Iterable[str]) -> list[tuple[str, str]]:
-    """(fruit_class, committed file) for every file of the given classes: the work list of the
-    Spark jobs that read a dataset file by file."""
-    return [(fruit_class, uri) for fruit_class in classes for uri in dataset_files(dataset_uri, fruit_class)]
+    """(fruit_class, published file) for every file of the given classes, all from one version:
+    the work list of the Spark jobs that read a dataset file by file."""
+    root, dataset = dataset_location(dataset_uri)
+    version = current_version(root)
+    return [(fruit_class, uri) for fruit_class in classes for uri in version.class_uris(dataset, fruit_class)]

@@ -4,19 +4,31 @@ import errno
 import hashlib
 import json
 import os
+import random
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
-from fruit_assets.errors import UserFacingError
+from fruit_assets.errors import TransientError, UserFacingError
 
 
 class StorageError(UserFacingError):
     """A storage problem with a message a user can act on."""
+
+
+class TransientStorageError(StorageError, TransientError):
+    """The server is there but throttled us, failed inside, or dropped the connection, and kept
+    doing so through every retry: the same request may well succeed a little later."""
+
+
+class MissingObjectError(StorageError, FileNotFoundError):
+    """No object under that name (deleted since it was listed, or never written). Still a
+    FileNotFoundError, as the local backend's reads always raised."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,8 @@ def open_store(uri: str) -> "ObjectStore":
 
 
 _AWS_CLIENT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
-                         "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+                         "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                         "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
 _STORES: dict[tuple, "ObjectStore"] = {}
 _STORES_LOCK = threading.Lock()
 
@@ -110,18 +123,21 @@ class ObjectStore:
     def delete_prefix(self, prefix_uri: str) -> None:
         self.delete([info.uri for info in self.list_objects(prefix_uri)])
 
-    def replace_folder(self, staged_uri: str, final_uri: str) -> None:
-        """Make ``final_uri`` hold exactly the objects staged under ``staged_uri``."""
+    def copy(self, source_uri: str, destination_uri: str) -> None:
+        """A new object with the source's bytes (S3: server-side, nothing downloaded)."""
+        self.write_bytes(destination_uri, self.read_bytes(source_uri))
+
+    def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
+        """Writes ``uri`` only if nothing has that name yet, atomically; False if something has."""
         raise NotImplementedError
 
     def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
-        """The objects of the version of ``folder_uri`` that the last finished replace_folder
-        committed (all of them where replace_folder is atomic)."""
+        """The objects of a class folder committed before versions existed (storage/versions.py
+        reads such a root once, as its version 0): all of them where that commit was a rename."""
         return list(self.list_objects(folder_uri))
 
 
-# Names the objects of the committed version of a folder on S3 (where a commit is not one rename).
-# "_"-prefixed, so Spark and pyarrow.dataset skip it when reading the folder as a dataset.
+# Named the objects of a folder's committed version on S3 before storage/versions.py.
 COMMIT_INDEX = "_committed.json"
 
 
@@ -151,8 +167,11 @@ class LocalObjectStore(ObjectStore):
         for directory, files in walker:
             for name in files:
                 path = os.path.join(directory, name)
-                stat = os.stat(path)
-                etag = _md5_file(path) if content_hash else f"mtime:{stat.st_mtime_ns}"
+                try:
+                    stat = os.stat(path)
+                    etag = _md5_file(path) if content_hash else f"mtime:{stat.st_mtime_ns}"
+                except FileNotFoundError:
+                    continue  # deleted since the directory was read, as S3 would not list it
                 yield ObjectInfo("file://" + path, stat.st_size, etag, stat.st_mtime)
 
     def list_folders(self, prefix_uri: str) -> list[str]:
@@ -162,18 +181,31 @@ class LocalObjectStore(ObjectStore):
         return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
 
     def read_bytes(self, uri: str) -> bytes:
-        with open(_local_path(uri), "rb") as handle:
-            return handle.read()
+        try:
+            with open(_local_path(uri), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError as error:
+            raise MissingObjectError(f"no file at {uri}: deleted since it was listed, or never written") from error
 
-    def write_bytes(self, uri: str, data: bytes) -> None:
-        path = _local_path(uri)
+    @staticmethod
+    def _temp_copy(path: str, data: bytes) -> str:
+        """``data`` in a new file beside ``path``, under a dot-prefixed name: Spark and
+        pyarrow.dataset skip hidden files while it exists."""
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
-        # Dot-prefixed temp name: Spark and pyarrow.dataset skip hidden files while it exists.
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        path = _local_path(uri)
+        tmp = self._temp_copy(path, data)
+        try:
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -193,42 +225,44 @@ class LocalObjectStore(ObjectStore):
     def delete_prefix(self, prefix_uri: str) -> None:
         shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
 
-    def replace_folder(self, staged_uri: str, final_uri: str) -> None:
-        # Two renames: a reader sees the old folder, then (for microseconds) none, then the new one;
-        # never a mix of the two.
-        staged, final = _local_path(staged_uri), _local_path(final_uri)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        if not os.path.isdir(staged):
-            os.makedirs(staged)
-        # Another writer committing the same folder at the same time can slip its version in
-        # between our two renames; retire that one too and retry: the last writer wins whole.
-        retired = []
-        for attempt in range(10):
-            if os.path.exists(final):
-                retiring = os.path.join(os.path.dirname(final), f".retired-{uuid.uuid4().hex}")
-                try:
-                    os.rename(final, retiring)
-                    retired.append(retiring)
-                except FileNotFoundError:
-                    pass  # the other writer retired it first
-            try:
-                os.rename(staged, final)
-                break
-            except OSError as error:
-                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 9:
-                    raise
-        for folder in retired:
-            shutil.rmtree(folder, ignore_errors=True)
+    def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
+        path = _local_path(uri)
+        tmp = self._temp_copy(path, data)
+        try:
+            os.link(tmp, path)  # atomic, and refuses an existing name (os.replace would overwrite)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+
+# Answers that say "not now" rather than "not like this": throttling, the server failing inside.
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
+                    "BandwidthLimitExceeded", "TooManyRequestsException", "InternalError", "ServiceUnavailable"}
+
+
+def _is_transient(error) -> bool:
+    """``error`` (a botocore ClientError) is throttling or a server-side failure (HTTP 429 or 5xx)."""
+    code = error.response.get("Error", {}).get("Code", "")
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return code in _TRANSIENT_CODES or status == 429 or status >= 500
 
 
 def _explain_s3_errors(method):
-    """botocore errors -> StorageError naming the endpoint and what to check (never a secret)."""
+    """botocore errors -> StorageError naming the endpoint and what to check (never a secret).
+
+    What went wrong decides the class: a TransientStorageError (throttling, a server error, a
+    connection dropped mid-request, each still failing after the client's retries) is worth running
+    the step again; anything else (unknown bucket or key, wrong credentials, an endpoint that does
+    not answer at all) fails the same way every time."""
     import functools
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError
 
+        target = args[0] if args and isinstance(args[0], str) else ""
         try:
             result = method(self, *args, **kwargs)
             return list(result) if isinstance(result, Iterator) else result
@@ -239,7 +273,15 @@ def _explain_s3_errors(method):
             ) from error
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            target = args[0] if args and isinstance(args[0], str) else ""
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise MissingObjectError(f"no object at {target} on S3 at {self.endpoint}: deleted since it was "
+                                         f"listed, or never written ({code})") from error
+            if _is_transient(error):
+                why = "throttled: more requests than the bucket takes now" if code == "SlowDown" else "server error"
+                raise TransientStorageError(
+                    f"S3 at {self.endpoint} kept failing for {target} through {self.max_attempts} attempts: "
+                    f"{why} ({code or 'HTTP error'})"
+                ) from error
             hints = {
                 "NoSuchBucket": "the bucket does not exist",
                 "InvalidAccessKeyId": "the access key is not known to this endpoint",
@@ -249,6 +291,12 @@ def _explain_s3_errors(method):
             }
             hint = hints.get(code, code or "request failed")
             raise StorageError(f"S3 error at {self.endpoint} for {target}: {hint} ({code})") from error
+        except (HTTPClientError, IncompleteReadError) as error:
+            # Connected, then the connection was reset, timed out or cut short mid-answer.
+            raise TransientStorageError(
+                f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__} for {target}, "
+                f"the connection broke mid-request through {self.max_attempts} attempts"
+            ) from error
         except BotoCoreError as error:
             raise StorageError(
                 f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__}. Check "
@@ -266,12 +314,22 @@ class S3ObjectStore(ObjectStore):
         import boto3
         from botocore.config import Config
 
-        # Bounded: 5 attempts with exponential backoff and jitter ("standard" mode), short connect
-        # timeout, so a vanished endpoint fails a task in well under a minute instead of hanging.
+        # S3 answers a burst with 503 SlowDown and drops the odd connection; both pass. "standard"
+        # mode retries throttling, 5xx, timeouts and broken connections with exponential backoff
+        # and full jitter (from 1 s for throttling, 50 ms otherwise, 20 s a try at most); each
+        # thread waits out its own throttled request, so a throttled process sends less by itself.
+        # 10 attempts (boto's default is 3): about a minute of throttling before a request gives up
+        # and the step fails for its RetryPolicy to run again; an endpoint that does not answer at
+        # all still fails within half a minute. Not "adaptive": its client-side limiter slows every
+        # request of the process (all prefixes, reads and writes) after any SlowDown, down to 0.5
+        # requests/s; with one request in three throttled, a whole materialization took 325 s in
+        # adaptive mode and 127 s in standard mode (AWS recommends standard). AWS_MAX_ATTEMPTS and
+        # AWS_RETRY_MODE=adaptive override, as for any AWS SDK.
+        self.max_attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or 10)
         self._client = boto3.session.Session().client(
             "s3",
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
+                retries={"total_max_attempts": self.max_attempts, "mode": os.environ.get("AWS_RETRY_MODE") or "standard"},
                 connect_timeout=5,
                 read_timeout=60,
                 max_pool_connections=32,
@@ -312,8 +370,21 @@ class S3ObjectStore(ObjectStore):
 
     @_explain_s3_errors
     def read_bytes(self, uri: str) -> bytes:
+        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+
         bucket, key = self.split(uri)
-        return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        # boto retries a request until its answer starts; a connection lost while the body streams
+        # in is ours to retry (same backoff as boto's for non-throttling errors).
+        for attempt in range(1, self.max_attempts + 1):
+            body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                return body.read()
+            except (ResponseStreamingError, IncompleteReadError, ReadTimeoutError):
+                if attempt == self.max_attempts:
+                    raise
+                time.sleep(random.random() * min(0.05 * 2 ** (attempt - 1), 20))
+            finally:
+                body.close()
 
     @_explain_s3_errors
     def write_bytes(self, uri: str, data: bytes) -> None:
@@ -345,26 +416,25 @@ class S3ObjectStore(ObjectStore):
                 self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
 
     @_explain_s3_errors
-    def replace_folder(self, staged_uri: str, final_uri: str) -> None:
-        # S3 has no rename. Copy the new objects in under names no earlier version used, then
-        # switch the folder's commit index (one PUT, atomic), then delete the old objects. A reader
-        # going through list_committed sees the old version or the new one, whenever this stops; a
-        # plain listing sees both until the deletes finish (or the next commit, if this one died).
-        old = [info.uri for info in self.list_objects(final_uri)]
-        staged_bucket, staged_prefix = self.split(staged_uri.rstrip("/") + "/")
-        final_bucket, final_prefix = self.split(final_uri.rstrip("/") + "/")
-        copied = []
-        for info in self.list_objects(staged_uri):
-            _, key = self.split(info.uri)
-            copied.append(key[len(staged_prefix) :])
-            self._client.copy_object(
-                Bucket=final_bucket, Key=final_prefix + copied[-1], CopySource={"Bucket": staged_bucket, "Key": key}
-            )
-        index = json.dumps({"files": sorted(copied)}).encode()
-        self._client.put_object(Bucket=final_bucket, Key=final_prefix + COMMIT_INDEX, Body=index)
-        keep = {final_prefix + name for name in [*copied, COMMIT_INDEX]}
-        self.delete(uri for uri in old if self.split(uri)[1] not in keep)
-        self.delete_prefix(staged_uri)
+    def copy(self, source_uri: str, destination_uri: str) -> None:
+        source_bucket, source_key = self.split(source_uri)
+        bucket, key = self.split(destination_uri)
+        self._client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+
+    @_explain_s3_errors
+    def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self.split(uri)
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as error:
+            # 412: the name exists. 409: a concurrent conditional write of it is in flight, and
+            # only one of the two can win.
+            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
 
     @_explain_s3_errors
     def list_committed(self, folder_uri: str) -> list[ObjectInfo]:

@@ -285,3 +285,55 @@ def ui_stays_quiet_until_a_class_changes(home: str, env: dict, data_root) -> Non
         assert second["runKeys"][0].startswith("Banana@"), second
     finally:
         ui.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpoint", ["copy@reduced_features:2", "switched@reduced_features"])
+def test_materialize_killed_mid_commit_leaves_a_complete_version_and_the_next_run_repairs_it(
+        tmp_path, sample_source, weights_file, checkpoint):
+    """A `fruit-assets materialize` SIGKILLed in the middle of publishing the new features: the
+    public reader returns the previous table (killed before the switch) or the new one (after), whole;
+    the next materialize, with no person in between, leaves the folder equal to the public reader's
+    table, which equals a from-scratch run over the same tree."""
+    import shutil
+
+    import fruit_assets
+
+    data, home = tmp_path / "data", tmp_path / "home"
+    shutil.copytree(os.path.join(sample_source, "Training"), data / "Training")
+    env = {"FRUIT_DATA_URI": str(data), "FRUIT_MODEL_WEIGHTS": weights_file, "SPARK_MASTER": "local[2]",
+           "FRUIT_PCA_VARIANCE": "0.9", "DAGSTER_HOME": str(home)}
+    assert run([f"{BIN}/fruit-assets", "materialize", "-q"], env).returncode == 0
+    before = fruit_assets.read_reduced_features(str(data))
+
+    for index in range(3):  # new images in one class: a new PCA basis, every class re-projected
+        (data / "Training" / "Banana" / f"new_{index}.jpg").write_bytes(fresh_jpeg(100 + index))
+    killed = run([f"{BIN}/fruit-assets", "materialize", "-q"], {**env, "FRUIT_PUBLICATION_KILL_AT": checkpoint})
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
+
+    seen = fruit_assets.read_reduced_features(str(data))
+    paths = seen["path"].to_pylist()
+    assert len(paths) == len(set(paths))
+    if checkpoint.startswith("switched"):
+        assert seen.num_rows == before.num_rows + 3
+    else:  # before this run's first switch of the features: the previous table, whole
+        assert sorted(paths) == sorted(before["path"].to_pylist())
+
+    repaired = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
+    assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
+    published = fruit_assets.read_reduced_features(str(data))
+    plain = ds.dataset(str(data / "output" / "resultats_features_parquet")).to_table()
+    assert sorted(plain["path"].to_pylist()) == sorted(published["path"].to_pylist())
+    assert published.num_rows == before.num_rows + 3
+
+    fresh, fresh_home = tmp_path / "fresh", tmp_path / "fresh_home"
+    shutil.copytree(data / "Training", fresh / "Training")
+    assert run([f"{BIN}/fruit-assets", "materialize", "-q"],
+               {**env, "FRUIT_DATA_URI": str(fresh), "DAGSTER_HOME": str(fresh_home)}).returncode == 0
+    reference = fruit_assets.read_reduced_features(str(fresh))
+    by_name = lambda table: {p.split("/Training/")[1]: f for p, f in zip(table["path"].to_pylist(),
+                                                                         table["features"].to_pylist())}
+    ours, theirs = by_name(published), by_name(reference)
+    assert ours.keys() == theirs.keys()
+    import numpy as np
+    assert max(abs(np.array(ours[k]) - np.array(theirs[k])).max() for k in ours) < 1e-4

@@ -94,3 +94,17 @@ def test_preprocess_is_bit_identical_to_keras_mobilenet_v2_preprocess_input():
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, preprocess_input(images.astype(np.float32)))
     assert images.dtype == np.uint8  # input untouched
+
+
+def test_every_quarantine_reason_is_documented_in_the_readme():
+    import os
+    import re
+
+    from fruit_assets.featurize.images import QUARANTINE_REASONS
+    from fruit_assets_tests.harness import REPO
+
+    with open(os.path.join(REPO, "README.md")) as handle:
+        [row] = [line for line in handle if line.startswith("| quarantine |")]
+    listed = re.findall(r"`(\w+)`", row.split("`reason` (", 1)[1].split(")", 1)[0])
+    assert sorted(listed) == sorted(QUARANTINE_REASONS)
+    assert {"empty_file", "not_an_image", "corrupt_image", "too_large"} <= set(QUARANTINE_REASONS)  # decode's

@@ -99,16 +99,17 @@ def test_odd_images_equal_keras_on_the_decoded_pixels(spark, tmp_path, inference
     assert relative.max() < 1e-4
 
 
-def test_leftovers_of_failed_attempts_are_not_committed(spark, sample_root):
-    """A file staged by an attempt that never reported (a killed or retried task) is discarded."""
-    from fruit_assets.storage.commit import commit_class_folder, dataset_files
-    from fruit_assets.storage import open_store
+def test_an_object_listed_too_large_is_refused_unread_and_a_vanished_one_recorded(tmp_path):
+    from fruit_assets.featurize.images import MAX_IMAGE_BYTES
+    from fruit_assets.spark_jobs.embed import fetch_and_decode
 
-    layout = DataLayout.at(sample_root)
-    staged = layout.staging("manual") + "/embeddings"
-    folder = DataLayout.class_folder(staged, "Banana")
-    store = open_store(folder)
-    store.write_bytes(folder + "/part-00000-a0.parquet", b"reported")
-    store.write_bytes(folder + "/part-00000-a1.parquet", b"orphan of a lost attempt")
-    commit_class_folder(staged, layout.embeddings, "Banana", [folder + "/part-00000-a0.parquet"])
-    assert [os.path.basename(u) for u in dataset_files(layout.embeddings, "Banana")] == ["part-00000-a0.parquet"]
+    gone = f"file://{tmp_path}/gone.jpg"  # listed, then deleted: never there for this test
+    image, (reason, message) = fetch_and_decode(gone, listed_size=MAX_IMAGE_BYTES + 1)
+    # too_large, not vanished: the size alone decided, the object was not even opened.
+    assert image is None and reason == "too_large" and str(MAX_IMAGE_BYTES) in message
+    image, (reason, message) = fetch_and_decode(gone, listed_size=1234)
+    assert image is None and reason == "vanished" and gone in message
+    path = tmp_path / "fine.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    image, failure = fetch_and_decode(f"file://{path}", listed_size=path.stat().st_size)
+    assert failure is None and image.shape == (224, 224, 3)

@@ -21,7 +21,11 @@ def one_basis(spark, layout, model, projected=CLASSES):
     return outcomes["reduced_features_share_one_basis"]
 
 
-def test_a_refit_projected_for_one_class_only_is_caught_as_two_bases(spark, sample_root, onnx_model):
+def test_a_refit_materialized_for_one_class_publishes_every_class_on_the_new_basis(spark, sample_root, onnx_model):
+    from fruit_assets.storage import open_store
+    from fruit_assets.storage.commit import publish_datasets
+    from fruit_assets.storage.versions import current_version
+
     layout = DataLayout.at(sample_root)
     build_manifests(layout, CLASSES)
     build_embeddings(spark, layout, CLASSES, onnx_model, "run-embed")
@@ -32,19 +36,30 @@ def test_a_refit_projected_for_one_class_only_is_caught_as_two_bases(spark, samp
             assert pca_fingerprint_of(pq.read_schema(uri[len("file://"):])) == first.fingerprint
     check = one_basis(spark, layout, first)
     assert check.passed and check.metadata == {"pca_fingerprint": first.fingerprint, "classes_checked": 3}
+    [old_pepper] = dataset_files(layout.reduced_features, "Pepper Red")
+    old_pepper_bytes = open_store(old_pepper).read_bytes(old_pepper)
 
-    # A refit (another target, another k) followed by the projection of one class only.
+    # A refit (another target, another k), then a materialization of one partition only, as the UI,
+    # GraphQL or a partial backfill would launch it: every published class is projected again.
     refit = fit_pca(spark, layout, CLASSES, 0.5)
     assert refit.k != first.k and refit.fingerprint != first.fingerprint
-    build_reduced_features(spark, layout, ["Banana"], "run-reduce-2")
+    report, _ = build_reduced_features(spark, layout, ["Banana"], "run-reduce-2")
+    assert set(report.per_class) == set(CLASSES)
+    assert current_version(layout.root).pca["fingerprint"] == refit.fingerprint
+    for fruit_class in CLASSES:
+        for uri in dataset_files(layout.reduced_features, fruit_class):
+            assert pca_fingerprint_of(pq.read_schema(uri[len("file://"):])) == refit.fingerprint
+    assert one_basis(spark, layout, refit, ["Banana"]).passed
+
+    # A writer that bypasses the step (an older release, a hand-made file) publishes a class on the
+    # old basis: the check names it.
+    staged = f"{layout.root}/_staging/rogue/reduced/part-00000-rogue.parquet"
+    open_store(staged).write_bytes(staged, old_pepper_bytes)
+    publish_datasets(layout.root, "rogue", {"reduced_features": {"Pepper Red": [staged]}})
     check = one_basis(spark, layout, refit, ["Banana"])
     assert not check.passed
-    assert set(check.metadata["stale_classes"].rows) == {"Apple Red 1", "Pepper Red"}
-    assert check.metadata["stale_classes"].rows["Pepper Red"] == {"bases": f"{first.fingerprint} (k={first.k})"}
-    assert check.description.startswith("2 of 3 published classes are not projected with the current basis")
-
-    build_reduced_features(spark, layout, CLASSES, "run-reduce-3")
-    assert one_basis(spark, layout, refit).passed
+    assert check.metadata["stale_classes"].rows == {"Pepper Red": {"bases": f"{first.fingerprint} (k={first.k})"}}
+    assert check.description.startswith("1 of 3 published classes are not projected with the current basis")
 
 
 def test_the_same_basis_loaded_again_has_the_same_fingerprint(spark, sample_root, onnx_model):

@@ -43,44 +43,21 @@ def test_local_store_lists_writes_and_hashes(tmp_path):
     assert not [n for n in os.listdir(tmp_path / "Training" / "Apple Red 1") if n.startswith(".tmp")]
 
 
-def test_replace_folder_swaps_whole_versions(tmp_path):
-    root = normalize_uri(str(tmp_path))
-    store = open_store(root)
-    final, staged = join_uri(root, "out", "c"), join_uri(root, "_staging", "r1", "c")
-    store.write_bytes(join_uri(final, "old-1.parquet"), b"1")
-    store.write_bytes(join_uri(final, "old-2.parquet"), b"2")
-    store.write_bytes(join_uri(staged, "new-1.parquet"), b"3")
-    store.replace_folder(staged, final)
-    assert sorted(os.listdir(tmp_path / "out" / "c")) == ["new-1.parquet"]
-    assert not (tmp_path / "_staging" / "r1" / "c").exists()
-    assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".retired")]
-
-
-def test_concurrent_commits_of_one_folder_leave_one_whole_version(tmp_path):
-    """Two runs committing the same class at once: no error, no mix; the last writer wins whole."""
+def test_write_bytes_if_absent_lets_exactly_one_writer_create_a_name(tmp_path):
     import threading
 
-    root = normalize_uri(str(tmp_path))
-    store = open_store(root)
-    final = join_uri(root, "out", "c")
-    errors = []
+    store = open_store(normalize_uri(str(tmp_path)))
+    uri = join_uri(normalize_uri(str(tmp_path)), "log", "v1.json")
+    results = {}
 
-    def writer(name: str) -> None:
-        try:
-            for round_ in range(30):
-                staged = join_uri(root, "_staging", f"{name}-{round_}", "c")
-                for part in range(3):
-                    store.write_bytes(join_uri(staged, f"{name}-{round_}-{part}.parquet"), name.encode())
-                store.replace_folder(staged, final)
-        except Exception as error:  # noqa: BLE001 - collected and asserted below
-            errors.append(error)
+    def create(name: str) -> None:
+        results[name] = store.write_bytes_if_absent(uri, name.encode())
 
-    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=create, args=(f"w{i}",)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
-    names = sorted(os.listdir(tmp_path / "out" / "c"))
-    assert len(names) == 3 and len({n.rsplit("-", 1)[0] for n in names}) == 1, names
-    assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".retired")]
+    [winner] = [name for name, created in results.items() if created]
+    assert store.read_bytes(uri) == winner.encode()
+    assert sorted(os.listdir(tmp_path / "log")) == ["v1.json"]  # no temp file left behind

@@ -8,7 +8,7 @@ from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.objects import S3ObjectStore
 
 
-def test_s3_store_lists_reads_writes_and_swaps(s3_bucket):
+def test_s3_store_lists_reads_writes_copies_and_creates_exclusively(s3_bucket):
     root = f"s3://{s3_bucket}/prefix"
     store = open_store(root)
     store.write_bytes(f"{root}/Training/Apple Red 1/0_100.jpg", b"abc")
@@ -22,29 +22,13 @@ def test_s3_store_lists_reads_writes_and_swaps(s3_bucket):
     assert store.read_bytes(apple.uri) == b"abc" and store.exists(apple.uri)
     assert not store.exists(f"{root}/nope")
 
-    store.write_bytes(f"{root}/out/c/old.parquet", b"1")
     store.write_bytes(f"{root}/_staging/r/c/new.parquet", b"2")
-    store.replace_folder(f"{root}/_staging/r/c", f"{root}/out/c")
-    assert [i.uri for i in store.list_objects(f"{root}/out/c")] == [f"{root}/out/c/_committed.json", f"{root}/out/c/new.parquet"]
-    assert [i.uri for i in store.list_committed(f"{root}/out/c")] == [f"{root}/out/c/new.parquet"]
-    assert list(store.list_objects(f"{root}/_staging")) == []
-
-
-def test_a_commit_that_died_half_way_stays_invisible_and_the_next_one_cleans_up(s3_bucket):
-    """S3 has no rename: a commit copies objects in, then switches the index. Copies left by a
-    commit that died before its switch are not part of any version readers see."""
-    store = open_store(f"s3://{s3_bucket}")
-    folder = f"s3://{s3_bucket}/embeddings/fruit_class=Banana"
-    store.write_bytes(f"s3://{s3_bucket}/_staging/run1/part-a.parquet", b"v1")
-    store.replace_folder(f"s3://{s3_bucket}/_staging/run1", folder)
-    # A second run copied its file in, then its process died (no index switch, no deletes).
-    store.write_bytes(f"{folder}/part-b.parquet", b"v2")
-    assert [i.uri for i in store.list_committed(folder)] == [f"{folder}/part-a.parquet"]
-    # The next commit (a third run) replaces both the committed version and the orphan.
-    store.write_bytes(f"s3://{s3_bucket}/_staging/run3/part-c.parquet", b"v3")
-    store.replace_folder(f"s3://{s3_bucket}/_staging/run3", folder)
-    assert [i.uri for i in store.list_objects(folder)] == [f"{folder}/_committed.json", f"{folder}/part-c.parquet"]
-    assert store.read_bytes(f"{folder}/part-c.parquet") == b"v3"
+    store.copy(f"{root}/_staging/r/c/new.parquet", f"{root}/out/c/new.parquet")
+    assert store.read_bytes(f"{root}/out/c/new.parquet") == b"2"
+    # The version log's commit point: a conditional PUT (If-None-Match: *) that only one writer wins.
+    assert store.write_bytes_if_absent(f"{root}/log/v1.json", b"first") is True
+    assert store.write_bytes_if_absent(f"{root}/log/v1.json", b"second") is False
+    assert store.read_bytes(f"{root}/log/v1.json") == b"first"
 
 
 def test_missing_bucket_is_a_clear_error(s3_server):
