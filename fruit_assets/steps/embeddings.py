@@ -17,7 +17,8 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
 from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
 from fruit_assets.steps.reports import ClassCounts, StepReport
-from fruit_assets.storage.commit import class_files, dataset_files, discard_staging, publish_datasets
+from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
+from fruit_assets.storage.versions import publish
 from fruit_assets.storage.partitions import classes_in
 
 KINDS = ("embeddings", "quarantine")
@@ -58,7 +59,7 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
             staged.setdefault(key, []).extend(uris)
         for fruit_class, counts in report.per_class.items():
             _account(fruit_class, counts, outcome.count(fruit_class, "embeddings"), outcome.count(fruit_class, "quarantine"))
-        publish_datasets(layout.root, run_token, {kind: {c: staged.get((c, kind), []) for c in classes} for kind in KINDS})
+        publish(layout.root, run_token, {kind: {c: staged.get((c, kind), []) for c in classes} for kind in KINDS})
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started

@@ -13,8 +13,8 @@ from fruit_assets.steps.pca import embedding_files, read_pca
 from fruit_assets.steps.publication import manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage import open_store
-from fruit_assets.storage.commit import class_files, discard_staging, publish_datasets
-from fruit_assets.storage.versions import current_version
+from fruit_assets.storage.commit import class_files, discard_staging
+from fruit_assets.storage.versions import current_version, publish
 
 
 def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str) -> tuple[StepReport, PcaModel]:
@@ -46,7 +46,7 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
         # The basis these rows were projected with, published with them under its fingerprint.
         basis_uri = f"{staging}/pca/{model.fingerprint}.npz"
         open_store(basis_uri).write_bytes(basis_uri, save_pca(model))
-        publish_datasets(
+        publish(
             layout.root, run_token, {"reduced_features": {c: staged.get(c, []) for c in classes}},
             pca={"fingerprint": model.fingerprint, "k": model.k}, pca_model_uri=basis_uri,
             made_from={c: _published_entry(layout, c, models[c], model.fingerprint) for c in classes},

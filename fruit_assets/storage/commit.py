@@ -4,7 +4,7 @@ Tasks write under ``_staging/<run>/<dataset>/fruit_class=<c>/`` with names that 
 partition index and attempt number. Only the files that successful attempts reported to the
 driver are published; leftovers of failed or speculative attempts never enter a version and go
 with the staging folder, so a retried task never duplicates rows. Every class a step touched is
-published in one version (storage/versions.py).
+published in one version (storage/versions.publish).
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from fruit_assets.storage.objects import open_store
-from fruit_assets.storage.versions import current_version, dataset_location, publish
-
-
-def publish_datasets(root: str, writer: str, staged: dict[str, dict[str, list[str]]], **publication) -> None:
-    """``staged``: dataset name ("embeddings", "quarantine", "reduced_features") -> class ->
-    the staged files successful attempts reported (every class the step owns, empty when it now
-    has no file there). Keyword arguments go to versions.publish (pca, made_from, removed_classes)."""
-    publish(root, writer, staged, **publication)
+from fruit_assets.storage.versions import current_version, dataset_location
 
 
 def discard_staging(staging_uri: str) -> None:

@@ -225,6 +225,13 @@ class LocalObjectStore(ObjectStore):
     def delete_prefix(self, prefix_uri: str) -> None:
         shutil.rmtree(_local_path(prefix_uri), ignore_errors=True)
 
+    def copy(self, source_uri: str, destination_uri: str) -> None:
+        # A hard link: the same bytes under a new name, nothing read or written. Files are never
+        # rewritten in place (write_bytes replaces), so the two names cannot drift apart.
+        destination = _local_path(destination_uri)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        os.link(_local_path(source_uri), destination)
+
     def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
         path = _local_path(uri)
         tmp = self._temp_copy(path, data)

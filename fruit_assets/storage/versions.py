@@ -262,7 +262,7 @@ def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | N
     _checkpoint("intent", changes)
     for staged_uri, final in moves:
         if staged_uri != join_uri(root, final):
-            _copy(store, staged_uri, join_uri(root, final))
+            store.copy(staged_uri, join_uri(root, final))
         _checkpoint("copy", changes)
 
     version = Version(root, base.number + 1, files, new_pca, made, time.time())
@@ -289,15 +289,6 @@ def _switch(store: ObjectStore, version_uri: str, record: bytes) -> bool:
         return store.read_bytes(version_uri) == record
     except (FileNotFoundError, StorageError):
         return False
-
-
-def _copy(store: ObjectStore, source: str, destination: str) -> None:
-    if isinstance(store, LocalObjectStore):
-        source_path, destination_path = source[len("file://"):], destination[len("file://"):]
-        os.makedirs(os.path.dirname(destination_path), exist_ok=True)
-        os.link(source_path, destination_path)  # same bytes, new name; the staged name goes with staging
-    else:
-        store.copy(source, destination)
 
 
 def _undo(store: ObjectStore, root: str, writer: str, paths: list[str], base: Version) -> None:
@@ -369,14 +360,16 @@ def recover(root: str) -> list[str]:
     root = normalize_uri(root)
     store = open_store(root)
     _live, dead = _live_intents(store, root)
+    if not dead:
+        return []  # nothing left behind: files appear only after their writer's intent
+    published = current_version(root).all_paths() if _version_numbers(store, root) else set()
     for intent_uri in dead:
         # Its copies, unless its switch happened (then the current version names them).
         try:
             paths = json.loads(store.read_bytes(intent_uri)).get("paths", [])
         except (FileNotFoundError, StorageError, ValueError):
             paths = []
-        published = current_version(root).all_paths() if _version_numbers(store, root) else set()
         store.delete(join_uri(root, p) for p in paths if p not in published)
         store.delete([intent_uri])
-    cleanup(root)
+    cleanup(root)  # superseded files a writer killed after its switch had not deleted yet
     return dead

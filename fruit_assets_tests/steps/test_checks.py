@@ -23,7 +23,7 @@ def one_basis(spark, layout, model, projected=CLASSES):
 
 def test_a_refit_materialized_for_one_class_publishes_every_class_on_the_new_basis(spark, sample_root, onnx_model):
     from fruit_assets.storage import open_store
-    from fruit_assets.storage.commit import publish_datasets
+    from fruit_assets.storage.versions import publish
     from fruit_assets.storage.versions import current_version
 
     layout = DataLayout.at(sample_root)
@@ -55,7 +55,7 @@ def test_a_refit_materialized_for_one_class_publishes_every_class_on_the_new_bas
     # old basis: the check names it.
     staged = f"{layout.root}/_staging/rogue/reduced/part-00000-rogue.parquet"
     open_store(staged).write_bytes(staged, old_pepper_bytes)
-    publish_datasets(layout.root, "rogue", {"reduced_features": {"Pepper Red": [staged]}})
+    publish(layout.root, "rogue", {"reduced_features": {"Pepper Red": [staged]}})
     check = one_basis(spark, layout, refit, ["Banana"])
     assert not check.passed
     assert check.metadata["stale_classes"].rows == {"Pepper Red": {"bases": f"{first.fingerprint} (k={first.k})"}}

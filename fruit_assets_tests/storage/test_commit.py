@@ -3,7 +3,8 @@
 import pytest
 
 from fruit_assets.storage import normalize_uri, open_store
-from fruit_assets.storage.commit import class_files, dataset_files, discard_staging, publish_datasets
+from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
+from fruit_assets.storage.versions import publish
 from fruit_assets.storage.partitions import class_folder
 
 CLASS = 'Pêche "plate" #1'
@@ -29,7 +30,7 @@ def test_only_the_reported_files_are_published(root):
     """A zombie attempt's file (staged, never reported to the driver) is not part of the output."""
     first, zombie, retried = stage(root, "r1", CLASS, ["part-00000-t-a0.parquet", "part-00001-t-a0.parquet",
                                                        "part-00001-t-a1.parquet"])
-    publish_datasets(root, "r1", {"embeddings": {CLASS: [first, retried]}})
+    publish(root, "r1", {"embeddings": {CLASS: [first, retried]}})
     discard_staging(f"{root}/_staging/r1")
     final = f"{root}/embeddings"
     folder = class_folder(final, CLASS)
@@ -43,9 +44,9 @@ def test_only_the_reported_files_are_published(root):
 def test_a_publication_replaces_the_previous_version_of_a_class_whole(root):
     final = f"{root}/embeddings"
     folder = class_folder(final, CLASS)
-    publish_datasets(root, "r1", {"embeddings": {CLASS: stage(root, "r1", CLASS, ["part-00000-r1-a0.parquet",
+    publish(root, "r1", {"embeddings": {CLASS: stage(root, "r1", CLASS, ["part-00000-r1-a0.parquet",
                                                                                  "part-00001-r1-a0.parquet"])}})
-    publish_datasets(root, "r2", {"embeddings": {CLASS: stage(root, "r2", CLASS, ["part-carry-r2-a0.parquet"])}})
+    publish(root, "r2", {"embeddings": {CLASS: stage(root, "r2", CLASS, ["part-carry-r2-a0.parquet"])}})
     assert dataset_files(final, CLASS) == [f"{folder}/part-carry-r2-a0.parquet"]
     remaining = [info.uri.rsplit("/", 1)[-1] for info in open_store(folder).list_objects(folder)]
     assert remaining == ["part-carry-r2-a0.parquet"]
@@ -53,8 +54,8 @@ def test_a_publication_replaces_the_previous_version_of_a_class_whole(root):
 
 def test_publishing_nothing_for_a_class_empties_it(root):
     final = f"{root}/embeddings"
-    publish_datasets(root, "r1", {"embeddings": {CLASS: stage(root, "r1", CLASS, ["part-00000-r1-a0.parquet"])}})
-    publish_datasets(root, "r2", {"embeddings": {CLASS: []}})
+    publish(root, "r1", {"embeddings": {CLASS: stage(root, "r1", CLASS, ["part-00000-r1-a0.parquet"])}})
+    publish(root, "r2", {"embeddings": {CLASS: []}})
     assert dataset_files(final, CLASS) == []
     assert list(open_store(final).list_objects(final)) == []
 
@@ -63,7 +64,7 @@ def test_class_files_pairs_every_published_file_with_its_class(root):
     final = f"{root}/embeddings"
     staged = {fruit_class: stage(root, "r1", fruit_class, names)
               for fruit_class, names in [("Banana", ["part-1.parquet", "part-0.parquet"]), (CLASS, ["part-9.parquet"])]}
-    publish_datasets(root, "r1", {"embeddings": staged})
+    publish(root, "r1", {"embeddings": staged})
     assert class_files(final, [CLASS, "Banana", "Kiwi"]) == [
         (CLASS, f"{class_folder(final, CLASS)}/part-9.parquet"),
         ("Banana", f"{class_folder(final, 'Banana')}/part-0.parquet"),
