@@ -236,8 +236,9 @@ class FaultProxy:
                 if isinstance(action, SlowDown):
                     if "100-continue" not in headers.get("expect", "").lower():
                         _drain_body(client_in, headers)  # an unread body would turn our answer into a reset
-                    client.sendall(_slow_down(request))
+                    # Logged before the answer leaves: a client that has its answer may read the log.
                     entry.status = 503
+                    client.sendall(_slow_down(request))
                     return  # answered with "Connection: close"
                 if isinstance(action, Delay):
                     time.sleep(action.seconds)
@@ -264,28 +265,31 @@ class FaultProxy:
         if expects_continue:
             # The server says 100 (send the body) or answers at once (then the body never comes).
             status, response_head, response_headers = _read_response_head(upstream_in)
-            client.sendall(response_head)
             if status != 100:
                 entry.status = status
+            client.sendall(response_head)
+            if status != 100:
                 _relay_body(upstream_in, client, response_headers, method, status, None)
                 return False  # whether the client sends its body anyway is unknowable: start afresh
         _relay_body(client_in, upstream, headers, method, None, None)
         lost = isinstance(action, Reset) and action.answer_lost
+        cut = action.after_response_bytes if isinstance(action, Reset) else None
         while True:
             status, response_head, response_headers = _read_response_head(upstream_in)
+            if status != 100:
+                # Logged before the answer leaves (a client that has its answer may read the log);
+                # an answer cut short never reached the client: no status.
+                entry.status = None if cut is not None else status
             if not lost:
                 client.sendall(response_head)
             if status != 100:
                 break
-        entry.status = status
         if lost:  # the server answered (and did what was asked); the client never hears of it
             _drain_body(upstream_in, response_headers, method, status)
             _reset(client)
             return False
-        cut = action.after_response_bytes if isinstance(action, Reset) else None
         if cut is not None:
             _relay_body(upstream_in, client, response_headers, method, status, cut)
-            entry.status = None
             _reset(client)
             return False
         until_close = _relay_body(upstream_in, client, response_headers, method, status, None)
