@@ -36,22 +36,46 @@ def test_the_graph_runs_from_the_model_to_the_features_per_class():
     assert partitioned == {"raw_images", "image_embeddings", "reduced_features"}
 
 
-def test_new_embeddings_flow_downstream_through_automation(dagster_instance):
+def test_changed_data_flows_downstream_through_automation_and_unchanged_data_does_not(dagster_instance):
     instance = dagster_instance
     instance.add_dynamic_partitions("fruit_class", ["A", "B", "C"])
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert result.total_requested == 0  # nothing upstream yet: nothing to do
 
+    def materialized(asset, data_version, partition=None):
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset, partition=partition, tags={"dagster/data_version": data_version}))
+
     for partition in ("A", "B", "C"):
-        instance.report_runless_asset_event(dg.AssetMaterialization("image_embeddings", partition=partition))
+        materialized("image_embeddings", f"files-{partition}-1", partition)
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert result.get_requested_partitions(dg.AssetKey("pca_model")) == {None}
     assert result.get_requested_partitions(dg.AssetKey("reduced_features")) == set()
 
-    instance.report_runless_asset_event(dg.AssetMaterialization("pca_model"))
+    materialized("pca_model", "basis-1")
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert result.get_requested_partitions(dg.AssetKey("reduced_features")) == {"A", "B", "C"}
     assert result.get_requested_partitions(dg.AssetKey("pca_model")) == set()
+    for partition in ("A", "B", "C"):
+        materialized("reduced_features", "projected-1", partition)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.total_requested == 0
+
+    # Materialized again with the same data: image_embeddings kept its files, the refit gave the
+    # same basis. Eager would request everything downstream again; nothing is requested.
+    materialized("image_embeddings", "files-B-1", "B")
+    materialized("pca_model", "basis-1")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.total_requested == 0
+
+    # New files for B: the PCA refits; a new basis: every partition is projected again.
+    materialized("image_embeddings", "files-B-2", "B")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(dg.AssetKey("pca_model")) == {None}
+    with_the_refit = result.get_requested_partitions(dg.AssetKey("reduced_features"))  # B, after pca_model
+    materialized("pca_model", "basis-2")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert with_the_refit | result.get_requested_partitions(dg.AssetKey("reduced_features")) == {"A", "B", "C"}
 
 
 def test_every_asset_writes_through_the_one_data_root_pool_limited_to_one():

@@ -1,4 +1,4 @@
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import EMBEDDING_CHECKS, check_results
 from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
@@ -16,6 +16,7 @@ from fruit_assets.progress import Throttled
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
 from fruit_assets.steps.checks import embedding_checks
 from fruit_assets.steps.embeddings import build_embeddings
+from fruit_assets.steps.publication import published_embeddings_version
 from fruit_assets.steps.reports import StepReport
 from fruit_assets.steps.review import review_new_images
 
@@ -69,7 +70,10 @@ def image_embeddings(
     metadata = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
     metadata.update(review_metadata(review, layout.review))
     metadata.update(spark_metadata(spark))
-    return MaterializeResult(metadata=metadata, check_results=checks)
+    # Which files are published for these classes: a re-run over unchanged images keeps them, so
+    # downstream automation (automation.py) sees no change.
+    return MaterializeResult(metadata=metadata, check_results=checks,
+                             data_version=DataVersion(published_embeddings_version(layout, classes)))
 
 
 def _log_counts(context: AssetExecutionContext, report: StepReport, model: InferenceModel) -> None:

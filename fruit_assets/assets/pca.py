@@ -1,16 +1,17 @@
-from dagster import AssetExecutionContext, AutomationCondition, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import PCA_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.assets.metadata import spark_metadata
 from fruit_assets.assets.plots import explained_variance_curve, markdown_image
+from fruit_assets.automation import eager_on_changed_data
 from fruit_assets.concurrency import DATA_ROOT_POOL
-from fruit_assets.partitions import registered_classes
+from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 from fruit_assets.steps.changes import remove_ghost_classes
 from fruit_assets.steps.checks import pca_checks
-from fruit_assets.steps.pca import fit_pca
+from fruit_assets.steps.pca import fit_pca, unchanged_fit
 
 
 @asset(
@@ -19,7 +20,7 @@ from fruit_assets.steps.pca import fit_pca
     deps=[image_embeddings],
     # Refit once new embeddings land (and none are still being computed): the sensor only
     # requests raw_images + image_embeddings, the automation daemon carries the change downstream.
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=eager_on_changed_data(),
     kinds={"spark", "numpy"},
     check_specs=PCA_CHECKS,
     description="PCA over every embedding; k is the smallest reaching the explained-variance target.",
@@ -29,14 +30,27 @@ def pca_model(
 ) -> MaterializeResult:
     with reported_as_one_line():
         # The PCA is fit on the classes Training/ holds now: those gone lose their outputs first.
-        training, removed = remove_ghost_classes(storage.layout, storage.allow_mass_deletion)
+        registered = registered_classes(context.instance)
+        training, removed = remove_ghost_classes(storage.layout, storage.allow_mass_deletion, also_known=registered)
         if removed:
             context.log.info(f"removed the outputs of {len(removed)} class(es) gone from Training/: {', '.join(removed)}")
-        classes = sorted(set(registered_classes(context.instance)) & set(training))
-        model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
+        # Their partitions go too, here and not only from the sensor: until they are gone, a run of
+        # every reduced_features partition (the automation's) would include them.
+        stale = sorted(set(registered) - set(training))
+        for fruit_class in stale:
+            context.instance.delete_dynamic_partition(fruit_class_partitions.name, fruit_class)
+        if stale:
+            context.log.info(f"deleted the partitions of {len(stale)} class(es) gone from Training/: {', '.join(stale)}")
+        classes = sorted(set(registered) & set(training))
+        # Fit on the very files the current basis was fit on: the same basis, without Spark.
+        model = unchanged_fit(storage.layout, classes, pca_settings.target)
+        refit = model is None
+        if refit:
+            model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
     context.log.info(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
         f"{model.explained_variance:.4f} (target {model.variance_target})"
+        + ("" if refit else "; embeddings unchanged since that fit, the basis is kept (no Spark)")
     )
     return MaterializeResult(
         metadata={
@@ -46,7 +60,8 @@ def pca_model(
             "variance_target": model.variance_target,
             "num_samples": model.num_samples,
             "num_classes": len(classes),
-            "removed_classes": ", ".join(removed) or "none",
+            "removed_classes": ", ".join(sorted(set(removed) | set(stale))) or "none",
+            "refit": "yes" if refit else "no: the embeddings are the ones the basis was fit on",
             "output_path": MetadataValue.path(storage.layout.pca_model),
             "explained_variance_curve": MetadataValue.md(
                 markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")

@@ -1,5 +1,5 @@
 import numpy as np
-from dagster import AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import REDUCED_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
@@ -8,6 +8,7 @@ from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_m
 from fruit_assets.assets.pca import pca_model
 from fruit_assets.assets.plots import markdown_image, pc_scatter
 from fruit_assets.assets.quality import SEPARABILITY_CHECKS, separability_check, separability_metadata
+from fruit_assets.automation import eager_on_changed_data
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage, SparkResource
@@ -23,7 +24,7 @@ from fruit_assets.steps.review import measure_separability
     partitions_def=fruit_class_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     # A new PCA basis invalidates every class's features: all partitions follow pca_model.
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=eager_on_changed_data(),
     kinds={"spark", "parquet"},
     check_specs=REDUCED_CHECKS + SEPARABILITY_CHECKS,
     description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
@@ -41,6 +42,13 @@ def reduced_features(
     # A new basis is published with every class projected on it, requested or not.
     also = sorted(set(report.per_class) - set(classes))
     metadata["also_reprojected"] = f"{len(also)} classes (new PCA basis): {', '.join(also[:20])}" if also else "none"
+    metadata["up_to_date"] = (f"{len(report.up_to_date)} classes already projected from their current embeddings "
+                              f"with this basis, left as they are" if report.up_to_date else "none")
+    if report.removed:
+        context.log.warning(f"{len(report.removed)} partition(s) asked for are gone from Training/ (their outputs were "
+                            f"removed): {', '.join(report.removed)}; nothing to project for them")
+        metadata["gone_from_training"] = ", ".join(report.removed)
+    classes = [c for c in classes if c not in report.removed]
     labels, points = first_components(session, layout, classes)
     if len(points) > 1 and model.k >= 2:
         metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))

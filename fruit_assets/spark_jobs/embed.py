@@ -241,15 +241,16 @@ def stage_class_files(rows: list, embeddings: np.ndarray, ok: np.ndarray, failur
 
 def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: dict[str, str],
                   engine: str, fingerprint: str, staging_uri: str,
-                  file_tag: str = "") -> list[tuple[str, str, str, list[str], int]]:
+                  file_tag: str = "") -> list[tuple[str, str, str, list[str], int, bool]]:
     """Reuse what an earlier materialization computed, inside Spark tasks.
 
     ``work``: (kind, fruit_class, committed files) with kind 'embeddings' or 'quarantine'. Each task
     reads one class's previous files and its current manifest, keeps the rows whose (path, etag)
     is still in the manifest (and, for embeddings, were computed with the same engine and weights),
     and stages them as one file. Returns (kind, fruit_class, staged uri or '', kept paths, rows
-    dropped because another engine or weights computed them): the driver learns which images need
-    no work from the paths alone; the vectors never leave the executors.
+    dropped because another engine or weights computed them, whether every previous row was kept):
+    the driver learns which images need no work from the paths alone; the vectors never leave the
+    executors.
     """
     def task(items):
         import numpy as np
@@ -263,21 +264,23 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
         for kind, fruit_class, uris in items:
             manifest = read_table(manifest_uris[fruit_class], ["path", "etag"])
             current = dict(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist()))
-            kept_tables, remodeled = [], 0
+            kept_tables, remodeled, complete = [], 0, True
             for uri in uris:
                 table = read_table(uri)
                 if kind == "embeddings" and schemas.embedding_model_tag(table.schema, LEGACY_ENGINE) != (engine, fingerprint):
                     remodeled += table.num_rows  # another engine or weights: embed again
+                    complete = False
                     continue
                 paths, etags = table["path"].to_pylist(), table["etag"].to_pylist()
                 keep = np.fromiter((current.get(p) == e for p, e in zip(paths, etags)), bool, len(paths))
                 if kind == "quarantine":
                     # Listed again, a vanished image is back (put again, its delete undone): read it again.
                     keep &= np.array([reason != "vanished" for reason in table["reason"].to_pylist()], bool)
+                complete = complete and bool(keep.all())
                 if keep.any():
                     kept_tables.append(table.filter(pa.array(keep)))
             if not kept_tables:
-                yield kind, fruit_class, "", [], remodeled
+                yield kind, fruit_class, "", [], remodeled, complete and not uris
                 continue
             kept = pa.concat_tables(kept_tables)
             kept = kept.take(pc.sort_indices(kept, [("path", "ascending")]))
@@ -285,7 +288,7 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
             target = (class_folder(f"{staging_uri}/{kind}", fruit_class)
                       + f"/{CARRIED_PREFIX}{file_tag}-a{attempt}.parquet")  # one per class and run
             write_table(target, kept.select(schema.names).cast(schema))
-            yield kind, fruit_class, target, kept["path"].to_pylist(), remodeled
+            yield kind, fruit_class, target, kept["path"].to_pylist(), remodeled, complete
 
     return collect_over_files(spark, work, task)
 

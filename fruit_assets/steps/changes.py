@@ -156,17 +156,20 @@ def check_deletions(gone: list[str], known: int, training: list[str], allow_mass
             "deletion to proceed")
 
 
-def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False) -> tuple[list[str], list[str]]:
+def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, also_known=()) -> tuple[list[str], list[str]]:
     """Deletes every output of the classes whose folder is gone from Training/; returns (the classes
     on Training/, the classes removed). The published features go first, the manifests last, so a
-    removal that stops midway is found again (and finished) by the next one."""
+    removal that stops midway is found again (and finished) by the next one. ``also_known``:
+    classes known elsewhere (registered partitions), counted by the mass-deletion guard too."""
     training = training_classes(layout)
     outputs = output_classes(layout)  # one listing of the output folders serves every question below
     if not training and not outputs:
         raise StorageError(f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
                            "Training/<Class>/<images> (try `fruit-assets sample <root>`)")
     ghosts = sorted(outputs - set(training))
-    check_deletions(ghosts, len(outputs | set(training)), training, allow_mass_deletion, layout.training)
+    known = outputs | set(also_known)
+    check_deletions(sorted(known - set(training)), len(known | set(training)), training, allow_mass_deletion,
+                    layout.training)
     if ghosts:
         # One version without them (their published rows go atomically), then the unversioned
         # per-class state; a removal that stops midway is found again by the next one.

@@ -43,7 +43,8 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
     tag = run_token[:8]
     try:
         staged: dict[tuple[str, str], list[str]] = {}
-        kept_paths = _carry_forward(spark, layout, classes, model, staging, tag, report, staged) if incremental else {}
+        kept_paths, untouched = (_carry_forward(spark, layout, classes, model, staging, tag, report, staged)
+                                 if incremental else ({}, set()))
         rows = [
             (path, fruit_class, etag, size)  # the listed size: an oversize object is refused unread
             for fruit_class, manifest in manifests.items()
@@ -59,7 +60,11 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
             staged.setdefault(key, []).extend(uris)
         for fruit_class, counts in report.per_class.items():
             _account(fruit_class, counts, outcome.count(fruit_class, "embeddings"), outcome.count(fruit_class, "quarantine"))
-        publish(layout.root, run_token, {kind: {c: staged.get((c, kind), []) for c in classes} for kind in KINDS})
+        # A class whose every previous row still stands and that gained none keeps its published
+        # files as they are: same names, so the PCA and the projection see them unchanged.
+        unchanged = {c for c in untouched if report.per_class[c].featurized == 0 and report.per_class[c].moved == 0}
+        publish(layout.root, run_token,
+                {kind: {c: staged.get((c, kind), []) for c in classes if c not in unchanged} for kind in KINDS})
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started
@@ -67,9 +72,10 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
 
 
 def _carry_forward(spark, layout: DataLayout, classes: list[str], model: InferenceModel, staging: str, tag: str,
-                   report: StepReport, staged: dict) -> dict[str, set[str]]:
+                   report: StepReport, staged: dict) -> tuple[dict[str, set[str]], set[str]]:
     """Stages the previous rows still valid (same path and ETag, same engine and weights), counts
-    them in ``report`` and ``staged``; returns the paths kept per class (they need no work)."""
+    them in ``report`` and ``staged``; returns the paths kept per class (they need no work) and the
+    classes whose every previously published row was kept."""
     work = [
         (kind, fruit_class, files)
         for fruit_class in classes
@@ -78,8 +84,11 @@ def _carry_forward(spark, layout: DataLayout, classes: list[str], model: Inferen
     ]
     manifest_uris = {c: layout.manifest(c) for c in classes}
     kept_paths: dict[str, set[str]] = {c: set() for c in classes}
-    for kind, fruit_class, uri, paths, remodeled in carry_forward(spark, work, manifest_uris, model.engine,
-                                                                  model.fingerprint, staging, tag):
+    # Only a class with published rows can be untouched (a first materialization publishes).
+    complete = {c: True for _kind, c, _files in work}
+    for kind, fruit_class, uri, paths, remodeled, whole in carry_forward(spark, work, manifest_uris, model.engine,
+                                                                         model.fingerprint, staging, tag):
+        complete[fruit_class] = complete[fruit_class] and whole
         if uri:
             staged.setdefault((fruit_class, kind), []).append(uri)
         kept_paths[fruit_class].update(paths)
@@ -90,7 +99,7 @@ def _carry_forward(spark, layout: DataLayout, classes: list[str], model: Inferen
             counts.embedded += len(paths)
         else:
             counts.quarantined += len(paths)
-    return kept_paths
+    return kept_paths, {c for c, whole in complete.items() if whole}
 
 
 def _reuse_by_content(spark, layout: DataLayout, rows: list[tuple[str, str, str, int]], model: InferenceModel,

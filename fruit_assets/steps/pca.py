@@ -5,14 +5,16 @@ from __future__ import annotations
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel, check_variance_target, fit_from_moments, load_pca, save_pca
 from fruit_assets.spark_jobs.pca import embedding_moments
-from fruit_assets.steps.publication import read_json, write_json
+from fruit_assets.steps.publication import embeddings_digest, read_json, write_json
 from fruit_assets.storage import StorageError, open_store
-from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.versions import Version, current_version
 
 
-def embedding_files(layout: DataLayout, classes: list[str]) -> dict[str, list[str]]:
-    files = {fruit_class: dataset_files(layout.embeddings, fruit_class) for fruit_class in classes}
-    missing = [c for c in classes if not files[c] and not _materialized(layout, c)]
+def embedding_files(layout: DataLayout, classes: list[str], version: Version | None = None) -> dict[str, list[str]]:
+    """The published embeddings files of each class, all from one version (the current one unless given)."""
+    version = version or current_version(layout.root)
+    files = {fruit_class: version.class_uris("embeddings", fruit_class) for fruit_class in classes}
+    missing = [c for c in classes if not files[c] and not version.class_uris("quarantine", c)]
     if missing:
         raise StorageError(
             f"no embeddings for {len(missing)} class(es) ({', '.join(sorted(missing)[:5])}"
@@ -21,19 +23,34 @@ def embedding_files(layout: DataLayout, classes: list[str]) -> dict[str, list[st
     return files
 
 
-def _materialized(layout: DataLayout, fruit_class: str) -> bool:
-    """A class whose every image was quarantined has no embeddings files, but committed quarantine ones."""
-    return bool(dataset_files(layout.quarantine, fruit_class))
-
-
 def fit_pca(spark, layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel:
     check_variance_target(variance_target)  # before a pass over every embedding, not after
-    files = [uri for uris in embedding_files(layout, classes).values() for uri in uris]
+    published = current_version(layout.root)
+    files = [uri for uris in embedding_files(layout, classes, published).values() for uri in uris]
+    fitted_on = embeddings_digest(published, classes)
     model = fit_from_moments(embedding_moments(spark, files), variance_target)
     open_store(layout.pca_model).write_bytes(layout.pca_model, save_pca(model))
     write_json(layout.pca_record, {"fingerprint": model.fingerprint, "k": model.k, "variance_target": model.variance_target,
-                                   "num_samples": model.num_samples})
+                                   "num_samples": model.num_samples, "embeddings": fitted_on})
     return model
+
+
+def unchanged_fit(layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel | None:
+    """The PCA on disk if it was fit on exactly the published embeddings of ``classes`` (the same
+    files, hence the same rows) with this target: refitting would give the same basis. Small files
+    only, no Spark."""
+    check_variance_target(variance_target)
+    record = pca_record(layout)
+    published = current_version(layout.root)
+    embedding_files(layout, classes, published)  # the same "materialize image_embeddings first" error as a fit
+    if (record is None or abs(record["variance_target"] - variance_target) > 1e-12
+            or record.get("embeddings") != embeddings_digest(published, classes)):
+        return None
+    try:
+        model = read_pca(layout)
+    except StorageError:
+        return None
+    return model if model.fingerprint == record["fingerprint"] else None
 
 
 def pca_record(layout: DataLayout) -> dict | None:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.storage import open_store
-from fruit_assets.storage.versions import current_version
+from fruit_assets.storage.versions import Version, current_version
 
 def manifest_digest(manifest: pa.Table) -> str:
     """Of the (path, etag, size) triples, in path order: what raw_images saw of the class."""
@@ -38,3 +38,17 @@ def write_json(uri: str, record: dict) -> None:
 
 def published_entries(layout: DataLayout) -> dict[str, dict]:
     return current_version(layout.root).made_from
+
+
+def embeddings_digest(version: Version, classes) -> str:
+    """Of the published embeddings files of ``classes`` in ``version``. Files are immutable and
+    every new one gets a new name, so an equal digest means the very same embeddings."""
+    digest = hashlib.sha256()
+    for fruit_class in sorted(classes):
+        digest.update(f"{fruit_class}\0{chr(31).join(version.files.get('embeddings', {}).get(fruit_class, ()))}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def published_embeddings_version(layout: DataLayout, classes) -> str:
+    """The data version of image_embeddings for ``classes``: which files are published for them now."""
+    return embeddings_digest(current_version(layout.root), classes)

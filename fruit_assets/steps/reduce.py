@@ -8,28 +8,46 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel, save_pca
 from fruit_assets.spark_jobs.pca import project_files
 from fruit_assets.spark_jobs.validate import sample_first_components
-from fruit_assets.steps.manifest import read_manifest_if_any
+from fruit_assets.steps.manifest import read_manifest_if_any, training_classes
 from fruit_assets.steps.pca import embedding_files, read_pca
-from fruit_assets.steps.publication import manifest_digest
+from fruit_assets.steps.publication import embeddings_digest, manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import class_files, discard_staging
-from fruit_assets.storage.versions import current_version, publish
+from fruit_assets.storage.versions import Version, current_version, publish
 
 
 def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str) -> tuple[StepReport, PcaModel]:
     """Projects ``classes`` onto the current basis and publishes them with it. If the basis is not
     the published one, every published class is projected too (one version, one basis): a
     materialization of a few partitions after a refit, from the UI or a partial backfill, never
-    publishes a table that mixes bases."""
+    publishes a table that mixes bases. A class whose published rows were projected from its
+    current embeddings files with this basis is left as it is (``report.up_to_date``); if that is
+    every class, nothing is read, projected or published."""
     started = time.perf_counter()
     report = StepReport(output=layout.reduced_features)
     model = read_pca(layout)
     published = current_version(layout.root)
     if (published.pca or {}).get("fingerprint") != model.fingerprint:
         classes = sorted(set(classes) | set(published.classes("reduced_features")))
+    else:
+        report.up_to_date = [c for c in classes if _up_to_date(published, c, model.fingerprint)]
+        classes = [c for c in classes if c not in report.up_to_date]
+        for fruit_class in report.up_to_date:
+            rows = published.made_from[fruit_class].get("rows", 0)
+            report.per_class[fruit_class] = ClassCounts(images=rows, embedded=rows)
+    # A class asked for (a partition not yet deleted) whose folder is gone and whose outputs were
+    # removed has nothing to project: reported, not a failure of the others.
+    unpublished = [c for c in classes if not published.class_uris("embeddings", c) and not published.class_uris("quarantine", c)]
+    if unpublished:
+        on_training = set(training_classes(layout))
+        report.removed = [c for c in unpublished if c not in on_training]
+        classes = [c for c in classes if c not in report.removed]
+    files = embedding_files(layout, classes, published)
+    if not classes:
+        report.seconds = time.perf_counter() - started
+        return report, model
     pca_bytes = save_pca(model, with_basis=False)
-    files = embedding_files(layout, classes)
     work = [(fruit_class, uri) for fruit_class, uris in files.items() for uri in uris]
     staging = layout.staging(run_token)
     try:
@@ -49,7 +67,8 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
         publish(
             layout.root, run_token, {"reduced_features": {c: staged.get(c, []) for c in classes}},
             pca={"fingerprint": model.fingerprint, "k": model.k}, pca_model_uri=basis_uri,
-            made_from={c: _published_entry(layout, c, models[c], model.fingerprint) for c in classes},
+            made_from={c: _published_entry(layout, c, models[c], model.fingerprint, embeddings_digest(published, [c]),
+                                           report.per_class[c].images) for c in classes},
         )
     finally:
         discard_staging(staging)
@@ -57,11 +76,21 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
     return report, model
 
 
-def _published_entry(layout: DataLayout, fruit_class: str, model_tags: set[str], pca_fingerprint: str) -> dict:
+def _published_entry(layout: DataLayout, fruit_class: str, model_tags: set[str], pca_fingerprint: str,
+                     embeddings: str, rows: int) -> dict:
     manifest = read_manifest_if_any(layout, fruit_class)
     return {"manifest": manifest_digest(manifest) if manifest is not None else "",
             # A class of quarantined images only has no embeddings, hence no model tag.
-            "model": ",".join(sorted(model_tags)), "pca": pca_fingerprint}
+            "model": ",".join(sorted(model_tags)), "pca": pca_fingerprint,
+            # Which embeddings files (immutable, uniquely named) the rows were projected from.
+            "embeddings": embeddings, "rows": rows}
+
+
+def _up_to_date(published: Version, fruit_class: str, pca_fingerprint: str) -> bool:
+    entry = published.made_from.get(fruit_class) or {}
+    projected = bool(published.class_uris("reduced_features", fruit_class)) or not published.class_uris("embeddings", fruit_class)
+    return (projected and entry.get("pca") == pca_fingerprint
+            and entry.get("embeddings") == embeddings_digest(published, [fruit_class]))
 
 
 def first_components(spark, layout: DataLayout, classes: list[str]) -> tuple[list[str], list[list[float]]]:

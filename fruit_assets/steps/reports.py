@@ -22,6 +22,10 @@ class StepReport:
     per_class: dict[str, ClassCounts] = field(default_factory=dict)
     seconds: float = 0.0
     output: str = ""
+    # Classes asked for whose published rows are already what this step would make: left as they are.
+    up_to_date: list[str] = field(default_factory=list)
+    # Classes asked for that are gone from Training/ (their outputs removed): nothing to do for them.
+    removed: list[str] = field(default_factory=list)
 
     def total(self, count: str) -> int:
         return sum(getattr(c, count) for c in self.per_class.values())

@@ -152,6 +152,48 @@ def test_pca_without_embeddings_fails_with_a_clear_message(spark, sample_root, w
     assert "materialize image_embeddings" in str(failure.event_specific_data.error)
 
 
+def test_unchanged_inputs_are_recognised_and_a_stale_partition_of_a_deleted_class_is_harmless(
+        spark, sample_root, weights_file, dagster_instance):
+    run_graph(dagster_instance, sample_root, weights_file)
+    res = resources(sample_root, weights_file)
+    everything = {"dagster/asset_partition_range_start": CLASSES[0], "dagster/asset_partition_range_end": CLASSES[-1]}
+
+    # Inputs unchanged: the same basis without a refit (same data version), nothing projected again.
+    first_fit = dagster_instance.get_latest_materialization_event(pca_model.key).asset_materialization.tags
+    again = materialize(ALL_ASSETS, selection=[pca_model], instance=dagster_instance, resources=res)
+    meta = metadata_of(again, "pca_model")
+    assert meta["refit"].startswith("no") and "spark_application_id" not in meta
+    assert (dagster_instance.get_latest_materialization_event(pca_model.key).asset_materialization.tags["dagster/data_version"]
+            == first_fit["dagster/data_version"])
+    reduced = materialize(ALL_ASSETS, selection=[reduced_features], instance=dagster_instance, resources=res, tags=everything)
+    meta = metadata_of(reduced, "reduced_features")
+    assert meta["up_to_date"].startswith("3 classes") and meta["num_images"] == 36
+    assert all(e.passed for e in reduced.get_asset_check_evaluations() if e.check_name == "reduced_features_share_one_basis")
+
+    # A class folder deleted: pca_model removes its outputs and its partition, and refits.
+    import shutil
+
+    shutil.rmtree(os.path.join(sample_root, "Training", "Banana"))
+    removal = materialize(ALL_ASSETS, selection=[pca_model], instance=dagster_instance, resources=res)
+    meta = metadata_of(removal, "pca_model")
+    assert meta["removed_classes"] == "Banana" and meta["refit"] == "yes" and meta["num_samples"] == 24
+    assert not dagster_instance.has_dynamic_partition(fruit_class_partitions.name, "Banana")
+
+    # A run that still asks for it (requested before the partition went, as a backfill of every
+    # partition would): the others are projected on the new basis, the gone class is reported.
+    dagster_instance.add_dynamic_partitions(fruit_class_partitions.name, ["Banana"])
+    stale = materialize(ALL_ASSETS, selection=[reduced_features], instance=dagster_instance, resources=res,
+                        tags={"dagster/asset_partition_range_start": "Apple Red 1", "dagster/asset_partition_range_end": "Banana"},
+                        raise_on_error=False)
+    assert stale.success
+    meta = metadata_of(stale, "reduced_features")
+    assert meta["gone_from_training"] == "Banana" and meta["num_images"] == 24
+    table = read(sample_root, "output/resultats_features_parquet")
+    assert set(table["fruit_class"].to_pylist()) == {"Apple Red 1", "Pepper Red"} and table.num_rows == 24
+    assert all(e.passed for e in stale.get_asset_check_evaluations() if e.check_name != "pca_keeps_class_separability"
+               and e.check_name != "new_images_look_like_their_class")
+
+
 @pytest.mark.parametrize("bad", ["0", "1.5", "abc"])
 def test_pca_target_is_validated(bad):
     with pytest.raises(ValueError, match=r"FRUIT_PCA_VARIANCE"):

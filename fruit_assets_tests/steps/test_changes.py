@@ -25,6 +25,7 @@ from fruit_assets.steps.reduce import build_reduced_features
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import dataset_files
 from fruit_assets.storage.parquet_io import read_tables
+from fruit_assets_tests.harness.images import fresh_jpeg
 
 
 def test_contiguous_ranges_cover_exactly_the_selection():
@@ -140,3 +141,40 @@ def test_the_embedding_of_identical_bytes_is_taken_from_the_first_file_that_hold
     banana_rows = read_tables(dataset_files(layout.embeddings, "Banana"))
     original = banana_rows.filter(pc.equal(banana_rows["path"], f"file://{banana}/0_100.jpg"))
     assert third["embedding"].to_pylist() == original["embedding"].to_pylist()
+
+
+def test_steps_run_again_on_unchanged_data_keep_what_is_published(spark, root, onnx_model):
+    """image_embeddings over unchanged classes keeps their files (same names); the PCA is not fit
+    again; reduced_features projects and publishes nothing. Then one new image: only then does
+    each step do its work again, and every class is projected on the new basis."""
+    from fruit_assets.steps.pca import read_pca, unchanged_fit
+    from fruit_assets.storage.versions import current_version
+
+    layout = DataLayout.at(root)
+    classes = publish(spark, layout, onnx_model, "first001")[0].per_class
+    before = current_version(layout.root)
+    fitted = read_pca(layout)
+    assert unchanged_fit(layout, sorted(classes), 0.9).fingerprint == fitted.fingerprint
+    assert unchanged_fit(layout, sorted(classes), 0.95) is None  # another target: a refit
+
+    report = build_embeddings(spark, layout, sorted(classes), onnx_model, "again001")
+    assert report.featurized == 0 and report.reused == report.images == 36
+    after_embeddings = current_version(layout.root)
+    assert after_embeddings.files["embeddings"] == before.files["embeddings"]
+    assert unchanged_fit(layout, sorted(classes), 0.9).fingerprint == fitted.fingerprint
+    reduced, model = build_reduced_features(spark, layout, sorted(classes), "again001-r")
+    assert sorted(reduced.up_to_date) == sorted(classes) and reduced.images == 36
+    assert current_version(layout.root).number == after_embeddings.number  # nothing published
+
+    new_image = f"{root}/Training/Banana/new_1.jpg"
+    open_store(root).write_bytes(new_image, fresh_jpeg(1))
+    build_manifests(layout, ["Banana"])
+    report = build_embeddings(spark, layout, ["Banana"], onnx_model, "third001")
+    assert report.featurized == 1
+    assert unchanged_fit(layout, sorted(classes), 0.9) is None  # Banana's embeddings changed
+    refit = fit_pca(spark, layout, sorted(classes), 0.9)
+    assert refit.fingerprint != fitted.fingerprint
+    reduced, _ = build_reduced_features(spark, layout, ["Banana"], "third001-r")
+    assert reduced.up_to_date == [] and sorted(reduced.per_class) == sorted(classes)  # new basis: all of them
+    again, _ = build_reduced_features(spark, layout, ["Apple Red 1"], "third002-r")
+    assert again.up_to_date == ["Apple Red 1"]
