@@ -37,6 +37,12 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--changes", type=int, default=300, help="uploads + overwrites + deletes per round")
     parser.add_argument("--local", action="store_true", help="a local folder instead of the S3 server")
+    parser.add_argument("--distinct", type=int, default=0,
+                        help="render this many images per class and write the rest as copies made unique by a JPEG "
+                        "comment (other bytes, so nothing is reused by content; the same pixels): 150,000 rendered "
+                        "images take ~45 min here, copies seconds. 0: render every image")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the from-scratch run over the final images (and the comparison)")
     args = parser.parse_args(argv)
     ensure_env()
     work = tempfile.mkdtemp(prefix="bench-soak-")
@@ -77,7 +83,10 @@ def soak(args, work: str, root: str) -> int:
     layout = DataLayout.at(root)
     store = open_store(layout.root)
     started = time.perf_counter()
-    count = write_sample_dataset(layout.root, args.classes, args.images, seed=11, threads=16)
+    if args.distinct:
+        count = write_unique_copies(layout.root, args.classes, args.images, args.distinct)
+    else:
+        count = write_sample_dataset(layout.root, args.classes, args.images, seed=11, threads=16)
     print(f"{count} images in {args.classes} classes written to {layout.training} in {time.perf_counter() - started:.0f} s")
 
     # One Spark application for the whole soak, as the CLI keeps one: the runs below reuse it.
@@ -85,12 +94,13 @@ def soak(args, work: str, root: str) -> int:
     home = os.path.join(work, "dagster_home")
     os.makedirs(home)
     instance = dg.DagsterInstance.local_temp(home)
-    state = {"sensor_cursor": None, "automation_cursor": None}
+    state = {"sensor_cursor": None, "automation_cursor": None, "embed_runs": []}
 
     def execute(job_name: str, tags: dict) -> None:
         result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=tags, raise_on_error=False)
         if not result.success:
             raise SystemExit(f"run of {job_name} {tags} failed")
+        return result.run_id
 
     def react() -> tuple[int, int]:
         """One sensor tick and what it requests, then the automation conditions, until quiet."""
@@ -102,7 +112,7 @@ def soak(args, work: str, root: str) -> int:
         for request in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         for request in result.run_requests or []:
-            execute("embed_classes", request.tags)
+            state["embed_runs"].append(execute("embed_classes", request.tags))
         downstream = 0
         for _ in range(3):
             evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=state["automation_cursor"])
@@ -133,6 +143,12 @@ def soak(args, work: str, root: str) -> int:
     # The daemon evaluates automation conditions all along; its first evaluation sees no change.
     state["automation_cursor"] = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
     phase("full materialization (sensor + automation)", react)
+    # What a backfill of every class in one run (BackfillPolicy.single_run) writes to the event log.
+    for run_id in state["embed_runs"]:
+        events = instance.all_logs(run_id)
+        materializations = sum(1 for e in events if e.dagster_event and e.dagster_event.is_step_materialization)
+        print(f"event log of the embedding run {run_id[:8]}: {len(events)} rows, {materializations} materializations "
+              f"({len(instance.get_dynamic_partitions('fruit_class'))} partitions x 2 assets)", flush=True)
 
     rng = random.Random(7)
     styles = class_styles(args.classes)
@@ -151,6 +167,14 @@ def soak(args, work: str, root: str) -> int:
             store.write_bytes(uri, jpeg_bytes(render_fruit(image_rng, colour, aspect)))
         store.delete(chosen[overwrites:])
         phase(f"round {round_number}: +{uploads} new, {overwrites} overwritten, -{deletes} deleted", react)
+
+    if args.no_baseline:
+        print("\nsummary (no from-scratch baseline)")
+        for name, seconds, memory in phases:
+            print(f"  {seconds:7.0f} s  {memory.describe()}  {name}")
+        spark.stop()
+        instance.dispose()
+        return 0
 
     # The baseline: the same final images, from scratch, no carry-forward, in a fresh root.
     from fruit_assets.steps.embeddings import build_embeddings
@@ -216,6 +240,34 @@ def soak(args, work: str, root: str) -> int:
     spark.stop()
     instance.dispose()
     return 0 if ok else 1
+
+
+def write_unique_copies(root: str, classes: int, images: int, distinct: int) -> int:
+    """``distinct`` rendered images per class, written ``images`` times over with a JPEG comment
+    segment (COM) after the start-of-image marker naming the copy: every object has other bytes
+    (another ETag, another content hash), every decoder sees the same pixels."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from fruit_assets.featurize.synthetic import class_styles, jpeg_bytes, render_fruit
+    from fruit_assets.storage import open_store
+
+    store = open_store(root)
+
+    def write_class(item):
+        class_index, (name, colour, aspect) = item
+        rng = np.random.default_rng([11, class_index])
+        bases = [jpeg_bytes(render_fruit(rng, colour, aspect)) for _ in range(distinct)]
+        for index in range(images):
+            note = f"soak copy {class_index}/{index}".encode()
+            data = bases[index % distinct]
+            store.write_bytes(f"{root}/Training/{name}/{index}_100.jpg",
+                              data[:2] + b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note + data[2:])
+        return images
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return sum(pool.map(write_class, enumerate(class_styles(classes))))
 
 
 if __name__ == "__main__":

@@ -221,3 +221,55 @@ def test_two_runs_of_one_class_at_once_take_turns_and_leave_one_version(dagster_
     table = ds.dataset(os.path.join(dagster_dev.data_root, "embeddings", "fruit_class=Pepper Red"), format="parquet").to_table()
     paths = table["path"].to_pylist()
     assert len(paths) == 12 and len(set(paths)) == 12
+
+
+def wait_for_backfill(dagster_dev, backfill_id, timeout=600):
+    deadline = time.monotonic() + timeout
+    while True:
+        state = dagster_dev.graphql(BACKFILL_STATUS, {"id": backfill_id})
+        status = state["partitionBackfillOrError"]["status"]
+        if status not in ("REQUESTED", "CANCELING", "FAILING"):
+            return status, state["runsOrError"]["results"]
+        assert time.monotonic() < deadline, "backfill did not finish"
+        time.sleep(3)
+
+
+def test_a_graphql_launch_of_pca_model_and_one_partition_publishes_one_basis_for_every_class(dagster_dev):
+    """A client refits the PCA and asks for one class's features only (after a new image in it):
+    every published row comes out on the new basis, equal to the reference projection."""
+    import numpy as np
+
+    from fruit_assets import read_reduced_features, read_embeddings
+    from fruit_assets.pca import load_pca
+    from fruit_assets.storage.versions import current_version
+    from fruit_assets_tests.harness.images import fresh_jpeg
+
+    def backfill(assets, **partitions):
+        launched = dagster_dev.graphql(BACKFILL, {"params": {
+            "assetSelection": [{"path": [a]} for a in assets], **partitions}})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        status, runs = wait_for_backfill(dagster_dev, launched["backfillId"])
+        assert status in ("COMPLETED", "COMPLETED_SUCCESS") and all(r["status"] == "SUCCESS" for r in runs), (status, runs)
+
+    backfill(["raw_images", "image_embeddings"], allPartitions=True)
+    backfill(["pca_model", "reduced_features"], allPartitions=True)
+    first_basis = load_pca(open(os.path.join(dagster_dev.data_root, "models", "pca", "pca.npz"), "rb").read()).fingerprint
+
+    with open(os.path.join(dagster_dev.data_root, "Training", "Banana", "graphql_new.jpg"), "wb") as handle:
+        handle.write(fresh_jpeg(77))
+    backfill(["raw_images", "image_embeddings"], partitionNames=["Banana"])
+    backfill(["pca_model", "reduced_features"], partitionNames=["Banana"])
+
+    model = load_pca(open(os.path.join(dagster_dev.data_root, "models", "pca", "pca.npz"), "rb").read())
+    assert model.fingerprint != first_basis
+    features = read_reduced_features(dagster_dev.data_root)
+    embeddings = read_embeddings(dagster_dev.data_root)
+    assert features.num_rows == embeddings.num_rows == 37
+    assert set(features["fruit_class"].to_pylist()) == {"Apple Red 1", "Banana", "Pepper Red"}
+    lengths = {len(v) for v in features["features"].to_pylist()}
+    assert lengths == {model.k}
+    assert {entry["pca"] for entry in current_version(dagster_dev.data_root).made_from.values()} == {model.fingerprint}
+    by_path = dict(zip(embeddings["path"].to_pylist(), embeddings["embedding"].to_pylist()))
+    vectors = np.array([by_path[p] for p in features["path"].to_pylist()], dtype=np.float64)
+    reference = (vectors - model.mean) @ model.components.T
+    np.testing.assert_allclose(np.array(features["features"].to_pylist()), reference, rtol=1e-4, atol=1e-4)

@@ -77,6 +77,9 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
 
     unchanged_images = _unchanged_since_publication(layout, classes)
     spark_starting = start_spark() if unchanged_images is None else None
+    if fruit_classes is None and unchanged_images is None:
+        # Every class is looked at; only those whose images or model changed are embedded again.
+        selected = _changed_classes(layout, classes)
     reconciled = _reconcile(layout, classes, terminal, allow_mass_deletion)
     if reconciled is None:
         if spark_starting is not None:
@@ -106,7 +109,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         spark.stop_session()  # and its event log to <root>/spark-events/
     if summary is None:
         return 1
-    _print_summary(terminal, summary, len(selected), time.perf_counter() - started)
+    _print_summary(terminal, summary, len(classes), len(selected), time.perf_counter() - started)
     return 0
 
 
@@ -132,26 +135,47 @@ def _discover(fruit_classes, terminal):
     return layout, classes, selected
 
 
-def _unchanged_since_publication(layout, classes) -> int | None:
-    """Images in the published table if it is exactly what a run would publish now, else None."""
+def _model_tag(layout) -> str | None:
+    """"engine/weights fingerprint" of the configured model, None if it was never converted here."""
     from fruit_assets.definitions import defs
     from fruit_assets.featurize.engines import check_engine
     from fruit_assets.models import registry
+    from fruit_assets.resources.env import resolved
+
+    model = defs.resources["embedding_model"]
+    record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
+    return None if record is None else f"{check_engine(resolved(model.engine))}/{record.fingerprint}"
+
+
+def _unchanged_since_publication(layout, classes) -> int | None:
+    """Images in the published table if it is exactly what a run would publish now, else None."""
+    from fruit_assets.definitions import defs
     from fruit_assets.pca import check_variance_target
     from fruit_assets.resources.env import resolved
     from fruit_assets.steps.changes import unchanged_since_publication
     from fruit_assets.storage import StorageError
 
-    model = defs.resources["embedding_model"]
     try:
-        record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
-        if record is None:
+        tag = _model_tag(layout)
+        if tag is None:
             return None
         target = check_variance_target(resolved(defs.resources["pca_settings"].variance_target))
-        tag = f"{check_engine(resolved(model.engine))}/{record.fingerprint}"
         return unchanged_since_publication(layout, classes, tag, target)
     except (StorageError, ValueError, KeyError):
         return None  # the run itself reports what is wrong
+
+
+def _changed_classes(layout, classes) -> list[str]:
+    """The classes to embed again: those whose images or model differ from their publication
+    (all of them when that cannot be told; the embedding step then keeps what still stands)."""
+    from fruit_assets.steps.changes import changed_since_publication
+    from fruit_assets.storage import StorageError
+
+    try:
+        tag = _model_tag(layout)
+        return classes if tag is None else changed_since_publication(layout, classes, tag)
+    except (StorageError, ValueError, KeyError):
+        return classes
 
 
 def _reconcile(layout, classes, terminal, allow_mass_deletion: bool):
@@ -254,7 +278,8 @@ def release_runs_of_dead_commands(instance) -> list[str]:
     return released
 
 
-def _print_summary(terminal, summary: dict[str, dict], num_classes: int, seconds: float) -> None:
+def _print_summary(terminal, summary: dict[str, dict], num_classes: int, num_embedded_classes: int,
+                   seconds: float) -> None:
     from fruit_assets.cli.console import VERBOSE
 
     embeddings = summary.get("image_embeddings", {})
@@ -262,13 +287,20 @@ def _print_summary(terminal, summary: dict[str, dict], num_classes: int, seconds
     reduced = summary.get("reduced_features", {})
     say = terminal.always
     say("\nsummary")
-    say(f"  classes              {num_classes}")
-    say(f"  images               {embeddings.get('num_images')} "
-        f"({embeddings.get('num_embedded')} embedded, {embeddings.get('num_quarantined')} quarantined)")
-    moved = embeddings.get("num_moved") or 0
-    say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused"
-        + (f" ({moved} found by content under another path)" if moved else "")
-        + f", {embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
+    say(f"  classes              {num_classes}"
+        + (f" ({num_classes - num_embedded_classes} unchanged since their publication: not embedded again)"
+           if num_embedded_classes < num_classes else ""))
+    if embeddings:
+        say(f"  images               {reduced.get('num_images')} published; in the embedded classes "
+            f"{embeddings.get('num_images')} ({embeddings.get('num_embedded')} embedded, "
+            f"{embeddings.get('num_quarantined')} quarantined)")
+        moved = embeddings.get("num_moved") or 0
+        say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused"
+            + (f" ({moved} found by content under another path)" if moved else "")
+            + f", {embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
+    else:
+        say(f"  images               {reduced.get('num_images')} published")
+        say("  embedding            0 featurized now: no class changed")
     say(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
         f"target {pca.get('variance_target')})")
     say(f"  reduced features     {reduced.get('output_path')}")

@@ -19,10 +19,10 @@ from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.pca import pca_record
 from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
-from fruit_assets.steps.publication import manifest_digest, published_entries
+from fruit_assets.steps.publication import embeddings_digest, manifest_digest, published_entries
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.partitions import classes_in
-from fruit_assets.storage.versions import publish, recover
+from fruit_assets.storage.versions import current_version, publish, recover
 
 CURSOR_VERSION = 1
 
@@ -189,21 +189,46 @@ def unchanged_since_publication(layout: DataLayout, classes: list[str], model_ta
     if pca is None or abs(pca["variance_target"] - variance_target) > 1e-12:
         return None
     entries = published_entries(layout)
+    if any((entries.get(c) or {}).get("pca") != pca["fingerprint"] for c in classes):
+        return None
     images = 0
     for fruit_class in classes:
-        entry = entries.get(fruit_class)
-        # A class whose every image was quarantined has no embeddings, hence no model tag.
-        if entry is None or entry["pca"] != pca["fingerprint"] or entry["model"] not in (model_tag, ""):
+        count = _images_if_as_published(layout, fruit_class, entries.get(fruit_class), model_tag)
+        if count is None:
             return None
-        manifest = read_manifest_if_any(layout, fruit_class)
-        if manifest is None or manifest_digest(manifest) != entry["manifest"]:
-            return None
-        folder = layout.training_class(fruit_class)
-        if not matches_manifest(layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False)),
-                                manifest):
-            return None
-        images += manifest.num_rows
+        images += count
     return images
+
+
+def changed_since_publication(layout: DataLayout, classes: list[str], model_tag: str, threads: int = 16) -> list[str]:
+    """The classes whose images (by key, ETag and size) or model differ from what their published
+    rows were made from: those a run must embed again. The others' embeddings stand as published.
+    Listings and small files only, the classes looked at concurrently."""
+    version = current_version(layout.root)
+
+    def changed(fruit_class: str) -> bool:
+        entry = version.made_from.get(fruit_class)
+        # The record speaks for the embeddings only if they are still the files it was made from.
+        if entry is None or entry.get("embeddings") != embeddings_digest(version, [fruit_class]):
+            return True
+        return _images_if_as_published(layout, fruit_class, entry, model_tag) is None
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return [c for c, differs in zip(classes, pool.map(changed, classes)) if differs]
+
+
+def _images_if_as_published(layout: DataLayout, fruit_class: str, entry: dict | None, model_tag: str) -> int | None:
+    # A class whose every image was quarantined has no embeddings, hence no model tag.
+    if entry is None or entry["model"] not in (model_tag, ""):
+        return None
+    manifest = read_manifest_if_any(layout, fruit_class)
+    if manifest is None or manifest_digest(manifest) != entry["manifest"]:
+        return None
+    folder = layout.training_class(fruit_class)
+    if not matches_manifest(layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False)),
+                            manifest):
+        return None
+    return manifest.num_rows
 
 
 def recover_publications(layout: DataLayout) -> list[str]:

@@ -59,7 +59,7 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     result = run([f"{BIN}/fruit-assets", "materialize"], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "images               36 (36 embedded, 0 quarantined)" in out
+    assert "images               36 published; in the embedded classes 36 (36 embedded, 0 quarantined)" in out
     assert "target 0.8" in out and "(onnxruntime)" in out
     # A screenful: one line per run, progress lines (stdout is a pipe: plain lines, no bar), summary.
     assert [line.split("  (run")[0] for line in out.splitlines() if line.startswith("[")] == [
@@ -86,9 +86,12 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     shutil.copy(tmp_path / "data" / "Training" / "Banana" / "0_100.jpg", tmp_path / "data" / "Training" / "Banana" / "copy_100.jpg")
     verbose = run([f"{BIN}/fruit-assets", "materialize", "-v"], env)
     assert verbose.returncode == 0, verbose.stderr[-3000:]
-    assert "[1/3] embed_classes" in verbose.stdout and "convert_model" not in verbose.stdout
+    assert "[1/3] embed_classes [Banana]  (run" in verbose.stdout and "convert_model" not in verbose.stdout
     assert " - dagster - INFO - embed_classes - " in verbose.stderr
-    assert "0 featurized now, 37 reused (1 found by content under another path)" in verbose.stdout
+    # Only the class that changed is embedded again (the others' files stand), every class is projected.
+    assert "classes              3 (2 unchanged since their publication: not embedded again)" in verbose.stdout
+    assert "0 featurized now, 13 reused (1 found by content under another path)" in verbose.stdout
+    assert "images               37 published" in verbose.stdout
 
     # On a terminal: a live bar (redrawn with carriage returns), not periodic lines.
     for index in range(4):
@@ -160,7 +163,8 @@ def test_materialize_mirrors_training_after_a_rename_and_a_delete_and_refuses_a_
     second = run([f"{BIN}/fruit-assets", "materialize"], env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "2 classes under " in second.stdout and "2 gone: Apple Red 1, Pepper Red" in second.stdout
-    assert "0 featurized now, 24 reused (12 found by content under another path)" in second.stdout
+    assert "0 featurized now, 12 reused (12 found by content under another path)" in second.stdout
+    assert "(1 unchanged since their publication: not embedded again)" in second.stdout
     for dataset in ("embeddings", "manifests", "output/resultats_features_parquet"):
         assert sorted(os.listdir(data / dataset)) == ["fruit_class=Banana", "fruit_class=Pepper Red Renamed"], dataset
     reduced = ds.dataset(str(data / "output" / "resultats_features_parquet")).to_table()

@@ -10,6 +10,7 @@ import pytest
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.changes import (
     MassDeletionError,
+    changed_since_publication,
     contiguous_ranges,
     decode_cursor,
     diff,
@@ -166,8 +167,12 @@ def test_steps_run_again_on_unchanged_data_keep_what_is_published(spark, root, o
     assert sorted(reduced.up_to_date) == sorted(classes) and reduced.images == 36
     assert current_version(layout.root).number == after_embeddings.number  # nothing published
 
+    tag = f"{onnx_model.engine}/{onnx_model.fingerprint}"
+    assert changed_since_publication(layout, sorted(classes), tag) == []
+    assert changed_since_publication(layout, sorted(classes), "tensorflow/" + onnx_model.fingerprint) == sorted(classes)
     new_image = f"{root}/Training/Banana/new_1.jpg"
     open_store(root).write_bytes(new_image, fresh_jpeg(1))
+    assert changed_since_publication(layout, sorted(classes), tag) == ["Banana"]
     build_manifests(layout, ["Banana"])
     report = build_embeddings(spark, layout, ["Banana"], onnx_model, "third001")
     assert report.featurized == 1
