@@ -16,10 +16,10 @@ from fruit_assets.steps.changes import (
     MassDeletionError,
     check_deletions,
     class_fingerprints,
-    contiguous_ranges,
     decode_cursor,
     diff,
     encode_cursor,
+    spanning_range,
 )
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage
@@ -35,7 +35,8 @@ def _shorten(names: list[str], limit: int = 10) -> str:
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=[raw_images, image_embeddings, pca_model],
     description="Lists Training/ once per tick; registers new classes and requests runs of "
-    "raw_images + image_embeddings for classes whose images were added, modified or deleted; a class "
+    "raw_images + image_embeddings (one run, from the first to the last class whose images were added, "
+    "modified or deleted; the unchanged ones in between are left as published); a class "
     "folder deleted loses its partition, and pca_model (which removes its outputs) runs.",
 )
 def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
@@ -63,7 +64,7 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
     ordered = registered + to_register
 
     run_requests = []
-    for first, last in contiguous_ranges(changes.to_run, ordered):
+    for first, last in spanning_range(changes.to_run, ordered):
         block = ordered[ordered.index(first): ordered.index(last) + 1]
         run_requests.append(
             RunRequest(

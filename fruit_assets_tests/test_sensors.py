@@ -72,6 +72,14 @@ def test_sensor_reacts_to_exactly_what_changed(s3_sample_root, dagster_instance)
 
     assert pca_requests(new_class) == []
 
+    # Scattered changes (the first and the last class, not Banana between them): one run from the
+    # first to the last, not one per block (each run is a run start and a Spark application).
+    store.write_bytes(f"{training}/Apple Red 1/scattered_100.jpg", store.read_bytes(f"{training}/Banana/1_100.jpg"))
+    store.write_bytes(f"{training}/Kiwi 2/scattered_100.jpg", store.read_bytes(f"{training}/Banana/2_100.jpg"))
+    scattered, ranges = tick(dagster_instance, s3_sample_root, new_class.cursor)
+    assert ranges == [("Apple Red 1", "Kiwi 2")] and len(scattered.run_requests) == 1
+    new_class = scattered
+
     # A class folder deleted: its partition goes (the UI shows it gone), and pca_model is requested
     # (it removes the class's outputs, refits, and the automation re-projects every class).
     store.delete_prefix(f"{training}/Kiwi 2")
@@ -168,4 +176,4 @@ def test_first_tick_requests_a_class_that_changed_since_its_manifest(s3_sample_r
     store.delete([f"{layout.training}/Apple Red 1/2_100.jpg"])
 
     first, ranges = tick(dagster_instance, s3_sample_root, None)
-    assert ranges == [("Apple Red 1", "Apple Red 1"), ("Pepper Red", "Pepper Red")]
+    assert ranges == [("Apple Red 1", "Pepper Red")]  # one run; Banana, unchanged, is left as published in it

@@ -103,6 +103,9 @@ def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: 
             "num_reused": report.reused,
             "num_moved": report.moved,
             "num_remodeled": report.remodeled,
+            # Classes of the run whose published rows were made from these very images and model.
+            "up_to_date": (f"{len(report.up_to_date)} classes as published, not read again"
+                           if report.up_to_date else "none"),
             "inference_engine": model.engine,
             "weights": model.source,
             "weights_fingerprint": model.fingerprint,

@@ -36,14 +36,17 @@ class PlannedRun:
                 "dagster/asset_partition_range_end": self.key_range[1]}
 
 
-def plan_runs(selected: list[str], ordered: list[str], convert_model: bool) -> list[PlannedRun]:
+def plan_runs(selected: list[str], ordered: list[str], convert_model: bool, span: bool = False) -> list[PlannedRun]:
     """The runs, in order: the model's conversion when needed, one embedding run per contiguous
-    block of ``selected`` in the instance's partition order, the PCA (fit on every class), then the
-    projection of every class: a refit basis is never published beside rows of the previous one."""
-    from fruit_assets.steps.changes import contiguous_ranges
+    block of ``selected`` in the instance's partition order (with ``span``, the changed classes
+    found by the command itself: one run from the first to the last, the unchanged ones in between
+    left as published), the PCA (fit on every class), then the projection of every class: a refit
+    basis is never published beside rows of the previous one."""
+    from fruit_assets.steps.changes import contiguous_ranges, spanning_range
 
+    blocks = spanning_range(selected, ordered) if span else contiguous_ranges(selected, ordered)
     return ([PlannedRun("convert_model")] if convert_model else []) + [
-        PlannedRun("embed_classes", r) for r in contiguous_ranges(selected, ordered)
+        PlannedRun("embed_classes", r) for r in blocks
     ] + [PlannedRun("fit_pca")] + [PlannedRun("reduce_classes", r) for r in contiguous_ranges(ordered, ordered)]
 
 
@@ -97,7 +100,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         return 0
     spark_starting = spark_starting or start_spark()  # the files were as published, the partitions not
     ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
-    runs = plan_runs(selected, ordered, _model_needs_converting(layout))
+    runs = plan_runs(selected, ordered, _model_needs_converting(layout), span=fruit_classes is None)
     # One Spark application for the whole command: every run reuses it (and the model each Python
     # worker already built).
     spark = spark_starting.result()

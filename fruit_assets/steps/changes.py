@@ -123,6 +123,16 @@ def contiguous_ranges(selected: list[str], ordered: list[str]) -> list[tuple[str
     return ranges
 
 
+def spanning_range(selected: list[str], ordered: list[str]) -> list[tuple[str, str]]:
+    """One partition range from the first to the last of ``selected`` in the instance's order (none
+    if nothing is selected): one run however scattered the changes, each run paying a run start and
+    a Spark application (a pod and executors on Kubernetes). The classes in between that did not
+    change cost a manifest read in it: the embedding step leaves them as published."""
+    wanted = set(selected)
+    inside = [key for key in ordered if key in wanted]
+    return [(inside[0], inside[-1])] if inside else []
+
+
 class MassDeletionError(UserFacingError):
     """Training/ lost so many classes at once that deleting their outputs needs a deliberate yes."""
 

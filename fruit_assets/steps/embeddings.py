@@ -16,9 +16,10 @@ from fruit_assets.featurize.engines import InferenceModel
 from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
 from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
+from fruit_assets.steps.publication import embeddings_digest, manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
-from fruit_assets.storage.versions import publish
+from fruit_assets.storage.versions import Version, current_version, publish
 from fruit_assets.storage.partitions import classes_in
 
 KINDS = ("embeddings", "quarantine")
@@ -39,6 +40,20 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
     manifests = {fruit_class: read_manifest(layout, fruit_class) for fruit_class in classes}
     for fruit_class, manifest in manifests.items():
         report.per_class[fruit_class] = ClassCounts(images=len(manifest))
+    if incremental:
+        # Classes whose published rows were made from these very images with this model: nothing
+        # to read, nothing to publish (a run over a range of classes costs what changed in it).
+        published = current_version(layout.root)
+        model_tag = f"{model.engine}/{model.fingerprint}"
+        report.up_to_date = [c for c in classes if _as_published(published, c, manifests[c], model_tag)]
+        for fruit_class in report.up_to_date:
+            counts = report.per_class[fruit_class]
+            counts.embedded = counts.reused = counts.images
+        classes = [c for c in classes if c not in report.up_to_date]
+        manifests = {c: manifests[c] for c in classes}
+        if not classes:
+            report.seconds = time.perf_counter() - started
+            return report
     staging = layout.staging(run_token)
     tag = run_token[:8]
     try:
@@ -63,12 +78,24 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
         # A class whose every previous row still stands and that gained none keeps its published
         # files as they are: same names, so the PCA and the projection see them unchanged.
         unchanged = {c for c in untouched if report.per_class[c].featurized == 0 and report.per_class[c].moved == 0}
-        publish(layout.root, run_token,
-                {kind: {c: staged.get((c, kind), []) for c in classes if c not in unchanged} for kind in KINDS})
+        if set(classes) - unchanged:  # nothing changed: nothing to publish, the version stays
+            publish(layout.root, run_token,
+                    {kind: {c: staged.get((c, kind), []) for c in classes if c not in unchanged} for kind in KINDS})
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _as_published(published: Version, fruit_class: str, manifest, model_tag: str) -> bool:
+    """Were the class's published embeddings made from exactly these images (the manifest's
+    digest, as the projection recorded it, from these very files) with this model? A class with
+    quarantine files takes the long way: a quarantined image that vanished and is back is read again."""
+    entry = published.made_from.get(fruit_class) or {}
+    return (not published.class_uris("quarantine", fruit_class)
+            and entry.get("model") == model_tag and entry.get("rows") == len(manifest)
+            and entry.get("manifest") == manifest_digest(manifest)
+            and entry.get("embeddings") == embeddings_digest(published, [fruit_class]))
 
 
 def _carry_forward(spark, layout: DataLayout, classes: list[str], model: InferenceModel, staging: str, tag: str,
