@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 
+# The test harness's image helpers (fresh_jpeg) live beside the package, not in it.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 BIN = os.path.dirname(sys.executable)
 
 
