@@ -104,7 +104,7 @@ def test_image_runs_non_root_with_consistent_dependencies_and_its_model_offline(
     lines = result.stdout.splitlines()
     assert int(lines[0]) != 0 and lines[1] == "tini"
     assert "No broken requirements found." in lines
-    assert "  images               12 (12 embedded, 0 quarantined)" in lines
+    assert "  images               12 published; in the embedded classes 12 (12 embedded, 0 quarantined)" in lines
     assert lines[-1] == "from_image=True converted_now=False"  # the baked model: no tf2onnx, no download
 
 
@@ -115,7 +115,7 @@ def test_run_worker_in_the_image_equals_the_host(container_image, host_outputs, 
     result = container.run(container_image, ["fruit-assets", "materialize"],
                            env={"FRUIT_DATA_URI": root, "FRUIT_PCA_VARIANCE": "0.9"})
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert f"  images               {IMAGES} ({IMAGES} embedded, 0 quarantined)" in result.stdout
+    assert f"  images               {IMAGES} published; in the embedded classes {IMAGES} ({IMAGES} embedded, 0 quarantined)" in result.stdout
     assert_same_outputs(outputs(root), host_outputs)
 
 

@@ -78,7 +78,7 @@ def test_run_survives_a_worker_killed_mid_embedding(spark_cluster, sample_source
     finally:
         if spark_cluster.workers[0] is None:
             spark_cluster.restart_worker(0)
-    assert "images               36 (36 embedded, 0 quarantined)" in output
+    assert "images               36 published; in the embedded classes 36 (36 embedded, 0 quarantined)" in output
     embeddings = table(root, "embeddings")
     assert embeddings.num_rows == 36 and len(set(embeddings["path"].to_pylist())) == 36
     assert table(root, "output/resultats_features_parquet").num_rows == 36
