@@ -19,7 +19,7 @@ from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.pca import pca_record
 from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
-from fruit_assets.steps.publication import embeddings_digest, manifest_digest, published_entries
+from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest, published_entries
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.partitions import classes_in
 from fruit_assets.storage.versions import current_version, publish, recover
@@ -217,19 +217,14 @@ def changed_since_publication(layout: DataLayout, classes: list[str], model_tag:
     version = current_version(layout.root)
 
     def changed(fruit_class: str) -> bool:
-        entry = version.made_from.get(fruit_class)
-        # The record speaks for the embeddings only if they are still the files it was made from.
-        if entry is None or entry.get("embeddings") != embeddings_digest(version, [fruit_class]):
-            return True
-        return _images_if_as_published(layout, fruit_class, entry, model_tag) is None
+        return _images_if_as_published(layout, fruit_class, current_made_from(version, fruit_class), model_tag) is None
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return [c for c, differs in zip(classes, pool.map(changed, classes)) if differs]
 
 
 def _images_if_as_published(layout: DataLayout, fruit_class: str, entry: dict | None, model_tag: str) -> int | None:
-    # A class whose every image was quarantined has no embeddings, hence no model tag.
-    if entry is None or entry["model"] not in (model_tag, ""):
+    if entry is None or not made_with(entry, model_tag):
         return None
     manifest = read_manifest_if_any(layout, fruit_class)
     if manifest is None or manifest_digest(manifest) != entry["manifest"]:

@@ -16,7 +16,7 @@ from fruit_assets.featurize.engines import InferenceModel
 from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
 from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
-from fruit_assets.steps.publication import embeddings_digest, manifest_digest
+from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
 from fruit_assets.storage.versions import Version, current_version, publish
@@ -91,11 +91,10 @@ def _as_published(published: Version, fruit_class: str, manifest, model_tag: str
     """Were the class's published embeddings made from exactly these images (the manifest's
     digest, as the projection recorded it, from these very files) with this model? A class with
     quarantine files takes the long way: a quarantined image that vanished and is back is read again."""
-    entry = published.made_from.get(fruit_class) or {}
-    return (not published.class_uris("quarantine", fruit_class)
-            and entry.get("model") == model_tag and entry.get("rows") == len(manifest)
-            and entry.get("manifest") == manifest_digest(manifest)
-            and entry.get("embeddings") == embeddings_digest(published, [fruit_class]))
+    entry = current_made_from(published, fruit_class)
+    return (entry is not None and not published.class_uris("quarantine", fruit_class)
+            and made_with(entry, model_tag) and entry.get("rows") == len(manifest)
+            and entry.get("manifest") == manifest_digest(manifest))
 
 
 def _carry_forward(spark, layout: DataLayout, classes: list[str], model: InferenceModel, staging: str, tag: str,

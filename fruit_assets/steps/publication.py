@@ -49,6 +49,18 @@ def embeddings_digest(version: Version, classes) -> str:
     return digest.hexdigest()[:20]
 
 
+def current_made_from(version: Version, fruit_class: str) -> dict | None:
+    """What the class's published rows were made from (images, model, basis), if its published
+    embeddings are still the very files that record names; None otherwise."""
+    entry = version.made_from.get(fruit_class)
+    return entry if entry is not None and entry.get("embeddings") == embeddings_digest(version, [fruit_class]) else None
+
+
+def made_with(entry: dict, model_tag: str) -> bool:
+    # A class whose every image was quarantined has no embeddings, hence no model tag.
+    return entry.get("model") in (model_tag, "")
+
+
 def published_embeddings_version(layout: DataLayout, classes) -> str:
     """The data version of image_embeddings for ``classes``: which files are published for them now."""
     return embeddings_digest(current_version(layout.root), classes)
