@@ -106,6 +106,9 @@ def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: 
             # Classes of the run whose published rows were made from these very images and model.
             "up_to_date": (f"{len(report.up_to_date)} classes as published, not read again"
                            if report.up_to_date else "none"),
+            # The PCA's next refit reads the moments this step derived, not every embedding.
+            "pca_moments_updated": {None: "nothing published: the saved moments still hold", True: "yes",
+                                    False: "no: the next refit reads every embedding"}[report.moments_updated],
             "inference_engine": model.engine,
             "weights": model.source,
             "weights_fingerprint": model.fingerprint,

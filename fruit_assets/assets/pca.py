@@ -11,7 +11,7 @@ from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
 from fruit_assets.steps.changes import remove_ghost_classes
 from fruit_assets.steps.checks import pca_checks
-from fruit_assets.steps.pca import fit_pca, unchanged_fit
+from fruit_assets.steps.pca import fit_pca_reporting, unchanged_fit
 
 
 @asset(
@@ -31,7 +31,8 @@ def pca_model(
     with reported_as_one_line():
         # The PCA is fit on the classes Training/ holds now: those gone lose their outputs first.
         registered = registered_classes(context.instance)
-        training, removed = remove_ghost_classes(storage.layout, storage.allow_mass_deletion, also_known=registered)
+        training, removed = remove_ghost_classes(storage.layout, storage.allow_mass_deletion, also_known=registered,
+                                                 spark=spark.get_session)
         if removed:
             context.log.info(f"removed the outputs of {len(removed)} class(es) gone from Training/: {', '.join(removed)}")
         # Their partitions go too, here and not only from the sensor: until they are gone, a run of
@@ -45,12 +46,16 @@ def pca_model(
         # Fit on the very files the current basis was fit on: the same basis, without Spark.
         model = unchanged_fit(storage.layout, classes, pca_settings.target)
         refit = model is None
+        fit = None
         if refit:
-            model = fit_pca(spark.get_session(), storage.layout, classes, pca_settings.target)
+            # Spark only for a pass over the embeddings: saved moments need none.
+            fit = fit_pca_reporting(spark.get_session, storage.layout, classes, pca_settings.target)
+            model = fit.model
     context.log.info(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
         f"{model.explained_variance:.4f} (target {model.variance_target})"
         + ("" if refit else "; embeddings unchanged since that fit, the basis is kept (no Spark)")
+        + (f"; fit from the saved moments of these embeddings (no embedding read)" if fit and fit.moments_from == "saved" else "")
     )
     return MaterializeResult(
         metadata={
@@ -62,6 +67,9 @@ def pca_model(
             "num_classes": len(classes),
             "removed_classes": ", ".join(sorted(set(removed) | set(stale))) or "none",
             "refit": "yes" if refit else "no: the embeddings are the ones the basis was fit on",
+            # What the fit read: the saved moments of the embeddings (one file), or every embedding.
+            "moments_from": fit.moments_from if fit else "none: not refit",
+            "embedding_files_read": fit.embedding_files_read if fit else 0,
             "output_path": MetadataValue.path(storage.layout.pca_model),
             "explained_variance_curve": MetadataValue.md(
                 markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")

@@ -41,6 +41,21 @@ class Moments:
         scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.count * other.count / total)
         return Moments(total, mean, scatter)
 
+    def subtract(self, part: "Moments") -> "Moments":
+        """The moments of the other rows: ``self.subtract(part).merge(part)`` equals ``self``.
+        (``part`` must be rows that ``self`` counts: those of a file being superseded.)"""
+        if part.count == 0:
+            return self
+        rest = self.count - part.count
+        if rest < 0:
+            raise ValueError(f"cannot take {part.count} rows out of moments of {self.count}")
+        if rest == 0:
+            return Moments.empty(len(self.mean))
+        mean = (self.mean * self.count - part.mean * part.count) / rest
+        delta = part.mean - mean
+        scatter = self.scatter - part.scatter - np.outer(delta, delta) * (rest * part.count / self.count)
+        return Moments(rest, mean, (scatter + scatter.T) / 2)  # symmetric to the last bit: eigh reads one triangle
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, count=self.count, mean=self.mean, scatter=self.scatter)

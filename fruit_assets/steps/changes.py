@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
+from fruit_assets.steps.moments import MomentsUpdate
 from fruit_assets.steps.pca import pca_record
 from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
 from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest, published_entries
@@ -166,11 +167,14 @@ def check_deletions(gone: list[str], known: int, training: list[str], allow_mass
             "deletion to proceed")
 
 
-def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, also_known=()) -> tuple[list[str], list[str]]:
+def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, also_known=(),
+                         spark=None) -> tuple[list[str], list[str]]:
     """Deletes every output of the classes whose folder is gone from Training/; returns (the classes
     on Training/, the classes removed). The published features go first, the manifests last, so a
     removal that stops midway is found again (and finished) by the next one. ``also_known``:
-    classes known elsewhere (registered partitions), counted by the mass-deletion guard too."""
+    classes known elsewhere (registered partitions), counted by the mass-deletion guard too.
+    ``spark`` (a session, or a function returning one): with it, the PCA's saved moments lose the
+    removed rows, so the refit that follows reads no embedding."""
     training = training_classes(layout)
     outputs = output_classes(layout)  # one listing of the output folders serves every question below
     if not training and not outputs:
@@ -183,7 +187,12 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, 
     if ghosts:
         # One version without them (their published rows go atomically), then the unversioned
         # per-class state; a removal that stops midway is found again by the next one.
-        publish(layout.root, f"remove-{uuid.uuid4().hex[:12]}", removed_classes=ghosts)
+        moments = MomentsUpdate(layout, current_version(layout.root)) if spark is not None else None
+        if moments is not None:
+            moments.prepare(spark, {c: [] for c in ghosts})
+        version = publish(layout.root, f"remove-{uuid.uuid4().hex[:12]}", removed_classes=ghosts)
+        if moments is not None:
+            moments.save(version)
         for fruit_class in ghosts:
             for dataset in layout.class_datasets:
                 folder = layout.class_folder(dataset, fruit_class)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel, check_variance_target, fit_from_moments, load_pca, save_pca
 from fruit_assets.spark_jobs.pca import embedding_moments
+from fruit_assets.steps.moments import save_moments, saved_moments
 from fruit_assets.steps.publication import embeddings_digest, read_json, write_json
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.versions import Version, current_version
@@ -23,16 +26,39 @@ def embedding_files(layout: DataLayout, classes: list[str], version: Version | N
     return files
 
 
+@dataclass
+class PcaFit:
+    model: PcaModel
+    # How the moments were had: "saved" (one file, steps/moments.py) or "embeddings" (a pass over
+    # every embeddings file).
+    moments_from: str
+    embedding_files_read: int
+
+
 def fit_pca(spark, layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel:
+    return fit_pca_reporting(spark, layout, classes, variance_target).model
+
+
+def fit_pca_reporting(spark, layout: DataLayout, classes: list[str], variance_target: float) -> PcaFit:
+    """Fits the PCA on the published embeddings of ``classes``: from their saved moments when they
+    are there (no Spark: ``spark`` may be a function returning the session, called only if needed),
+    else from a pass over every embedding, whose moments are then saved for the next fit."""
     check_variance_target(variance_target)  # before a pass over every embedding, not after
     published = current_version(layout.root)
     files = [uri for uris in embedding_files(layout, classes, published).values() for uri in uris]
     fitted_on = embeddings_digest(published, classes)
-    model = fit_from_moments(embedding_moments(spark, files), variance_target)
+    saved = saved_moments(layout, published, classes)
+    if saved is not None:
+        moments, moments_from, read = saved[0], "saved", 0
+    else:
+        moments = embedding_moments(spark() if callable(spark) else spark, files)
+        moments_from, read = "embeddings", len(files)
+        save_moments(layout, published, moments, classes=classes)
+    model = fit_from_moments(moments, variance_target)
     open_store(layout.pca_model).write_bytes(layout.pca_model, save_pca(model))
     write_json(layout.pca_record, {"fingerprint": model.fingerprint, "k": model.k, "variance_target": model.variance_target,
                                    "num_samples": model.num_samples, "embeddings": fitted_on})
-    return model
+    return PcaFit(model, moments_from, read)
 
 
 def unchanged_fit(layout: DataLayout, classes: list[str], variance_target: float) -> PcaModel | None:

@@ -26,6 +26,9 @@ class StepReport:
     up_to_date: list[str] = field(default_factory=list)
     # Classes asked for that are gone from Training/ (their outputs removed): nothing to do for them.
     removed: list[str] = field(default_factory=list)
+    # Of the embeddings step, when it published: whether it derived the moments of what it
+    # published (steps/moments.py), so that the next PCA refit reads no embedding.
+    moments_updated: bool | None = None
 
     def total(self, count: str) -> int:
         return sum(getattr(c, count) for c in self.per_class.values())

@@ -66,3 +66,30 @@ def test_sign_convention_is_deterministic():
     first = fit_from_moments(Moments.of(x), 0.9)
     second = fit_from_moments(Moments.of(x[::-1].copy()), 0.9)
     np.testing.assert_allclose(first.components, second.components, atol=1e-8)
+
+
+def test_subtracted_moments_are_those_of_the_other_rows_even_after_many_updates():
+    """What a refit from kept moments relies on: total - superseded + added, chained, stays the
+    moments of the rows now (large mean: the subtraction must not cancel)."""
+    x = data(n=600, d=30)
+    rest = Moments.of(x[100:])
+    got = Moments.of(x).subtract(Moments.of(x[:100]))
+    assert got.count == 500
+    np.testing.assert_allclose(got.mean, rest.mean, rtol=1e-12)
+    np.testing.assert_allclose(got.scatter, rest.scatter, rtol=1e-9, atol=1e-9 * np.abs(rest.scatter).max())
+
+    rng = np.random.default_rng(3)
+    rows, moments = x.copy(), Moments.of(x)
+    for _update in range(64):  # as many chained updates as steps/moments.py allows
+        start = int(rng.integers(0, len(rows) - 20))
+        replaced = rows[start:start + 20]
+        added = rng.normal(size=(int(rng.integers(0, 30)), x.shape[1])) * 3 + 50.0
+        moments = moments.subtract(Moments.of(replaced)).merge(Moments.of(added))
+        rows = np.concatenate([rows[:start], rows[start + 20:], added])
+    direct = Moments.of(rows)
+    assert moments.count == len(rows)
+    np.testing.assert_allclose(moments.mean, direct.mean, rtol=1e-10)
+    np.testing.assert_allclose(moments.scatter, direct.scatter, atol=1e-9 * np.abs(direct.scatter).max())
+    assert Moments.of(x).subtract(Moments.of(x)).count == 0
+    with pytest.raises(ValueError, match="cannot take 600 rows out of moments of 100"):
+        Moments.of(x[:100]).subtract(Moments.of(x))

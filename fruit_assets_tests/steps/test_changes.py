@@ -20,7 +20,7 @@ from fruit_assets.steps.changes import (
 )
 from fruit_assets.steps.embeddings import build_embeddings
 from fruit_assets.steps.manifest import build_manifests, discover_classes
-from fruit_assets.steps.pca import fit_pca
+from fruit_assets.steps.pca import fit_pca, fit_pca_reporting
 from fruit_assets.steps.publication import published_entries
 from fruit_assets.steps.reduce import build_reduced_features
 from fruit_assets.storage import open_store
@@ -49,10 +49,10 @@ def publish(spark, layout, model, token, incremental=True):
     classes = discover_classes(layout)
     build_manifests(layout, classes)
     report = build_embeddings(spark, layout, classes, model, token, incremental=incremental)
-    training, removed = remove_ghost_classes(layout)
-    fit_pca(spark, layout, classes, 0.9)
+    training, removed = remove_ghost_classes(layout, spark=spark)  # as pca_model does
+    fit = fit_pca_reporting(spark, layout, classes, 0.9)
     build_reduced_features(spark, layout, classes, token + "-r")
-    return report, removed
+    return report, removed, fit
 
 
 def published(layout, dataset, column):
@@ -82,9 +82,11 @@ def test_a_renamed_class_reuses_its_embeddings_and_a_deleted_one_leaves_no_trace
 
     move_folder(root, "Pepper Red", "Pepper Red Renamed")
     open_store(root).delete_prefix(f"{root}/Training/Apple Red 1")
-    report, removed = publish(spark, layout, onnx_model, "second01")
+    report, removed, fit = publish(spark, layout, onnx_model, "second01")
     assert report.featurized == 0 and report.per_class["Pepper Red Renamed"].moved == 12
     assert removed == ["Apple Red 1", "Pepper Red"]
+    # The refit read no embedding: the moments lost the removed rows and gained the renamed ones.
+    assert report.moments_updated and (fit.moments_from, fit.embedding_files_read) == ("saved", 0)
     assert output_classes(layout) == {"Banana", "Pepper Red Renamed"}
     assert set(published_entries(layout)) == {"Banana", "Pepper Red Renamed"}
 
@@ -134,7 +136,7 @@ def test_the_embedding_of_identical_bytes_is_taken_from_the_first_file_that_hold
     publish(spark, layout, onnx_model, "first001")
     with open(os.path.join(sample_root, "Training", "Apple Red 1", "third.jpg"), "wb") as handle:
         handle.write(data)
-    report, _ = publish(spark, layout, onnx_model, "second01")
+    report, _, _ = publish(spark, layout, onnx_model, "second01")
     assert (report.featurized, report.moved) == (0, 1)
     table = read_tables(dataset_files(layout.embeddings, "Apple Red 1"))
     third = table.filter(pc.equal(table["path"], f"file://{sample_root}/Training/Apple Red 1/third.jpg"))
