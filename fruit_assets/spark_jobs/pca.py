@@ -32,28 +32,6 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
     return Moments.from_bytes(over_files(spark, file_uris, task).treeReduce(merge, depth=2))
 
 
-def grouped_embedding_moments(spark, groups: dict[str, list[str]]) -> dict[str, Moments]:
-    """The moments of each group of embedding files, in one job (the few files of the classes an
-    update changes: the partial moments of each group are merged by key)."""
-    work = [(group, uri) for group, uris in groups.items() for uri in uris]
-    totals = {group: Moments.empty(EMBEDDING_SIZE) for group in groups}
-    if not work:
-        return totals
-
-    def task(items):
-        from fruit_assets.storage.parquet_io import column_matrix, read_table
-
-        for group, uri in items:
-            yield group, Moments.of(column_matrix(read_table(uri, ["embedding"])["embedding"], EMBEDDING_SIZE)).to_bytes()
-
-    def merge(left: bytes, right: bytes) -> bytes:
-        return Moments.from_bytes(left).merge(Moments.from_bytes(right)).to_bytes()
-
-    for group, data in over_files(spark, work, task).reduceByKey(merge).collect():
-        totals[group] = Moments.from_bytes(data)
-    return totals
-
-
 def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str,
                   file_tag: str = "") -> list[tuple]:
     """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced

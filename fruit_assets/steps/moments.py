@@ -27,11 +27,17 @@ import numpy as np
 
 from fruit_assets.pca import Moments
 from fruit_assets.layout import DataLayout
-from fruit_assets.spark_jobs.pca import grouped_embedding_moments
+from fruit_assets.featurize.model import EMBEDDING_SIZE
+from fruit_assets.spark_jobs.pca import embedding_moments
 from fruit_assets.steps.publication import embeddings_digest
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.objects import join_uri
+from fruit_assets.storage.parquet_io import column_matrix, read_table
 from fruit_assets.storage.versions import Version
+
+# Up to this many files (a few classes changed), the driver reads them itself: a Spark job costs
+# more than reading a few MB. More than that (a round of uploads to many classes), tasks do.
+DRIVER_FILES = 16
 
 # Each derived total adds float64 rounding (~1e-16 of the scatter) to its predecessor's: after this
 # many chained updates the next fit reads every embedding and starts the chain again.
@@ -43,6 +49,13 @@ def rows_digest(version: Version, classes=None) -> str:
     without embeddings files (every image quarantined) contribute no rows, so they do not count."""
     classes = version.classes("embeddings") if classes is None else classes
     return embeddings_digest(version, [c for c in classes if version.class_uris("embeddings", c)])
+
+
+def moments_of_files(uris: list[str]) -> Moments:
+    total = Moments.empty(EMBEDDING_SIZE)
+    for uri in uris:
+        total = total.merge(Moments.of(column_matrix(read_table(uri, ["embedding"])["embedding"], EMBEDDING_SIZE)))
+    return total
 
 
 def moments_folder(layout: DataLayout) -> str:
@@ -104,9 +117,12 @@ class MomentsUpdate:
         if not superseded and not added:
             self.updated = self.prior[0]
             return
-        session = spark() if callable(spark) else spark
-        parts = grouped_embedding_moments(session, {"superseded": superseded, "added": added})
-        self.updated = self.prior[0].subtract(parts["superseded"]).merge(parts["added"])
+        if len(superseded) + len(added) <= DRIVER_FILES:
+            minus, plus = moments_of_files(superseded), moments_of_files(added)
+        else:
+            session = spark() if callable(spark) else spark
+            minus, plus = embedding_moments(session, superseded), embedding_moments(session, added)
+        self.updated = self.prior[0].subtract(minus).merge(plus)
 
     def save(self, published: Version) -> bool:
         """Saves the derived moments under ``published``'s rows, if it is the version right after

@@ -70,18 +70,23 @@ def test_a_refit_after_new_and_deleted_images_reads_no_embedding_and_fits_what_a
         kept.rows_digest(current_version(root)) + ".npz"]
 
 
-def test_a_publication_that_does_not_derive_moments_makes_the_next_fit_read_everything(spark, sample_root, onnx_model,
+def test_a_chain_at_its_bound_is_not_extended_and_the_next_fit_reads_everything(spark, sample_root, onnx_model,
                                                                                      monkeypatch):
     """Moments are never taken for rows they do not sum: a change they did not follow (here, a
-    chain at its bound) leaves no file under the new rows' name, and the fit reads every embedding."""
+    chain at its bound) leaves no file under the new rows' name, and the fit reads every embedding.
+    (The update before it reads the changed files in Spark tasks, as a round over many classes does.)"""
     layout = DataLayout.at(sample_root)
     classes = discover_classes(layout)
     embed(spark, layout, onnx_model, "first001")
     fit_pca_reporting(spark, layout, classes, 0.9)
 
     monkeypatch.setattr(kept, "MAX_CHAINED_UPDATES", 1)
+    monkeypatch.setattr(kept, "DRIVER_FILES", 0)  # the changed files read by Spark tasks, as for many classes
     open_store(layout.root).write_bytes(f"{layout.root}/Training/Banana/new_1.jpg", fresh_jpeg(1))
     assert embed(spark, layout, onnx_model, "second01", ["Banana"]).moments_updated is True  # chain: 0 -> 1
+    saved, direct = kept.saved_moments(layout, current_version(layout.root))[0], Moments.of(rows_now(layout))
+    assert saved.count == direct.count == 37
+    np.testing.assert_allclose(saved.scatter, direct.scatter, atol=1e-9 * np.abs(direct.scatter).max())
     open_store(layout.root).write_bytes(f"{layout.root}/Training/Banana/new_2.jpg", fresh_jpeg(2))
     assert embed(spark, layout, onnx_model, "third001", ["Banana"]).moments_updated is False  # at the bound
     assert kept.saved_moments(layout, current_version(layout.root)) is None
