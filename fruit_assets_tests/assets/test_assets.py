@@ -177,6 +177,8 @@ def test_unchanged_inputs_are_recognised_and_a_stale_partition_of_a_deleted_clas
     removal = materialize(ALL_ASSETS, selection=[pca_model], instance=dagster_instance, resources=res)
     meta = metadata_of(removal, "pca_model")
     assert meta["removed_classes"] == "Banana" and meta["refit"] == "yes" and meta["num_samples"] == 24
+    # The refit read no embedding and started no Spark: the kept moments lost Banana's rows.
+    assert (meta["moments_from"], meta["embedding_files_read"]) == ("saved", 0) and "spark_application_id" not in meta
     assert not dagster_instance.has_dynamic_partition(fruit_class_partitions.name, "Banana")
 
     # A run that still asks for it (requested before the partition went, as a backfill of every
