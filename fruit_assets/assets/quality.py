@@ -70,6 +70,8 @@ def separability_metadata(report: SeparabilityReport) -> dict:
         "separability_sample": f"{result.sample_size} images ({report.sample_per_class} per class at most), "
                                f"{result.held_out} held out by path hash; 5-NN, Euclidean",
         "separability_seconds": round(report.seconds, 3),
+        # "projection": the sample came with the projection's pass, no embedding was read again.
+        "separability_sample_from": report.sample_from,
         "knn_accuracy_per_class": MetadataValue.md(
             "| class | full | reduced | held out |\n|---|---:|---:|---:|\n" + rows
         ),

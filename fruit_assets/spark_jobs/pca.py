@@ -33,10 +33,12 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
 
 
 def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str,
-                  file_tag: str = "") -> list[tuple]:
+                  file_tag: str = "", sample_rates: dict[str, float] | None = None) -> list[tuple]:
     """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced
     file per input file; returns (fruit_class, staged uri, rows, "engine/weights fingerprint" of the
-    embeddings it projected) per file."""
+    embeddings it projected, sample) per file. With ``sample_rates`` (class -> share), the sample is
+    what ``quality.sample_embeddings`` would take of the file, (paths, float32 vector bytes), taken
+    while the rows are read anyway; otherwise None."""
     if not work:
         return []
     pca_broadcast = spark.sparkContext.broadcast(pca_bytes)
@@ -47,6 +49,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             from pyspark import TaskContext
 
             from fruit_assets.pca import load_pca, project
+            from fruit_assets.quality.separability import sampled
             from fruit_assets.storage.parquet_io import column_matrix, read_table, vectors_column, write_table
 
             model = load_pca(pca_broadcast.value)
@@ -54,7 +57,8 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             for fruit_class, uri in items:
                 table = read_table(uri, ["path", "fruit_class", "embedding"])
                 engine, weights = schemas.embedding_model_tag(table.schema, LEGACY_ENGINE)
-                features = project(column_matrix(table["embedding"], EMBEDDING_SIZE), model)
+                embeddings = column_matrix(table["embedding"], EMBEDDING_SIZE)
+                features = project(embeddings, model)
                 reduced = pa.table(
                     [table["path"], table["fruit_class"], vectors_column(features.reshape(len(table), model.k))],
                     schema=schemas.reduced_features_schema(model.fingerprint),
@@ -63,7 +67,12 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                 name = f"part-{source_index}-{file_tag}-a{attempt}.parquet"
                 target = class_folder(staging_dataset, fruit_class) + "/" + name
                 write_table(target, reduced)
-                yield fruit_class, target, len(reduced), f"{engine}/{weights}"
+                sample = None
+                if sample_rates is not None and fruit_class in sample_rates:
+                    paths = table["path"].to_pylist()
+                    keep = [i for i, path in enumerate(paths) if sampled(path, sample_rates[fruit_class])]
+                    sample = ([paths[i] for i in keep], embeddings[keep].reshape(len(keep), -1).tobytes())
+                yield fruit_class, target, len(reduced), f"{engine}/{weights}", sample
 
         return collect_over_files(spark, work, task, with_index=True)
     finally:

@@ -11,19 +11,22 @@ from fruit_assets.spark_jobs.validate import sample_first_components
 from fruit_assets.steps.manifest import read_manifest_if_any, training_classes
 from fruit_assets.steps.pca import embedding_files, read_pca
 from fruit_assets.steps.publication import embeddings_digest, manifest_digest
-from fruit_assets.steps.reports import ClassCounts, StepReport
+from fruit_assets.steps.reports import ClassCounts, StepReport, TakenSample
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import class_files, discard_staging
 from fruit_assets.storage.versions import Version, current_version, publish
 
 
-def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str) -> tuple[StepReport, PcaModel]:
+def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str,
+                           sample_rates: dict[str, float] | None = None) -> tuple[StepReport, PcaModel]:
     """Projects ``classes`` onto the current basis and publishes them with it. If the basis is not
     the published one, every published class is projected too (one version, one basis): a
     materialization of a few partitions after a refit, from the UI or a partial backfill, never
     publishes a table that mixes bases. A class whose published rows were projected from its
     current embeddings files with this basis is left as it is (``report.up_to_date``); if that is
-    every class, nothing is read, projected or published."""
+    every class, nothing is read, projected or published. With ``sample_rates``, the projection
+    tasks also take the separability sample of the classes they project (``report.sample``), so
+    the measurement after a new basis needs no second pass over the embeddings."""
     started = time.perf_counter()
     report = StepReport(output=layout.reduced_features)
     model = read_pca(layout)
@@ -53,7 +56,11 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
     try:
         staged: dict[str, list[str]] = {}
         models: dict[str, set[str]] = {c: set() for c in classes}
-        for fruit_class, uri, rows, model_tag in project_files(spark, work, pca_bytes, f"{staging}/reduced", run_token[:8]):
+        samples = []
+        for fruit_class, uri, rows, model_tag, sample in project_files(spark, work, pca_bytes, f"{staging}/reduced",
+                                                                       run_token[:8], sample_rates):
+            if sample is not None:
+                samples.append((fruit_class, *sample))
             staged.setdefault(fruit_class, []).append(uri)
             models[fruit_class].add(model_tag)
             counts = report.per_class.setdefault(fruit_class, ClassCounts())
@@ -61,6 +68,8 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
             counts.embedded += rows
         for fruit_class in classes:
             report.per_class.setdefault(fruit_class, ClassCounts())
+        if sample_rates is not None:
+            report.sample = TakenSample({c: sample_rates[c] for c in classes if c in sample_rates}, samples)
         # The basis these rows were projected with, published with them under its fingerprint.
         basis_uri = f"{staging}/pca/{model.fingerprint}.npz"
         open_store(basis_uri).write_bytes(basis_uri, save_pca(model))

@@ -18,6 +18,15 @@ class ClassCounts:
 
 
 @dataclass
+class TakenSample:
+    """The separability sample a pass took while reading the embeddings anyway: the rates it
+    sampled each class at, and (class, paths, float32 vector bytes) per file read."""
+
+    rates: dict[str, float]
+    rows: list[tuple[str, list[str], bytes]]
+
+
+@dataclass
 class StepReport:
     per_class: dict[str, ClassCounts] = field(default_factory=dict)
     seconds: float = 0.0
@@ -29,6 +38,8 @@ class StepReport:
     # Of the embeddings step, when it published: whether it derived the moments of what it
     # published (steps/moments.py), so that the next PCA refit reads no embedding.
     moments_updated: bool | None = None
+    # Of reduced_features: the separability sample its projection took (steps/review.py).
+    sample: TakenSample | None = None
 
     def total(self, count: str) -> int:
         return sum(getattr(c, count) for c in self.per_class.values())

@@ -19,6 +19,7 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.quality.outliers import nearest_class
 from fruit_assets.quality.separability import Separability, sample_rates, separability
 from fruit_assets.steps.manifest import read_manifest_if_any
+from fruit_assets.steps.reports import TakenSample
 from fruit_assets.spark_jobs.quality import class_centroids, review_new_images as review_job, sample_embeddings
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import class_files, dataset_files
@@ -95,24 +96,44 @@ class SeparabilityReport:
     sample_per_class: int
     seconds: float
     why_not: str = ""  # when there is no result
+    # Where the sample's vectors came from: "projection" (taken by the projection tasks' pass) or
+    # "embeddings" (a pass of its own over the embeddings files).
+    sample_from: str = "embeddings"
+
+
+def separability_rates(layout: DataLayout, classes: list[str], max_sample: int = 10_000,
+                       per_class_cap: int = 200) -> tuple[dict[str, float], int]:
+    """(class -> share of its images to sample, images per class): at most ``max_sample`` images,
+    ``per_class_cap`` a class, chosen by path hash. Classes without a manifest yet are left out."""
+    manifests = {c: read_manifest_if_any(layout, c) for c in classes}
+    counts = {c: manifest.num_rows for c, manifest in manifests.items() if manifest is not None}
+    per_class = max(10, min(per_class_cap, max_sample // max(1, len(counts))))
+    return sample_rates(counts, per_class), per_class
 
 
 def measure_separability(spark, layout: DataLayout, classes: list[str], pca, max_sample: int = 10_000,
-                         per_class_cap: int = 200, tolerance: float = 0.02) -> SeparabilityReport:
+                         per_class_cap: int = 200, tolerance: float = 0.02,
+                         taken: TakenSample | None = None) -> SeparabilityReport:
     """Both accuracies on a sample of at most ``max_sample`` images (``per_class_cap`` per class),
     chosen by path hash: the cost stays flat however large the collection grows. Classes without a
-    manifest yet are left out."""
+    manifest yet are left out. ``taken``: the sample a projection took of the current embeddings;
+    used when it was taken at exactly these rates (the same rows a pass of ours would take), so
+    only then is no embedding read here."""
     started = time.perf_counter()
-    manifests = {c: read_manifest_if_any(layout, c) for c in classes}
-    counts = {c: manifest.num_rows for c, manifest in manifests.items() if manifest is not None}
-    classes = sorted(counts)
-    per_class = max(10, min(per_class_cap, max_sample // max(1, len(classes))))
-    rates = sample_rates(counts, per_class)
-    paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, classes), rates)
+    rates, per_class = separability_rates(layout, classes, max_sample, per_class_cap)
+    sample_from = "projection" if taken is not None and taken.rates == rates else "embeddings"
+    if sample_from == "projection":
+        rows = taken.rows  # in the order of the same files' pass (sorted work items)
+        paths = [p for _c, ps, _v in rows for p in ps]
+        labels = [c for c, ps, _v in rows for _ in ps]
+        vectors = [np.frombuffer(v, np.float32).reshape(len(ps), -1) for _c, ps, v in rows if ps]
+        vectors = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
+    else:
+        paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, sorted(rates)), rates)
     if len(set(labels)) < 2:
-        return SeparabilityReport(None, per_class, time.perf_counter() - started, "needs at least two classes")
+        return SeparabilityReport(None, per_class, time.perf_counter() - started, "needs at least two classes", sample_from)
     if pca.basis is None:
         return SeparabilityReport(None, per_class, time.perf_counter() - started,
-                                  "the PCA model predates its stored basis: re-materialize pca_model")
+                                  "the PCA model predates its stored basis: re-materialize pca_model", sample_from)
     result = separability(vectors, labels, paths, pca.mean, pca.basis, pca.spectrum, pca.k, tolerance)
-    return SeparabilityReport(result, per_class, time.perf_counter() - started)
+    return SeparabilityReport(result, per_class, time.perf_counter() - started, sample_from=sample_from)

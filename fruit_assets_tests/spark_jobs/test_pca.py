@@ -62,8 +62,9 @@ def test_each_file_is_projected_into_one_staged_file_named_after_its_source(spar
     staged = project_files(spark, work, save_pca(model, with_basis=False), staging, file_tag="r2")
 
     # Untagged embeddings files (written before engines were recorded) read as TensorFlow's.
-    assert {tag for _c, _u, _n, tag in staged} == {"tensorflow/"}
-    staged = [(c, u, n) for c, u, n, _tag in staged]
+    assert {tag for _c, _u, _n, tag, _sample in staged} == {"tensorflow/"}
+    assert {sample for *_rest, sample in staged} == {None}  # no rates, no sample
+    staged = [(c, u, n) for c, u, n, _tag, _sample in staged]
     assert sorted((c, u.rsplit("/", 1)[-1], n) for c, u, n in staged) == [
         ("Banana", "part-00003-r2-a0.parquet", 9),
         ("Banana", "part-carry-r2-a0.parquet", 14),

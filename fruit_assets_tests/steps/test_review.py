@@ -97,6 +97,37 @@ def test_separability_on_a_bounded_sample_of_the_embeddings(spark, embedded):
     assert small.sample_per_class == 10 and small.result.sample_size <= 36
 
 
+def test_the_sample_the_projection_takes_is_the_one_a_pass_of_its_own_would_take(spark, embedded):
+    """After a new basis the projection reads every embedding: the separability sample comes with
+    that pass, the same rows, vectors and accuracies as a second pass would give."""
+    import numpy as np
+
+    from fruit_assets.spark_jobs.quality import sample_embeddings
+    from fruit_assets.steps.reduce import build_reduced_features
+    from fruit_assets.steps.review import separability_rates
+    from fruit_assets.storage.commit import class_files
+
+    layout, _report, pca = embedded
+    rates, per_class = separability_rates(layout, CLASSES, max_sample=30)
+    assert per_class == 10 and all(0 < rate < 1 for rate in rates.values())  # a real subsample
+    projected, _model = build_reduced_features(spark, layout, CLASSES, "review-r1", sample_rates=rates)
+    assert projected.sample.rates == rates
+
+    paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, CLASSES), rates)
+    taken = [(c, p, v) for c, ps, data in projected.sample.rows
+             for p, v in zip(ps, np.frombuffer(data, np.float32).reshape(len(ps), -1))]
+    assert [p for _c, p, _v in taken] == paths and [c for c, _p, _v in taken] == labels and len(paths) < 36
+    np.testing.assert_array_equal(np.stack([v for *_rest, v in taken]), vectors)
+
+    own = measure_separability(spark, layout, CLASSES, pca, max_sample=30)
+    with_taken = measure_separability(spark, layout, CLASSES, pca, max_sample=30, taken=projected.sample)
+    assert (own.sample_from, with_taken.sample_from) == ("embeddings", "projection")
+    for mine, theirs in ((own.result.full, with_taken.result.full), (own.result.reduced, with_taken.result.reduced)):
+        assert (mine.overall, mine.per_class) == (theirs.overall, theirs.per_class)
+    # Taken at other rates (here the default sample size): not this sample, a pass of its own.
+    assert measure_separability(spark, layout, CLASSES, pca, taken=projected.sample).sample_from == "embeddings"
+
+
 def test_separability_needs_two_classes_and_the_pca_basis(spark, embedded):
     layout, _report, pca = embedded
     single = measure_separability(spark, layout, ["Banana"], pca)
