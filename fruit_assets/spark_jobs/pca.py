@@ -71,7 +71,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                 if sample_rates is not None and fruit_class in sample_rates:
                     paths = table["path"].to_pylist()
                     keep = [i for i, path in enumerate(paths) if sampled(path, sample_rates[fruit_class])]
-                    sample = ([paths[i] for i in keep], embeddings[keep].reshape(len(keep), -1).tobytes())
+                    sample = ([paths[i] for i in keep], embeddings[keep].tobytes())
                 yield fruit_class, target, len(reduced), f"{engine}/{weights}", sample
 
         return collect_over_files(spark, work, task, with_index=True)

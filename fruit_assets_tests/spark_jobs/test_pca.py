@@ -84,3 +84,18 @@ def test_each_file_is_projected_into_one_staged_file_named_after_its_source(spar
                                    project(files[source], model), rtol=1e-5, atol=1e-5)
     assert project_files(spark, [], save_pca(model, with_basis=False), staging) == []
     assert len(list(open_store(staging).list_objects(staging))) == 4
+
+
+def test_with_rates_each_file_also_gives_its_hash_chosen_sample(spark, dataset, tmp_path):
+    """What the separability measurement takes from the projection's pass: per file, the rows a
+    sample pass would keep (none for a class at rate 0, every row at rate 1, an empty file too)."""
+    _root, files = dataset
+    model = fit_from_moments(Moments.of(np.concatenate(list(files.values()))), 0.9)
+    staging = normalize_uri(str(tmp_path / "_staging" / "r3" / "reduced"))
+    work = [(uri.split("fruit_class=")[1].split("/")[0], uri) for uri in files]
+    staged = project_files(spark, work, save_pca(model, with_basis=False), staging, "r3", {"Banana": 0.0, "Kiwi": 1.0})
+    by_source_rows = {}
+    for fruit_class, _uri, rows, _tag, (paths, vectors) in staged:
+        by_source_rows.setdefault(fruit_class, []).append((rows, len(paths), len(vectors)))
+    assert sorted(by_source_rows["Banana"]) == [(9, 0, 0), (14, 0, 0)]
+    assert sorted(by_source_rows["Kiwi"]) == [(0, 0, 0), (6, 6, 6 * DIM * 4)]
