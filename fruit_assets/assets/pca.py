@@ -55,7 +55,7 @@ def pca_model(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
         f"{model.explained_variance:.4f} (target {model.variance_target})"
         + ("" if refit else "; embeddings unchanged since that fit, the basis is kept (no Spark)")
-        + (f"; fit from the saved moments of these embeddings (no embedding read)" if fit and fit.moments_from == "saved" else "")
+        + ("; fit from the saved moments of these embeddings (no embedding read)" if fit and fit.moments_from == "saved" else "")
     )
     return MaterializeResult(
         metadata={

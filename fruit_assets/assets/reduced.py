@@ -39,8 +39,8 @@ def reduced_features(
         # The separability sample is taken by the projection tasks, which read every embedding of
         # the classes they project anyway (all of them after a new basis).
         everyone = sorted(registered_classes(context.instance))
-        rates, _per_class = separability_rates(layout, everyone)
-        report, model = build_reduced_features(session, layout, classes, context.run_id, sample_rates=rates)
+        plan = separability_rates(layout, everyone)
+        report, model = build_reduced_features(session, layout, classes, context.run_id, sample_rates=plan[0])
     metadata = step_metadata(report)
     metadata.update({"k": model.k, "pca_fingerprint": model.fingerprint, "per_class": per_class_table(report, ("images",))})
     # A new basis is published with every class projected on it, requested or not.
@@ -58,7 +58,7 @@ def reduced_features(
         metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))
     # Do the features still separate the classes, and what does the PCA cost? On every class, over
     # a bounded sample chosen by path hash (same images every run).
-    separability = measure_separability(session, layout, everyone, model, taken=report.sample)
+    separability = measure_separability(session, layout, everyone, model, taken=report.sample, plan=plan)
     metadata.update(separability_metadata(separability))
     checks = check_results(reduced_checks(session, layout, classes, model, everyone))
     checks.append(separability_check(separability, model.variance_target))

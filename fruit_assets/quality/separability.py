@@ -36,6 +36,11 @@ def held_out(path: str) -> bool:
     return path_hash(path, "split:") < HELD_OUT_SHARE
 
 
+def sampled_indices(paths: list[str], rate: float) -> list[int]:
+    """Which of these rows the sample keeps: one rule for every pass that takes it."""
+    return [i for i, path in enumerate(paths) if sampled(path, rate)]
+
+
 def sample_rates(counts: dict[str, int], per_class: int) -> dict[str, float]:
     """Per class, the share of images to sample so each class gives about ``per_class``."""
     return {c: min(1.0, per_class / n) if n else 0.0 for c, n in counts.items()}

@@ -10,6 +10,16 @@ from fruit_assets.storage import schemas
 from fruit_assets.storage.partitions import class_folder
 
 
+def file_moments(uris) -> Moments:
+    """The moments of the embeddings files' rows, read here: in a task, or on the driver for a few files."""
+    from fruit_assets.storage.parquet_io import column_matrix, read_table
+
+    moments = Moments.empty(EMBEDDING_SIZE)
+    for uri in uris:
+        moments = moments.merge(Moments.of(column_matrix(read_table(uri, ["embedding"])["embedding"], EMBEDDING_SIZE)))
+    return moments
+
+
 def embedding_moments(spark, file_uris: list[str]) -> Moments:
     """One pass over the embedding files: each task reduces its files to (n, mean, M2); the
     partial moments are merged on executors (treeReduce), so the driver receives one 13 MB
@@ -18,13 +28,7 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
         return Moments.empty(EMBEDDING_SIZE)
 
     def task(uris):
-        from fruit_assets.storage.parquet_io import column_matrix, read_table
-
-        moments = Moments.empty(EMBEDDING_SIZE)
-        for uri in uris:
-            table = read_table(uri, ["embedding"])
-            moments = moments.merge(Moments.of(column_matrix(table["embedding"], EMBEDDING_SIZE)))
-        yield moments.to_bytes()
+        yield file_moments(uris).to_bytes()
 
     def merge(left: bytes, right: bytes) -> bytes:
         return Moments.from_bytes(left).merge(Moments.from_bytes(right)).to_bytes()
@@ -49,7 +53,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             from pyspark import TaskContext
 
             from fruit_assets.pca import load_pca, project
-            from fruit_assets.quality.separability import sampled
+            from fruit_assets.quality.separability import sampled_indices
             from fruit_assets.storage.parquet_io import column_matrix, read_table, vectors_column, write_table
 
             model = load_pca(pca_broadcast.value)
@@ -70,7 +74,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
                 sample = None
                 if sample_rates is not None and fruit_class in sample_rates:
                     paths = table["path"].to_pylist()
-                    keep = [i for i, path in enumerate(paths) if sampled(path, sample_rates[fruit_class])]
+                    keep = sampled_indices(paths, sample_rates[fruit_class])
                     sample = ([paths[i] for i in keep], embeddings[keep].tobytes())
                 yield fruit_class, target, len(reduced), f"{engine}/{weights}", sample
 

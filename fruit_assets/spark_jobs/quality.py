@@ -19,20 +19,24 @@ def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float
     """(paths, classes, float32 vectors) of the rows whose path hash falls under their class's rate."""
 
     def task(items):
-        from fruit_assets.quality.separability import sampled
+        from fruit_assets.quality.separability import sampled_indices
         from fruit_assets.storage.parquet_io import column_matrix, read_table
 
         for fruit_class, uri in items:
             table = read_table(uri, ["path", "embedding"])
-            keep = [i for i, p in enumerate(table["path"].to_pylist()) if sampled(p, rates[fruit_class])]
+            keep = sampled_indices(table["path"].to_pylist(), rates[fruit_class])
             if keep:
                 kept = table.take(keep)
                 yield fruit_class, kept["path"].to_pylist(), column_matrix(kept["embedding"]).tobytes()
 
-    rows = collect_over_files(spark, work, task)
+    return sample_arrays(collect_over_files(spark, work, task))
+
+
+def sample_arrays(rows: list[tuple[str, list[str], bytes]]) -> tuple[list[str], list[str], np.ndarray]:
+    """(paths, classes, float32 vectors) of collected sample rows: (class, paths, vector bytes) per file."""
     paths = [p for _c, ps, _v in rows for p in ps]
     classes = [c for c, ps, _v in rows for _ in ps]
-    vectors = [np.frombuffer(v, np.float32).reshape(len(ps), -1) for _c, ps, v in rows]
+    vectors = [np.frombuffer(v, np.float32).reshape(len(ps), -1) for _c, ps, v in rows if ps]
     return paths, classes, (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
-from fruit_assets.steps.moments import MomentsUpdate
+from fruit_assets.steps.moments import publish_keeping_moments
 from fruit_assets.steps.pca import pca_record
 from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
 from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest, published_entries
@@ -187,12 +187,11 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, 
     if ghosts:
         # One version without them (their published rows go atomically), then the unversioned
         # per-class state; a removal that stops midway is found again by the next one.
-        moments = MomentsUpdate(layout, current_version(layout.root)) if spark is not None else None
-        if moments is not None:
-            moments.prepare(spark, {c: [] for c in ghosts})
-        version = publish(layout.root, f"remove-{uuid.uuid4().hex[:12]}", removed_classes=ghosts)
-        if moments is not None:
-            moments.save(version)
+        writer = f"remove-{uuid.uuid4().hex[:12]}"
+        if spark is None:
+            publish(layout.root, writer, removed_classes=ghosts)
+        else:
+            publish_keeping_moments(spark, layout, writer, {c: [] for c in ghosts}, removed_classes=ghosts)
         for fruit_class in ghosts:
             for dataset in layout.class_datasets:
                 folder = layout.class_folder(dataset, fruit_class)

@@ -16,11 +16,11 @@ from fruit_assets.featurize.engines import InferenceModel
 from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
 from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
-from fruit_assets.steps.moments import MomentsUpdate
+from fruit_assets.steps.moments import publish_keeping_moments
 from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
-from fruit_assets.storage.versions import Version, current_version, publish
+from fruit_assets.storage.versions import Version, current_version
 from fruit_assets.storage.partitions import classes_in
 
 KINDS = ("embeddings", "quarantine")
@@ -81,10 +81,9 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
         unchanged = {c for c in untouched if report.per_class[c].featurized == 0 and report.per_class[c].moved == 0}
         changed = [c for c in classes if c not in unchanged]
         if changed:  # nothing changed: nothing to publish, the version stays
-            moments = MomentsUpdate(layout, current_version(layout.root))
-            moments.prepare(spark, {c: staged.get((c, "embeddings"), []) for c in changed})
-            version = publish(layout.root, run_token, {kind: {c: staged.get((c, kind), []) for c in changed} for kind in KINDS})
-            report.moments_updated = moments.save(version)
+            _version, report.moments_updated = publish_keeping_moments(
+                spark, layout, run_token, {c: staged.get((c, "embeddings"), []) for c in changed},
+                changes={kind: {c: staged.get((c, kind), []) for c in changed} for kind in KINDS})
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started

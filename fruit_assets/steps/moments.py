@@ -27,13 +27,11 @@ import numpy as np
 
 from fruit_assets.pca import Moments
 from fruit_assets.layout import DataLayout
-from fruit_assets.featurize.model import EMBEDDING_SIZE
-from fruit_assets.spark_jobs.pca import embedding_moments
+from fruit_assets.spark_jobs.pca import embedding_moments, file_moments
 from fruit_assets.steps.publication import embeddings_digest
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.objects import join_uri
-from fruit_assets.storage.parquet_io import column_matrix, read_table
-from fruit_assets.storage.versions import Version
+from fruit_assets.storage.versions import Version, current_version, publish
 
 # Up to this many files (a few classes changed), the driver reads them itself: a Spark job costs
 # more than reading a few MB. More than that (a round of uploads to many classes), tasks do.
@@ -49,13 +47,6 @@ def rows_digest(version: Version, classes=None) -> str:
     without embeddings files (every image quarantined) contribute no rows, so they do not count."""
     classes = version.classes("embeddings") if classes is None else classes
     return embeddings_digest(version, [c for c in classes if version.class_uris("embeddings", c)])
-
-
-def moments_of_files(uris: list[str]) -> Moments:
-    total = Moments.empty(EMBEDDING_SIZE)
-    for uri in uris:
-        total = total.merge(Moments.of(column_matrix(read_table(uri, ["embedding"])["embedding"], EMBEDDING_SIZE)))
-    return total
 
 
 def moments_folder(layout: DataLayout) -> str:
@@ -118,7 +109,7 @@ class MomentsUpdate:
             self.updated = self.prior[0]
             return
         if len(superseded) + len(added) <= DRIVER_FILES:
-            minus, plus = moments_of_files(superseded), moments_of_files(added)
+            minus, plus = file_moments(superseded), file_moments(added)
         else:
             session = spark() if callable(spark) else spark
             minus, plus = embedding_moments(session, superseded), embedding_moments(session, added)
@@ -131,3 +122,15 @@ class MomentsUpdate:
             return False
         save_moments(self.layout, published, self.updated, self.prior[1] + 1)
         return True
+
+
+def publish_keeping_moments(spark, layout: DataLayout, writer: str, embeddings_after: dict[str, list[str]],
+                            **publication) -> tuple[Version, bool]:
+    """``storage.versions.publish(layout.root, writer, **publication)``, the kept moments carried
+    over to the version it publishes: ``embeddings_after`` names, for each class whose embeddings
+    it changes, its files in that version (staged URIs; [] for a class that loses them). Returns
+    (the version, whether its moments were derived)."""
+    update = MomentsUpdate(layout, current_version(layout.root))
+    update.prepare(spark, embeddings_after)  # before the publication deletes or moves what it reads
+    version = publish(layout.root, writer, **publication)
+    return version, update.save(version)

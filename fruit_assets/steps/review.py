@@ -20,7 +20,7 @@ from fruit_assets.quality.outliers import nearest_class
 from fruit_assets.quality.separability import Separability, sample_rates, separability
 from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.steps.reports import TakenSample
-from fruit_assets.spark_jobs.quality import class_centroids, review_new_images as review_job, sample_embeddings
+from fruit_assets.spark_jobs.quality import class_centroids, review_new_images as review_job, sample_arrays, sample_embeddings
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import class_files, dataset_files
 from fruit_assets.storage.parquet_io import write_table
@@ -113,21 +113,20 @@ def separability_rates(layout: DataLayout, classes: list[str], max_sample: int =
 
 def measure_separability(spark, layout: DataLayout, classes: list[str], pca, max_sample: int = 10_000,
                          per_class_cap: int = 200, tolerance: float = 0.02,
-                         taken: TakenSample | None = None) -> SeparabilityReport:
+                         taken: TakenSample | None = None,
+                         plan: tuple[dict[str, float], int] | None = None) -> SeparabilityReport:
     """Both accuracies on a sample of at most ``max_sample`` images (``per_class_cap`` per class),
     chosen by path hash: the cost stays flat however large the collection grows. Classes without a
     manifest yet are left out. ``taken``: the sample a projection took of the current embeddings;
     used when it was taken at exactly these rates (the same rows a pass of ours would take), so
-    only then is no embedding read here."""
+    only then is no embedding read here. ``plan``: what ``separability_rates`` gave for these
+    classes and sizes, when the caller already has it (the manifests are not read again)."""
     started = time.perf_counter()
-    rates, per_class = separability_rates(layout, classes, max_sample, per_class_cap)
+    rates, per_class = plan or separability_rates(layout, classes, max_sample, per_class_cap)
     sample_from = "projection" if taken is not None and taken.rates == rates else "embeddings"
     if sample_from == "projection":
-        rows = taken.rows  # in the order of the same files' pass (sorted work items)
-        paths = [p for _c, ps, _v in rows for p in ps]
-        labels = [c for c, ps, _v in rows for _ in ps]
-        vectors = [np.frombuffer(v, np.float32).reshape(len(ps), -1) for _c, ps, v in rows if ps]
-        vectors = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
+        # In the order of the same files' pass (sorted work items).
+        paths, labels, vectors = sample_arrays(taken.rows)
     else:
         paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, sorted(rates)), rates)
     if len(set(labels)) < 2:
