@@ -36,6 +36,10 @@ class WeightsChecksumError(UserFacingError):
     """Model weights whose file is not the one a build was told to expect (its SHA-256 differs)."""
 
 
+class ExecutorsNeverJoinedError(UserFacingError):
+    """A Spark job waited longer than its bound with no executor registered with the driver."""
+
+
 class TransientError(UserFacingError):
     """A fault that may pass (throttling, a dropped connection) and outlasted the retries made on
     the spot: the same work, run again a little later, may succeed."""

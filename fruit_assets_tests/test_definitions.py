@@ -94,3 +94,6 @@ def test_repository_dagster_yaml_limits_the_pool_and_the_run_queue(tmp_path):
         config = instance.get_concurrency_config()
         assert config.pool_config.default_pool_limit == 1
         assert config.run_queue_config.max_concurrent_runs == 2
+        # No run holds the pool forever: bounded runtime, slots of dead runs freed.
+        assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 21600
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60

@@ -40,6 +40,9 @@ def test_a_misspelt_key_is_caught_by_the_same_validation(values):
 def test_helm_values_say_what_the_product_needs(values):
     daemon = values["dagsterDaemon"]
     assert daemon["runMonitoring"]["enabled"] and daemon["runRetries"]["enabled"]
+    # No run can hold the data-root pool forever.
+    assert daemon["runMonitoring"]["maxRuntimeSeconds"] == 21600
+    assert daemon["runMonitoring"]["freeSlotsAfterRunEndSeconds"] == 60
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
     assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"

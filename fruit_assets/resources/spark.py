@@ -91,7 +91,8 @@ class SparkResource(ConfigurableResource):
             )))
         conf.update(run_sizing_conf(self.conf))
         return SparkSettings(self.master, self.app_name, conf, event_log_dir=self._event_log_dir(),
-                             auth_secret_file=deployment.auth_secret_file)
+                             auth_secret_file=deployment.auth_secret_file,
+                             executor_wait_seconds=deployment.executor_wait())
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Resource init, before any step can start Spark: a run config outside the allowlist (or an

@@ -24,6 +24,9 @@ class SparkSettings:
     event_log_dir: str = ""
     # spark:// masters: the file holding the cluster's shared secret; empty: no authentication.
     auth_secret_file: str = ""
+    # Masters whose executors are started elsewhere: how long a job may wait with no executor
+    # registered before it is cancelled (spark_jobs/executors.py); 0: no bound.
+    executor_wait_seconds: int = 0
 
 
 # Spark's default pattern plus the names under which credentials travel here (AWS_*, the
@@ -189,6 +192,10 @@ def build_spark_session(settings: SparkSettings):
         builder = builder.config(SHARED_KEY_SETTING, secret)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
+    if settings.executor_wait_seconds > 0 and not settings.master.startswith("local"):
+        from fruit_assets.spark_jobs.executors import ExecutorWatch
+
+        ExecutorWatch(session.sparkContext, settings.executor_wait_seconds).start()
     return session
 
 
@@ -231,11 +238,25 @@ class SparkDeployment:
     k8s_driver_pod_name: str = ""  # downward API
     k8s_driver_pod_ip: str = ""
     auth_secret_file: str = ""
+    # How long a job may wait for its first executor (an executor node group scaling from zero:
+    # a node's start and a 2 GB image pull take minutes); then the job is cancelled with the likely
+    # causes named, and the run ends instead of holding its pool slot.
+    executor_wait_seconds: str = "600"
 
     @classmethod
     def from_environ(cls, environ=None) -> "SparkDeployment":
         environ = os.environ if environ is None else environ
         return cls(**{name: environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items() if environ.get(variable)})
+
+    def executor_wait(self) -> int:
+        try:
+            seconds = int(self.executor_wait_seconds)
+        except ValueError:
+            seconds = -1
+        if seconds < 0:
+            raise ConfigurationError(f"{DEPLOYMENT_VARIABLES['executor_wait_seconds']}={self.executor_wait_seconds!r}: "
+                                     "it must be a whole number of seconds (0: wait for executors without a bound)")
+        return seconds
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
@@ -251,6 +272,7 @@ DEPLOYMENT_VARIABLES = {
     "k8s_driver_pod_name": "POD_NAME",
     "k8s_driver_pod_ip": "POD_IP",
     "auth_secret_file": AUTH_FILE_VARIABLE,
+    "executor_wait_seconds": "FRUIT_SPARK_EXECUTOR_WAIT_SECONDS",
 }
 
 
@@ -297,9 +319,13 @@ def kubernetes_conf(k8s: KubernetesSettings) -> dict[str, str]:
         "spark.kubernetes.driver.pod.name": k8s.driver_pod_name,
         "spark.kubernetes.executor.podTemplateFile": k8s.pod_template,
         "spark.kubernetes.executor.deleteOnTermination": "true",
-        # Executors connect back to the driver at the pod's IP on fixed ports (Dagster #2748).
+        # Executors connect back to the driver at the pod's IP on fixed ports (Dagster #2748). Spark
+        # (spark.kubernetes.executor.useDriverPodIP, on by default since 4.0) gives executors the
+        # driver's *bind* address, not spark.driver.host: bound to 0.0.0.0, every executor would
+        # dial itself. The pod's IP is its own interface, so binding there is what Spark's cluster
+        # mode does too (SPARK_DRIVER_BIND_ADDRESS).
         "spark.driver.host": k8s.driver_pod_ip,
-        "spark.driver.bindAddress": "0.0.0.0",
+        "spark.driver.bindAddress": k8s.driver_pod_ip,
         "spark.driver.port": str(k8s.driver_port),
         "spark.driver.blockManager.port": str(k8s.block_manager_port),
         "spark.executor.cores": str(k8s.executor_cores),

@@ -74,7 +74,8 @@ def test_kubernetes_executors_reach_the_run_pod_on_fixed_ports(monkeypatch):
     assert conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == "fruit-assets-spark"
     assert conf["spark.kubernetes.authenticate.executor.serviceAccountName"] == "fruit-assets-spark"
     assert conf["spark.kubernetes.driver.pod.name"] == "dagster-run-abc"
-    assert conf["spark.driver.host"] == "10.1.2.3" and conf["spark.driver.bindAddress"] == "0.0.0.0"
+    # Spark hands executors the bind address (useDriverPodIP): it must be the pod IP, not 0.0.0.0.
+    assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == "10.1.2.3"
     assert (conf["spark.driver.port"], conf["spark.driver.blockManager.port"]) == ("7078", "7079")
     assert conf["spark.kubernetes.executor.podTemplateFile"] == "/opt/fruit_assets/executor-pod-template.yaml"
     assert conf["spark.kubernetes.executor.deleteOnTermination"] == "true"
