@@ -4,7 +4,9 @@ and the Spark executor. Each role's outputs are compared with the same work done
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -232,3 +234,112 @@ def test_spark_executors_in_the_image_equal_the_host(container_image, host_outpu
     assert applications and {d.split("/")[-2] for d in executor_dirs} == set(applications)
     assert "Finished task" in executor_logs
     assert_same_outputs(outputs(root), host_outputs)
+
+
+# The executor branch as it was: it forwarded SPARK_JAVA_OPT_0 alone, so an executor lost
+# spark.network.crypto.* and the driver's ports; a driver that requires AES-GCM refuses it.
+FIRST_JAVA_OPTION_ONLY = """#!/usr/bin/env bash
+set -euo pipefail
+if [ "${1:-}" = "executor" ]; then
+  exec java -Xms"$SPARK_EXECUTOR_MEMORY" -Xmx"$SPARK_EXECUTOR_MEMORY" ${SPARK_JAVA_OPT_0:-} -cp "$SPARK_HOME/jars/*" \\
+    org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend \\
+    --driver-url "$SPARK_DRIVER_URL" --executor-id "$SPARK_EXECUTOR_ID" --cores "$SPARK_EXECUTOR_CORES" \\
+    --app-id "$SPARK_APPLICATION_ID" --hostname "$SPARK_EXECUTOR_POD_IP" \\
+    --resourceProfileId "${SPARK_RESOURCE_PROFILE_ID:-0}" --podName "${SPARK_EXECUTOR_POD_NAME:-}"
+fi
+exec "$@"
+"""
+
+
+def run_kubernetes_executor(image: str, root: str, tmp_path, wait_seconds: int, entrypoint: str | None = None):
+    """A run pod's driver on the host (harness/k8s_driver.py: the product's session, authentication
+    and AES-GCM required) and, in the image, the executor pod Spark's own Kubernetes code builds for
+    that application, started as a kubelet would (its environment, field references, user, read-only
+    root, capabilities, volumes and limits). Returns the driver's exit status and output, the
+    container's output and the pod."""
+    from fruit_assets_tests.harness import REPO
+    from fruit_assets_tests.harness.spark_cluster import SparkStandalone
+    from fruit_assets_tests.harness.spark_k8s import environment, podman_options
+
+    (tmp_path / "scheduler").mkdir()
+    # The scheduler the driver registers with starts no executor: the pod below is the only one.
+    scheduler = SparkStandalone(str(tmp_path / "scheduler"), workers=0).start()
+    pod_file, driver_log = tmp_path / "executor-pod.json", tmp_path / "driver.log"
+    home = tmp_path / "run-home"
+    home.mkdir()
+    options = []
+    if entrypoint is not None:
+        (tmp_path / "entrypoint.sh").write_text(entrypoint)
+        (tmp_path / "entrypoint.sh").chmod(0o755)
+        options = ["-v", f"{tmp_path / 'entrypoint.sh'}:/usr/local/bin/fruit-assets-entrypoint:ro"]
+    try:
+        with open(driver_log, "w") as log:
+            driver = subprocess.Popen(
+                [sys.executable, "-m", "fruit_assets_tests.harness.k8s_driver", str(pod_file), str(free_port()),
+                 str(free_port())], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **scheduler.driver_env, "SPARK_MASTER": scheduler.master_url, "FRUIT_DATA_URI": root,
+                     "DAGSTER_HOME": str(home), "FRUIT_MODEL_WEIGHTS": container.TEST_WEIGHTS,
+                     "FRUIT_PCA_VARIANCE": "0.9", "PYSPARK_PYTHON": IMAGE_PYTHON,
+                     "FRUIT_SPARK_EXECUTOR_WAIT_SECONDS": str(wait_seconds)})
+            try:
+                deadline = time.monotonic() + 300
+                while not pod_file.exists():
+                    assert driver.poll() is None and time.monotonic() < deadline, driver_log.read_text()[-4000:]
+                    time.sleep(0.5)
+                pod = json.loads(pod_file.read_text())
+                env = environment(pod, pod_ip="127.0.0.1")
+                [args] = [c["args"] for c in pod["spec"]["containers"]]
+                with container.Container(image, args, options=podman_options(pod) + options,
+                                         env_by_name=env) as executor:
+                    driver.wait(timeout=900)
+                    executor_output = executor.logs()
+            finally:
+                if driver.poll() is None:
+                    os.killpg(driver.pid, signal.SIGKILL)
+                    driver.wait(timeout=60)
+    finally:
+        scheduler.stop()
+    return driver.returncode, driver_log.read_text(), executor_output, pod
+
+
+def test_executor_pods_spark_builds_join_an_authenticating_driver_and_embed_as_local(
+        container_image, host_outputs, s3_server, sample_source, tmp_path):
+    """Issue #27's contract: the executor role of the image, started from the very pod Spark's
+    Kubernetes scheduler builds for the product's settings, registers with a driver that requires
+    authentication and AES-GCM, and the run's embeddings and features equal local[*]'s."""
+    root = upload_sample(s3_server, sample_source)
+    status, driver_output, executor_output, pod = run_kubernetes_executor(container_image, root, tmp_path, 180)
+    assert status == 0, driver_output[-4000:] + executor_output[-4000:]
+
+    [container_spec] = pod["spec"]["containers"]
+    java_options = sorted(v["value"] for v in container_spec["env"] if v["name"].startswith("SPARK_JAVA_OPT_"))
+    assert {"-Dspark.authenticate=true", "-Dspark.network.crypto.enabled=true",
+            "-Dspark.network.crypto.cipher=AES/GCM/NoPadding", "-Dspark.network.crypto.saslFallback=false",
+            "-Dspark.network.crypto.authEngineVersion=2"} <= set(java_options) and len(java_options) == 7
+    # The driver URL Spark gives executors is the run pod's IP (never the 0.0.0.0 it binds to).
+    driver_url = next(v["value"] for v in container_spec["env"] if v["name"] == "SPARK_DRIVER_URL")
+    assert driver_url.startswith("spark://CoarseGrainedScheduler@127.0.0.1:")
+    assert "Successfully registered with driver" in executor_output
+    [executors] = [json.loads(line.split(" ", 1)[1]) for line in driver_output.splitlines()
+                   if line.startswith("EXECUTORS ")]
+    assert sorted(executors) == ["1", "driver"] and executors["1"]["tasks"] > 0, executors
+    secret = next(v["value"] for v in container_spec["env"] if v["name"] == "_SPARK_AUTH_SECRET")
+    assert secret not in driver_output and secret not in executor_output
+    assert f"  images               {IMAGES} published; in the embedded classes {IMAGES} ({IMAGES} embedded, 0 quarantined)" \
+        in driver_output
+    assert_same_outputs(outputs(root), host_outputs)
+
+
+def test_an_executor_without_its_spark_java_options_never_joins_and_the_run_fails_in_bounded_time(
+        container_image, s3_server, sample_source, tmp_path):
+    """The same pod with the entrypoint that forwarded only SPARK_JAVA_OPT_0: the driver refuses
+    the executor, and the run fails after the bounded wait with one line instead of hanging."""
+    root = upload_sample(s3_server, sample_source)
+    started = time.monotonic()
+    status, driver_output, executor_output, _pod = run_kubernetes_executor(
+        container_image, root, tmp_path, 30, entrypoint=FIRST_JAVA_OPTION_ONLY)
+    assert status == 1, driver_output[-4000:]
+    assert time.monotonic() - started < 400
+    assert "Successfully registered with driver" not in executor_output, executor_output[-4000:]
+    failed = [line for line in driver_output.splitlines() if "no Spark executor registered with the driver" in line]
+    assert len(failed) == 1 and "for 30 s while a job waited for one" in failed[0], driver_output[-4000:]

@@ -22,9 +22,9 @@ def podman_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": os.path.join(REPO, "docker", "podman", "containers.conf"), **(extra or {})}
 
 
-def podman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def podman(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``podman ARGS``; a non-zero exit raises with the end of its output."""
-    result = subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(["podman", *args], env=podman_env(env), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args[:3])} ... exited {result.returncode}:\n"
                            f"{(result.stdout + result.stderr)[-4000:]}")
@@ -87,15 +87,23 @@ def run(image: str, command: list[str], env: dict[str, str] | None = None, netwo
 
 
 class Container:
-    """A long-running container (``podman run -d``), removed on exit."""
+    """A long-running container (``podman run -d``), removed on exit. ``env_by_name``: variables
+    handed over by name, their values never on podman's command line (a pod's secrets)."""
 
-    def __init__(self, image: str, command: list[str], env: dict[str, str] | None = None):
+    def __init__(self, image: str, command: list[str], env: dict[str, str] | None = None,
+                 options: list[str] | None = None, env_by_name: dict[str, str] | None = None):
         self.name = f"fruit-assets-test-{uuid.uuid4().hex[:8]}"
-        self.args = ["run", "-d", "--name", self.name, *run_args(env or {}), image, *command]
+        self.env_by_name = dict(env_by_name or {})
+        by_name = [arg for name in self.env_by_name for arg in ("-e", name)]
+        self.args = ["run", "-d", "--name", self.name, *run_args(env or {}), *by_name, *(options or []), image, *command]
 
     def __enter__(self) -> "Container":
-        podman(*self.args)
+        podman(*self.args, env=self.env_by_name)
         return self
+
+    def wait(self, timeout: float) -> int:
+        """The container's exit status once it has stopped."""
+        return int(podman("wait", self.name, timeout=timeout).stdout.strip().splitlines()[-1])
 
     def __exit__(self, *exc) -> None:
         subprocess.run(["podman", "rm", "-f", "-t", "5", self.name], env=podman_env(), capture_output=True, timeout=120)
