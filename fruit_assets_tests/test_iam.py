@@ -3,7 +3,9 @@
 
 The evaluator is tested first on cases whose answer AWS documents; then every role is put through
 a matrix of actions and prefixes, and the invariants (no product role can touch a source image,
-nothing works without TLS) are checked on the shipped documents and on planted broken ones."""
+nothing works without TLS) are checked on the shipped documents and on planted broken ones. So is
+S3's answer to a GET of a deleted object: 404 (the product quarantines the image as vanished) only
+for a role that may also list the key, 403 (the run fails) for any other."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ from fruit_assets_tests.harness import REPO
 from fruit_assets_tests.harness.iam import (
     ALLOW,
     EXPLICIT_DENY,
+    FORBIDDEN,
     IMPLICIT_DENY,
+    NOT_FOUND,
     Request,
     UnsupportedPolicy,
     evaluate,
+    missing_object_status,
     s3_request,
     wildcard_match,
 )
@@ -166,6 +171,42 @@ def test_evaluator_resource_policies_and_principals():
     assert evaluate(get(other), [], [grant_by_name]) == IMPLICIT_DENY
 
 
+def test_a_missing_key_answers_404_only_to_a_caller_that_may_list_it():
+    """S3's rule on planted policies: GetObject of a key that is not there is 404 with
+    s3:ListBucket on the bucket, 403 without; the listing check sees the key as its s3:prefix."""
+    key, other = "fruits/Training/Apple/1.jpg", "fruits/manifests/fruit_class=Apple/m.parquet"
+    get = {"Sid": "G", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/fruits/*"}
+    list_all = {"Sid": "L", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}
+    list_training = {**list_all, "Condition": {"StringLike": {"s3:prefix": ["fruits/Training/*"]}}}
+    status = lambda key, *identity, bucket=(), secure=True: missing_object_status(  # noqa: E731
+        identity, "b", key, principal=role_arn(EXECUTOR), resource_policies=bucket, secure=secure)
+
+    assert status(key, policy(get)) == FORBIDDEN  # GetObject alone: S3 will not say the key is absent
+    assert status(key, policy(get, list_all)) == NOT_FOUND
+    assert status(key, policy(get), policy(list_all)) == NOT_FOUND  # any of the caller's policies
+    assert status(key, policy(get, list_training)) == NOT_FOUND  # the key matches the s3:prefix pattern
+    assert status(other, policy(get, list_training)) == FORBIDDEN  # a key outside it does not
+    assert status(key, policy(list_all)) == FORBIDDEN  # no GetObject: refused before anything is looked up
+    # A Deny of the listing, in the role's policies or the bucket's, wins over the Allow.
+    deny_list = {"Sid": "D", "Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}
+    assert status(key, policy(get, list_all, deny_list)) == FORBIDDEN
+    bucket_deny = {**deny_list, "Principal": "*",
+                   "Condition": {"ArnLike": {"aws:PrincipalArn": [role_arn(EXECUTOR)]}}}
+    assert status(key, policy(get, list_all), bucket=[policy(bucket_deny)]) == FORBIDDEN
+    # The bucket policy can grant the listing as well.
+    bucket_list = {**list_all, "Principal": {"AWS": [role_arn(EXECUTOR)]}}
+    assert status(key, policy(get), bucket=[policy(bucket_list)]) == NOT_FOUND
+    # A GET carries no other ListObjects key: a grant that needs one, or that names the folder
+    # exactly (StringEquals "fruits/Training/", the console's way), never covers a missing key.
+    for condition in ({"StringEquals": {"s3:delimiter": "/"}}, {"StringEquals": {"s3:prefix": "fruits/Training/"}}):
+        assert status(key, policy(get, {**list_all, "Condition": condition})) == FORBIDDEN, condition
+    # Over plain HTTP the role's TLS Deny refuses the GET itself.
+    tls = {"Sid": "T", "Effect": "Deny", "Action": "*", "Resource": "*",
+           "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    assert status(key, policy(get, list_all, tls)) == NOT_FOUND
+    assert status(key, policy(get, list_all, tls), secure=False) == FORBIDDEN
+
+
 @pytest.mark.parametrize("broken", [
     {"Sid": "X", "Effect": "Allow", "NotPrincipal": {"AWS": "x"}, "Action": "*", "Resource": "*"},
     {"Sid": "X", "Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"IpAddress": {"aws:SourceIp": "1.2.3.4"}}},
@@ -219,7 +260,10 @@ def test_each_role_can_do_exactly_its_matrix(policies, bucket_policy, role):
 # What each role may list (ListBucket's s3:prefix), as a rule on the prefix asked for.
 LISTS = {
     RUN: lambda p: p.startswith("fruits/"),
-    EXECUTOR: lambda p: False,  # tasks open the files the driver names; they never list
+    # Tasks open the files the driver names and never list; the grant is there so that a GET of an
+    # input deleted since the driver listed it answers 404 (vanished), not 403 (a failed run).
+    EXECUTOR: lambda p: p.startswith(("fruits/Training/", "fruits/manifests/", "fruits/embeddings/",
+                                      "fruits/quarantine/", "fruits/output/resultats_features_parquet/")),
     CODE_SERVER: lambda p: p.startswith(("fruits/Training/", "fruits/manifests/")),
     WEBSERVER: lambda p: p.startswith("dagster/compute-logs/"),
     HISTORY: lambda p: p.startswith("fruits/spark-events/"),
@@ -236,6 +280,56 @@ def test_each_role_lists_only_its_prefixes(policies, bucket_policy, role):
     can_list = {p for p in PROBES if decide([policies[role]], "s3:ListBucket", prefix=p, role=role, bucket=[bucket_policy]) == ALLOW}
     assert can_list == {p for p in PROBES if LISTS[role](p)}
     assert decide([policies[role]], "s3:ListBucket", role=role) == IMPLICIT_DENY  # the whole bucket: never
+
+
+def missing_key_violations(identity: list[dict], role: str, bucket: list[dict] = ()) -> list[str]:
+    """Each place the role reads (KEYS) where a GET of a key deleted meanwhile would answer 403:
+    images removed between listing and reading, embeddings, manifests and outputs replaced by a
+    concurrent publication, event logs renamed when an application ends."""
+    return [place for place, key in KEYS.items()
+            if decide(identity, "s3:GetObject", key, role=role, bucket=bucket) == ALLOW
+            and missing_object_status(identity, BUCKET, key, principal=role_arn(role),
+                                      resource_policies=bucket) != NOT_FOUND]
+
+
+def read_places(role: str) -> set[str]:
+    return {place for action, place in EXPECTED[role] if action == "s3:GetObject"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_gets_404_for_a_missing_key_wherever_it_reads(policies, bucket_policy, role):
+    assert read_places(role)
+    assert missing_key_violations([policies[role]], role) == []
+    assert missing_key_violations([policies[role]], role, [bucket_policy]) == []
+    for place in read_places(role):
+        missing = KEYS[place].rsplit("/", 1)[0] + "/deleted-meanwhile.bin"
+        assert missing_object_status([policies[role]], BUCKET, missing, principal=role_arn(role),
+                                     resource_policies=[bucket_policy]) == NOT_FOUND, place
+    # Nowhere it may not read: there a GET is refused, existing key or not.
+    for place in set(KEYS) - read_places(role):
+        assert missing_object_status([policies[role]], BUCKET, KEYS[place], principal=role_arn(role)) == FORBIDDEN
+
+
+def test_a_role_that_loses_its_listing_grant_is_reported(policies):
+    without = copy.deepcopy(policies[EXECUTOR])
+    without["Statement"] = [s for s in without["Statement"] if s["Sid"] != "ListTaskInputs"]
+    assert set(missing_key_violations([without], EXECUTOR)) == read_places(EXECUTOR)
+    # One prefix dropped from the condition: the images, and only they, would fail the run.
+    narrowed = copy.deepcopy(policies[EXECUTOR])
+    for statement in narrowed["Statement"]:
+        if statement["Sid"] == "ListTaskInputs":
+            statement["Condition"]["StringLike"]["s3:prefix"].remove("fruits/Training/*")
+    assert missing_key_violations([narrowed], EXECUTOR) == ["Training"]
+    # A folder-exact condition (what a console-made policy often has) covers no key.
+    exact = copy.deepcopy(policies[RUN])
+    for statement in exact["Statement"]:
+        if statement["Sid"] == "ListDataRoot":
+            statement["Condition"] = {"StringEquals": {"s3:prefix": ["fruits/"]}}
+    assert set(missing_key_violations([exact], RUN)) == read_places(RUN)
+    # A Deny of ListBucket added beside the role's policy.
+    deny = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "NoListing", "Effect": "Deny", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::BUCKET"]}]}
+    assert set(missing_key_violations([policies[HISTORY], deny], HISTORY)) == {"spark-events"}
 
 
 def source_image_violations(identity: list[dict], bucket: list[dict], role: str = RUN) -> list[str]:

@@ -21,10 +21,11 @@ def raw_images(context: AssetExecutionContext, storage: FruitStorage) -> Materia
     with reported_as_one_line():
         classes = list(context.partition_keys)
         report = build_manifests(storage.layout, classes)
+        # Reads listed images on the driver: a refused one (403) fails the step in one line too.
+        samples = {c: thumbnail_images(storage.layout, c) for c in classes[:12]}
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(f"{fruit_class}: {counts.images} objects")
     metadata = step_metadata(report)
     metadata["images_per_class"] = per_class_table(report, ("images",))
-    samples = {c: thumbnail_images(storage.layout, c) for c in classes[:12]}
     metadata["thumbnails"] = MetadataValue.md(markdown_image(thumbnails(samples), "sample images"))
     return MaterializeResult(metadata=metadata)

@@ -5,6 +5,7 @@ code path that runs against S3 in production is the one the local tests exercise
 """
 
 from fruit_assets.storage.objects import (
+    AccessDeniedError,
     MissingObjectError,
     ObjectInfo,
     ObjectStore,
@@ -15,5 +16,5 @@ from fruit_assets.storage.objects import (
     open_store,
 )
 
-__all__ = ["MissingObjectError", "ObjectInfo", "ObjectStore", "StorageError", "TransientStorageError", "join_uri",
-           "normalize_uri", "open_store"]
+__all__ = ["AccessDeniedError", "MissingObjectError", "ObjectInfo", "ObjectStore", "StorageError",
+           "TransientStorageError", "join_uri", "normalize_uri", "open_store"]

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import threading
@@ -24,6 +25,12 @@ class StorageError(UserFacingError):
 class TransientStorageError(StorageError, TransientError):
     """The server is there but throttled us, failed inside, or dropped the connection, and kept
     doing so through every retry: the same request may well succeed a little later."""
+
+
+class AccessDeniedError(StorageError):
+    """S3 refused the request (403 AccessDenied) to the identity this process runs as. On AWS that
+    is also the answer to a GET of a key deleted since it was listed when that identity may not
+    s3:ListBucket it, so a 403 is never taken for a missing object: it is a grant to add (infra/iam/)."""
 
 
 class MissingObjectError(StorageError, FileNotFoundError):
@@ -130,6 +137,12 @@ class ObjectStore:
     def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
         """Writes ``uri`` only if nothing has that name yet, atomically; False if something has."""
         raise NotImplementedError
+
+    def clock(self, uri: str) -> float:
+        """The storage's own time now (seconds since the epoch), on the clock that stamps the
+        ``mtime`` of what it lists: the one clock every writer of a root shares. Locally, this
+        machine's."""
+        return time.time()
 
     def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
         """The objects of a class folder committed before versions existed (storage/versions.py
@@ -256,61 +269,100 @@ def _is_transient(error) -> bool:
     return code in _TRANSIENT_CODES or status == 429 or status >= 500
 
 
-def _explain_s3_errors(method):
+# What the identity needs for each operation the store makes, as infra/iam/ grants it.
+_NEEDS = {
+    "s3:GetObject": "s3:GetObject on the key (and s3:ListBucket on the bucket so that a deleted object "
+                    "answers 404 not 403)",
+    "s3:PutObject": "s3:PutObject on the key",
+    "s3:ListBucket": "s3:ListBucket on the bucket, its s3:prefix condition matching that prefix",
+    "s3:DeleteObject": "s3:DeleteObject on the keys",
+    "s3:GetObject, s3:PutObject": "s3:GetObject on the source key and s3:PutObject on the destination key",
+}
+# AWS's AccessDenied message names the caller for requests within the bucket owner's account or
+# organization ("User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: ...").
+_DENIED_PRINCIPAL = re.compile(r"User: (arn:aws[\w-]*:(?:sts|iam)::\d{12}:\S+) is not authorized")
+_AWS_ENDPOINT = re.compile(r"^https?://([^/]*\.)?(amazonaws\.com(\.cn)?|api\.aws)(:\d+)?(/|$)")
+
+
+def _as_role_arn(arn: str) -> str:
+    """``arn:aws:sts::1:assumed-role/r/session`` -> ``arn:aws:iam::1:role/r`` (the role to grant to)."""
+    match = re.fullmatch(r"arn:(aws[\w-]*):sts::(\d{12}):assumed-role/([^/]+)/.*", arn)
+    return f"arn:{match[1]}:iam::{match[2]}:role/{match[3]}" if match else arn
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Server text fit for a one-line message: whitespace collapsed, bounded, and any credential of
+    this process's environment blanked (an AccessDenied message carries none; this keeps it so)."""
+    text = " ".join(text.split())
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"):
+        value = os.environ.get(name)
+        if value:
+            text = text.replace(value, "***")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _explain_s3_errors(action: str):
     """botocore errors -> StorageError naming the endpoint and what to check (never a secret).
+    ``action``: the IAM action(s) the operation needs, named when S3 refuses it.
 
     What went wrong decides the class: a TransientStorageError (throttling, a server error, a
     connection dropped mid-request, each still failing after the client's retries) is worth running
-    the step again; anything else (unknown bucket or key, wrong credentials, an endpoint that does
-    not answer at all) fails the same way every time."""
+    the step again; an AccessDeniedError names the identity and the grant it lacks; anything else
+    (unknown bucket or key, wrong credentials, an endpoint that does not answer at all) fails the
+    same way every time."""
     import functools
 
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            from botocore.exceptions import (BotoCoreError, ClientError, HTTPClientError, IncompleteReadError,
+                                             NoCredentialsError)
 
-        target = args[0] if args and isinstance(args[0], str) else ""
-        try:
-            result = method(self, *args, **kwargs)
-            return list(result) if isinstance(result, Iterator) else result
-        except NoCredentialsError as error:
-            raise StorageError(
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
-                "or run with an IAM role (IRSA on EKS)"
-            ) from error
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise MissingObjectError(f"no object at {target} on S3 at {self.endpoint}: deleted since it was "
-                                         f"listed, or never written ({code})") from error
-            if _is_transient(error):
-                why = "throttled: more requests than the bucket takes now" if code == "SlowDown" else "server error"
-                raise TransientStorageError(
-                    f"S3 at {self.endpoint} kept failing for {target} through {self.max_attempts} attempts: "
-                    f"{why} ({code or 'HTTP error'})"
+            target = args[0] if args and isinstance(args[0], str) else ""
+            try:
+                result = method(self, *args, **kwargs)
+                return list(result) if isinstance(result, Iterator) else result
+            except NoCredentialsError as error:
+                raise StorageError(
+                    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+                    "or run with an IAM role (IRSA on EKS)"
                 ) from error
-            hints = {
-                "NoSuchBucket": "the bucket does not exist",
-                "InvalidAccessKeyId": "the access key is not known to this endpoint",
-                "SignatureDoesNotMatch": "the secret key does not match the access key",
-                "AccessDenied": "the credentials are not allowed to do this",
-                "403": "the credentials are not allowed to do this",
-            }
-            hint = hints.get(code, code or "request failed")
-            raise StorageError(f"S3 error at {self.endpoint} for {target}: {hint} ({code})") from error
-        except (HTTPClientError, IncompleteReadError) as error:
-            # Connected, then the connection was reset, timed out or cut short mid-answer.
-            raise TransientStorageError(
-                f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__} for {target}, "
-                f"the connection broke mid-request through {self.max_attempts} attempts"
-            ) from error
-        except BotoCoreError as error:
-            raise StorageError(
-                f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__}. Check "
-                "AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and that the server is up."
-            ) from error
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code in ("NoSuchKey", "404", "NotFound"):
+                    raise MissingObjectError(f"no object at {target} on S3 at {self.endpoint}: deleted since it was "
+                                             f"listed, or never written ({code})") from error
+                if code in ("AccessDenied", "403"):  # "403": a HEAD's answer, which has no body to name a code
+                    message = error.response.get("Error", {}).get("Message") or ""
+                    raise self._access_denied(action, target, message, headless=code == "403") from error
+                if _is_transient(error):
+                    why = "throttled: more requests than the bucket takes now" if code == "SlowDown" else "server error"
+                    raise TransientStorageError(
+                        f"S3 at {self.endpoint} kept failing for {target} through {self.max_attempts} attempts: "
+                        f"{why} ({code or 'HTTP error'})"
+                    ) from error
+                hints = {
+                    "NoSuchBucket": "the bucket does not exist",
+                    "InvalidAccessKeyId": "the access key is not known to this endpoint",
+                    "SignatureDoesNotMatch": "the secret key does not match the access key",
+                }
+                hint = hints.get(code, code or "request failed")
+                raise StorageError(f"S3 error at {self.endpoint} for {target}: {hint} ({code})") from error
+            except (HTTPClientError, IncompleteReadError) as error:
+                # Connected, then the connection was reset, timed out or cut short mid-answer.
+                raise TransientStorageError(
+                    f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__} for {target}, "
+                    f"the connection broke mid-request through {self.max_attempts} attempts"
+                ) from error
+            except BotoCoreError as error:
+                raise StorageError(
+                    f"cannot reach S3 at {self.endpoint} after retries: {type(error).__name__}. Check "
+                    "AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 and that the server is up."
+                ) from error
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 class S3ObjectStore(ObjectStore):
@@ -343,13 +395,56 @@ class S3ObjectStore(ObjectStore):
             ),
         )
         self.endpoint = self._client.meta.endpoint_url
+        self._identity: str | None = None
+        self._identity_lock = threading.Lock()
+
+    def _access_denied(self, action: str, target: str, server_message: str, headless: bool) -> AccessDeniedError:
+        who = self._caller(server_message)
+        noun = "role" if ":role/" in who else "identity"
+        if headless:
+            said = " (a HEAD's 403 names no reason: a wrong secret key answers it too)"
+        elif server_message.strip().rstrip(".").lower() in ("", "access denied", "forbidden"):
+            said = ""
+        else:
+            said = f" (S3: {_one_line(server_message)})"
+        return AccessDeniedError(f"access denied: {action} on {target or 'the objects'} as {who}: that {noun} "
+                                 f"needs {_NEEDS[action]}: see infra/iam/{said}")
+
+    def _caller(self, server_message: str) -> str:
+        """The identity S3 refused, for the message only (never on a request's way). Whom AWS names
+        in its answer; else AWS_ROLE_ARN, the role IRSA has the SDK assume on EKS; else, against
+        AWS only, one STS GetCallerIdentity per store (it needs no permission, and other endpoints'
+        keys are no business of AWS's), bounded to a few seconds, its failure named instead."""
+        named = _DENIED_PRINCIPAL.search(server_message)
+        if named:
+            return _as_role_arn(named[1])
+        if os.environ.get("AWS_ROLE_ARN"):
+            return os.environ["AWS_ROLE_ARN"]
+        with self._identity_lock:
+            if self._identity is None:
+                self._identity = self._ask_sts()
+            return self._identity
+
+    def _ask_sts(self) -> str:
+        if not _AWS_ENDPOINT.match(self.endpoint or ""):
+            return f"the credentials configured for {self.endpoint} (AWS_ROLE_ARN unset)"
+        import boto3
+        from botocore.config import Config
+
+        try:
+            # The S3 client's region: STS refuses to sign without one, and the S3 client has always one.
+            sts = boto3.session.Session().client("sts", region_name=self._client.meta.region_name, config=Config(
+                connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1}))
+            return _as_role_arn(sts.get_caller_identity()["Arn"])
+        except Exception as error:  # noqa: BLE001 - the message must still be made, naming why
+            return f"an identity STS did not name (AWS_ROLE_ARN unset; GetCallerIdentity: {type(error).__name__})"
 
     @staticmethod
     def split(uri: str) -> tuple[str, str]:
         parts = urlsplit(uri)
         return parts.netloc, uri[len("s3://") + len(parts.netloc) + 1 :]
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:ListBucket")
     def list_objects(self, prefix_uri: str, recursive: bool = True, content_hash: bool = True) -> Iterator[ObjectInfo]:
         bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
         paginator = self._client.get_paginator("list_objects_v2")
@@ -365,7 +460,16 @@ class S3ObjectStore(ObjectStore):
                     obj["LastModified"].timestamp(),
                 )
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:ListBucket")
+    def clock(self, uri: str) -> float:
+        # The Date header of a one-key listing: the server's time, not this machine's.
+        from email.utils import parsedate_to_datetime
+
+        bucket, prefix = self.split(uri.rstrip("/") + "/")
+        answer = self._client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        return parsedate_to_datetime(answer["ResponseMetadata"]["HTTPHeaders"]["date"]).timestamp()
+
+    @_explain_s3_errors("s3:ListBucket")
     def list_folders(self, prefix_uri: str) -> list[str]:
         bucket, prefix = self.split(prefix_uri.rstrip("/") + "/")
         paginator = self._client.get_paginator("list_objects_v2")
@@ -375,7 +479,7 @@ class S3ObjectStore(ObjectStore):
                 names.append(common["Prefix"][len(prefix) :].rstrip("/"))
         return sorted(names)
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:GetObject")
     def read_bytes(self, uri: str) -> bytes:
         from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 
@@ -393,12 +497,12 @@ class S3ObjectStore(ObjectStore):
             finally:
                 body.close()
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:PutObject")
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self.split(uri)
         self._client.put_object(Bucket=bucket, Key=key, Body=data)
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:GetObject")
     def exists(self, uri: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -411,7 +515,7 @@ class S3ObjectStore(ObjectStore):
                 return False
             raise
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:DeleteObject")
     def delete(self, uris: Iterable[str]) -> None:
         by_bucket: dict[str, list[str]] = {}
         for uri in uris:
@@ -422,13 +526,13 @@ class S3ObjectStore(ObjectStore):
                 chunk = [{"Key": key} for key in keys[start : start + 1000]]
                 self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:GetObject, s3:PutObject")
     def copy(self, source_uri: str, destination_uri: str) -> None:
         source_bucket, source_key = self.split(source_uri)
         bucket, key = self.split(destination_uri)
         self._client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:PutObject")
     def write_bytes_if_absent(self, uri: str, data: bytes) -> bool:
         from botocore.exceptions import ClientError
 
@@ -443,7 +547,7 @@ class S3ObjectStore(ObjectStore):
                 return False
             raise
 
-    @_explain_s3_errors
+    @_explain_s3_errors("s3:ListBucket")
     def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
         objects = list(self.list_objects(folder_uri))
         prefix = folder_uri.rstrip("/") + "/"

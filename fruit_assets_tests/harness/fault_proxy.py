@@ -2,9 +2,9 @@
 
 Every request a rule does not refuse reaches SeaweedFS byte for byte, its Host header as the client
 sent it, so SigV4 signatures stay valid (point a client at it with ``AWS_ENDPOINT_URL=proxy.endpoint``).
-Rules decide per request: pass, delay, answer ``503 SlowDown`` (S3's own XML error), or reset the
-connection (RST, not a clean close) before the request is forwarded, part-way through the answer,
-or instead of it (the request took effect, the client never hears so).
+Rules decide per request: pass, delay, answer ``503 SlowDown`` or ``403 AccessDenied`` (S3's own
+XML errors), or reset the connection (RST, not a clean close) before the request is forwarded,
+part-way through the answer, or instead of it (the request took effect, the client never hears so).
 
     with FaultProxy(s3_server["endpoint"], seed=1) as proxy:
         proxy.add_rule(SLOW_DOWN, every=3)
@@ -53,8 +53,19 @@ class Reset:
     answer_lost: bool = False
 
 
+@dataclass(frozen=True)
+class AccessDenied:
+    """Answer ``403 AccessDenied`` without forwarding the request: what AWS answers a request no
+    policy allows, and a GET of a deleted key to a caller that may not s3:ListBucket it (the test
+    server, with root credentials, never does). ``message``: the error's Message; AWS's own, for a
+    caller of the bucket's account, names it ("User: arn:... is not authorized to perform: ...")."""
+
+    message: str = "Access Denied"
+
+
 SLOW_DOWN = SlowDown()
 RESET = Reset()
+ACCESS_DENIED = AccessDenied()
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,8 @@ class LoggedRequest:
     method: str
     key: str
     query: str
-    action: str  # "pass", "delay", "slow_down", "reset", "reset_mid_response", "reset_answer_lost"
+    # "pass", "delay", "slow_down", "access_denied", "reset", "reset_mid_response", "reset_answer_lost"
+    action: str
     # The server's answer (what the client got, but with reset_answer_lost); None: never forwarded,
     # or cut off mid-answer.
     status: int | None = None
@@ -165,7 +177,8 @@ class FaultProxy:
                     break
         if callable(action):
             action = action(request)
-        name = {Delay: "delay", SlowDown: "slow_down", type(None): "pass"}.get(type(action))
+        name = {Delay: "delay", SlowDown: "slow_down", AccessDenied: "access_denied",
+                type(None): "pass"}.get(type(action))
         if isinstance(action, Reset):
             name = ("reset_answer_lost" if action.answer_lost
                     else "reset" if action.after_response_bytes is None else "reset_mid_response")
@@ -233,12 +246,17 @@ class FaultProxy:
                 if isinstance(action, Reset) and action.after_response_bytes is None and not action.answer_lost:
                     _reset(client)
                     return
-                if isinstance(action, SlowDown):
+                if isinstance(action, (SlowDown, AccessDenied)):
                     if "100-continue" not in headers.get("expect", "").lower():
                         _drain_body(client_in, headers)  # an unread body would turn our answer into a reset
                     # Logged before the answer leaves: a client that has its answer may read the log.
-                    entry.status = 503
-                    client.sendall(_slow_down(request))
+                    if isinstance(action, SlowDown):
+                        entry.status = 503
+                        client.sendall(_s3_error(request, 503, "Slow Down", "SlowDown",
+                                                 "Please reduce your request rate."))
+                    else:
+                        entry.status = 403
+                        client.sendall(_s3_error(request, 403, "Forbidden", "AccessDenied", action.message))
                     return  # answered with "Connection: close"
                 if isinstance(action, Delay):
                     time.sleep(action.seconds)
@@ -419,17 +437,18 @@ def _drain_body(source, headers: dict[str, str], method: str = "", status: int |
     _relay_body(source, _Discard(), headers, method, status, None)
 
 
-def _slow_down(request: Request) -> bytes:
-    """S3's throttling answer: 503 with the SlowDown XML error (no body for HEAD, as S3 does)."""
+def _s3_error(request: Request, status: int, reason: str, code: str, message: str) -> bytes:
+    """An S3 error answer: the status with S3's XML error body (no body for HEAD, as S3 does: the
+    client then knows only the status, e.g. botocore's code "403")."""
     request_id = uuid.uuid4().hex[:16].upper()
     resource = "/" + request.key
     body = b"" if request.method == "HEAD" else (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
+        f"<Error><Code>{code}</Code><Message>{_xml_escape(message)}</Message>"
         f"<Resource>{_xml_escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>"
     ).encode()
     head = (
-        "HTTP/1.1 503 Slow Down\r\n"
+        f"HTTP/1.1 {status} {reason}\r\n"
         "Content-Type: application/xml\r\n"
         f"Content-Length: {len(body) if request.method != 'HEAD' else 0}\r\n"
         f"x-amz-request-id: {request_id}\r\n"

@@ -18,6 +18,9 @@ account, no SCPs, permission boundaries or session policies):
 Anything else (``NotPrincipal``, policy variables, another operator, ForAnyValue/ForAllValues) raises
 ``UnsupportedPolicy``: the evaluator never guesses, so a policy it cannot read fails the tests
 instead of passing them.
+
+:func:`missing_object_status` adds S3's answer to a GET of a key that does not exist (404 or 403),
+which depends on a second authorization, of ``s3:ListBucket``; see there.
 """
 
 from __future__ import annotations
@@ -204,3 +207,37 @@ def s3_request(action: str, bucket: str, key: str | None = None, prefix: str | N
         context["s3:prefix"] = prefix
     resource = object_arn(bucket, key) if key is not None else bucket_arn(bucket)
     return Request(action, resource, principal, context)
+
+
+# --- S3's answer to a GET of a key that does not exist -----------------------------------------
+
+NOT_FOUND, FORBIDDEN = 404, 403
+
+
+def missing_object_request(bucket: str, key: str, principal: str = "", secure: bool = True) -> Request:
+    """The ListBucket authorization S3 makes when a GET finds no ``key``: on the bucket, with the
+    requested key as ``s3:prefix`` and no other ListObjects key (no s3:delimiter, s3:max-keys).
+
+    AWS documents the rule ("If you have the s3:ListBucket permission on the bucket, Amazon S3
+    returns an HTTP status code 404 ... If you don't, ... 403", GetObject/HeadObject API reference)
+    but not which s3:prefix that check sees: the GET carries none. Ceph RGW, matching AWS, puts the
+    object's name there (ceph/ceph#68577, "add the requested object name to the iam environment as
+    s3:prefix to match aws behavior"), and kopia's author found the same on AWS (kopia/kopia#3072:
+    ListBucket on "bucket/prefix" only, a missing key under it answered 404). So a grant whose
+    StringLike s3:prefix pattern matches the key counts; one that needs s3:delimiter, or a
+    StringEquals on a folder ("fruits/Training/"), does not."""
+    return Request("s3:ListBucket", bucket_arn(bucket), principal, {"aws:SecureTransport": secure, "s3:prefix": key})
+
+
+def missing_object_status(identity_policies: Iterable[dict], bucket: str, key: str, principal: str = "",
+                          resource_policies: Iterable[dict] = (), secure: bool = True) -> int:
+    """404 or 403: what a GetObject (or HeadObject) of ``key``, absent from the bucket, answers to
+    this caller. A GET S3 refuses is 403 whether the key exists or not; an allowed one finds nothing
+    and answers 404 only if the same caller is also allowed ``missing_object_request`` (an explicit
+    Deny of it, in any policy, makes it 403 as for any request)."""
+    identity_policies, resource_policies = list(identity_policies), list(resource_policies)
+    get = s3_request("s3:GetObject", bucket, key, principal=principal, secure=secure)
+    if evaluate(get, identity_policies, resource_policies) != ALLOW:
+        return FORBIDDEN
+    listing = missing_object_request(bucket, key, principal, secure)
+    return NOT_FOUND if evaluate(listing, identity_policies, resource_policies) == ALLOW else FORBIDDEN
