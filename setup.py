@@ -53,6 +53,8 @@ setup(
             "jsonschema>=4.20",
             "pyyaml>=6",
             "detect-secrets==1.5.0",
+            # Evaluates infra/admission-policy.yaml's CEL in fruit_assets_tests/test_admission_policy.py.
+            "cel-python==0.5.0",
         ],
         # benchmarks/featurize.py compares against Ray Data as well (not needed by the tests).
         "bench": ["ray[data]==2.60.0"],

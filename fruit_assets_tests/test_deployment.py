@@ -63,6 +63,9 @@ def k8s_validate(document):
     kubernetes_validate.validate(document, "1.33.0", strict=True)
 
 
+CLUSTER_SCOPED = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
 def test_every_kubernetes_manifest_validates():
     kinds = {}
     for name in sorted(os.listdir(os.path.join(REPO, "infra"))):
@@ -70,11 +73,13 @@ def test_every_kubernetes_manifest_validates():
             for document in k8s_documents(os.path.join(REPO, "infra", name)):
                 k8s_validate(document)
                 kinds.setdefault(name, set()).add(document["kind"])
-                assert document["kind"] == "Namespace" or document["metadata"]["namespace"] == "dagster", name
+                # Namespaces and admission policies are cluster-scoped; everything else lives in dagster.
+                assert document["kind"] in CLUSTER_SCOPED or document["metadata"]["namespace"] == "dagster", name
     assert kinds == {
         "namespace.yaml": {"Namespace"}, "service-accounts.yaml": {"ServiceAccount"}, "rbac.yaml": {"Role", "RoleBinding"},
         "network-policies.yaml": {"NetworkPolicy"}, "oauth2-proxy.yaml": {"ServiceAccount", "Deployment", "Service"},
         "spark-history.yaml": {"ServiceAccount", "Deployment", "Service"},
+        "admission-policy.yaml": {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap"},
     }
     k8s_validate(load(os.path.join(REPO, "docker", "executor-pod-template.yaml")))
 
