@@ -13,14 +13,14 @@ from dagster import (
 
 from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
 from fruit_assets.steps.changes import (
-    MassDeletionError,
-    check_deletions,
     class_fingerprints,
     decode_cursor,
     diff,
     encode_cursor,
-    spanning_range,
+    known_classes,
+    spanning_ranges,
 )
+from fruit_assets.steps.classes import plan_classes, shown
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage
 
@@ -41,30 +41,38 @@ def _shorten(names: list[str], limit: int = 10) -> str:
 )
 def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
     layout = storage.layout
-    # The cursor (one fingerprint per class, in Dagster's storage) survives daemon restarts.
+    # The cursor (one fingerprint per class, in Dagster's storage) survives daemon restarts. It
+    # tells what changed; which classes exist is the instance's and the data root's to say
+    # (steps/classes.py), so a deletion made elsewhere is never taken for a new one.
     previous = decode_cursor(context.cursor)
+    registered = registered_classes(context.instance)
+    known = known_classes(layout, registered)
     # First tick (no cursor): a class whose objects are exactly what its last raw_images manifest
     # recorded was materialized already (by the CLI, say), so it is not requested again.
-    current, objects, unchanged = class_fingerprints(layout, against_manifests=not previous)
-    if not previous and unchanged:
-        previous = {fruit_class: current[fruit_class] for fruit_class in unchanged}
-        context.log.info(f"first tick: {len(unchanged)} class(es) unchanged since their last manifest")
+    listing = class_fingerprints(layout, against_manifests=not previous, keep=known)
+    current = listing.fingerprints
+    for invalid in listing.invalid:
+        context.log.warning(f"class folder skipped under {layout.training}/ for its name: {invalid}")
+    if not previous and listing.unchanged:
+        previous = {fruit_class: current[fruit_class] for fruit_class in listing.unchanged}
+        context.log.info(f"first tick: {len(listing.unchanged)} class(es) unchanged since their last manifest")
+    plan = plan_classes(current, registered, known, storage.allow_mass_deletion, layout.training)
     changes = diff(previous, current)
-    registered = registered_classes(context.instance)
-    known = set(registered)
-    gone = sorted((set(changes.deleted) | known) - set(current))
-    try:
-        check_deletions(gone, len(set(previous) | known), sorted(current), storage.allow_mass_deletion, layout.training)
-    except MassDeletionError as error:
-        # The cursor stays as it was: the same refusal every tick until Training/ is back or a
-        # person allows the deletion, never a silent wipe.
-        context.log.error(str(error))
-        return SensorResult(skip_reason=SkipReason(str(error)), cursor=context.cursor)
-    to_register = [c for c in sorted(current) if c not in known]
-    ordered = registered + to_register
+    cursor = dict(current)
+    if plan.refused:
+        # Only the deletion is refused: new classes and changed ones still run, tick after tick the
+        # same error is logged until Training/ is back or a person deletes them deliberately. The
+        # cursor keeps the gone classes' fingerprints, so folders that come back unchanged (an
+        # outage over) are not embedded again.
+        context.log.error(plan.refused)
+        cursor.update({c: previous[c] for c in plan.gone if c in previous})
 
+    # Partitions of gone classes that stay registered (refused) split the runs' ranges; those
+    # deleted now go before any run is launched (the daemon applies partition requests first).
+    deregistered = set(plan.to_deregister)
+    ordered = [c for c in registered if c not in deregistered] + plan.to_register
     run_requests = []
-    for first, last in spanning_range(changes.to_run, ordered):
+    for first, last in spanning_ranges(changes.to_run, ordered, barriers=set(registered) - set(current)):
         block = ordered[ordered.index(first): ordered.index(last) + 1]
         run_requests.append(
             RunRequest(
@@ -80,25 +88,28 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
             )
         )
     context.log.info(
-        f"{objects} objects in {len(current)} classes: {len(changes.new)} new, "
-        f"{len(changes.changed)} changed, {len(changes.deleted)} deleted; {len(run_requests)} run(s) requested"
+        f"{listing.objects} objects in {len(current)} classes: {len(changes.new)} new, "
+        f"{len(changes.changed)} changed, {len(plan.gone)} deleted; {len(run_requests)} run(s) requested"
         + (f" for {_shorten(changes.to_run)}" if changes.to_run else "")
+        + (f"; {len(listing.invalid)} class folder(s) skipped for their names: "
+           f"{_shorten([shown(i.name, 40) for i in listing.invalid], 5)}" if listing.invalid else "")
     )
-    partition_requests = [fruit_class_partitions.build_add_request(to_register)] if to_register else []
-    if gone:
+    partition_requests = [fruit_class_partitions.build_add_request(plan.to_register)] if plan.to_register else []
+    if plan.to_remove:
+        gone = plan.to_remove
         context.log.info(f"class folder(s) deleted under {layout.training}: {', '.join(gone)}: their partitions "
                          "are deleted, and pca_model removes their outputs before it refits")
-        if known & set(gone):
-            partition_requests.append(fruit_class_partitions.build_delete_request(sorted(known & set(gone))))
+        if plan.to_deregister:
+            partition_requests.append(fruit_class_partitions.build_delete_request(plan.to_deregister))
         run_requests.append(RunRequest(run_key="removed|" + "|".join(gone), asset_selection=[pca_model.key],
                                        tags={"fruit_assets/trigger": "new_uploads_sensor"}))
     if not run_requests and not partition_requests:
-        return SensorResult(skip_reason=SkipReason(f"no change in {len(current)} classes ({objects} objects)"),
-                            cursor=encode_cursor(current))
+        reason = plan.refused or f"no change in {len(current)} classes ({listing.objects} objects)"
+        return SensorResult(skip_reason=SkipReason(reason), cursor=encode_cursor(cursor))
     return SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=partition_requests,
-        cursor=encode_cursor(current),
+        cursor=encode_cursor(cursor),
     )
 
 

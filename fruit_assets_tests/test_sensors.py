@@ -1,8 +1,10 @@
 """new_uploads_sensor against a real S3 server and a real Dagster instance."""
 
+import logging
 import os
 import subprocess
 import sys
+import unicodedata
 
 import pytest
 from dagster import DeleteDynamicPartitionsRequest, build_sensor_context
@@ -16,8 +18,20 @@ from fruit_assets.storage import open_store
 CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
 
 
-def tick(instance, root, cursor):
+class Collect(logging.Handler):
+    def __init__(self, records):
+        super().__init__()
+        self.records = records
+
+    def emit(self, record):
+        self.records.append((record.levelname, record.getMessage()))
+
+
+def tick(instance, root, cursor, logs=None):
     context = build_sensor_context(instance=instance, cursor=cursor, resources={"storage": FruitStorage(data_uri=root)})
+    if logs is not None:  # what the sensor said, as the daemon's log of the tick shows it
+        logs.clear()
+        context.log.addHandler(Collect(logs))
     result = new_uploads_sensor(context)
     # What the daemon does with a result: register and delete partitions, keep the cursor.
     for request in result.dynamic_partitions_requests or []:
@@ -177,3 +191,149 @@ def test_first_tick_requests_a_class_that_changed_since_its_manifest(s3_sample_r
 
     first, ranges = tick(dagster_instance, s3_sample_root, None)
     assert ranges == [("Apple Red 1", "Pepper Red")]  # one run; Banana, unchanged, is left as published in it
+
+
+SIX = ["Apple Red 1", "Avocado", "Banana", "Kiwi", "Lemon", "Pepper Red"]
+
+
+def registered(instance) -> set[str]:
+    return set(instance.get_dynamic_partitions(fruit_class_partitions.name))
+
+
+def errors(logs) -> list[str]:
+    return [message for level, message in logs if level == "ERROR"]
+
+
+def upload(store, source, target):
+    store.write_bytes(target, store.read_bytes(source))
+
+
+@pytest.fixture(params=["local", "s3"])
+def six_classes(request, tmp_path):
+    """Six classes of two images each, on local files or the S3 server, each with the manifest
+    raw_images wrote for it (outputs under the root, as after a materialization)."""
+    from fruit_assets.cli.sample import write_sample_dataset
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.steps.manifest import build_manifests
+
+    root = (f"s3://{request.getfixturevalue('s3_bucket')}/fruits" if request.param == "s3"
+            else f"file://{tmp_path}/data")
+    write_sample_dataset(root, 6, 2, seed=5)
+    layout = DataLayout.at(root)
+    build_manifests(layout, SIX)
+    return root, layout
+
+
+def test_a_deliberate_mass_deletion_unsticks_the_sensor_and_a_refused_one_still_runs_the_rest(
+        six_classes, dagster_instance):
+    """Issue 28: 4 of 6 class folders deleted. Refused on every tick (not deliberate), yet a class
+    uploaded meanwhile and a class that changed still run. Once the deletion is made deliberately
+    (pca_model's removal with storage.allow_mass_deletion, which the command line's
+    --allow-mass-deletion runs too), the sensor no longer refuses, and a class uploaded afterwards
+    is requested."""
+    from fruit_assets.assets.pca import remove_gone_classes
+    from fruit_assets.steps.changes import output_classes
+    from fruit_assets.steps.classes import MassDeletionError
+
+    root, layout = six_classes
+    store = open_store(root)
+    logs = []
+    first, ranges = tick(dagster_instance, root, None, logs)
+    assert ranges == [] and registered(dagster_instance) == set(SIX) and not errors(logs)
+
+    gone = ["Apple Red 1", "Avocado", "Kiwi", "Lemon"]
+    for fruit_class in gone:
+        store.delete_prefix(layout.training_class(fruit_class))
+    upload(store, f"{layout.training_class('Banana')}/0_100.jpg", f"{layout.training_class('Cherry')}/0_100.jpg")
+    upload(store, f"{layout.training_class('Pepper Red')}/0_100.jpg", f"{layout.training_class('Banana')}/new_100.jpg")
+    refused, ranges = tick(dagster_instance, root, first.cursor, logs)
+    [error] = errors(logs)
+    # Four of the seven classes in view (six known, Cherry new) are gone: more than half.
+    assert error.startswith(f"4 of 7 classes are gone from {layout.training}/ at once (Apple Red 1, Avocado, Kiwi, Lemon)")
+    # Nothing deleted; the new class registered and requested, the changed one too, in ranges that
+    # never span a partition whose folder is gone (raw_images would fail on it).
+    assert pca_requests(refused) == [] and registered(dagster_instance) == set(SIX) | {"Cherry"}
+    assert ranges == [("Banana", "Banana"), ("Cherry", "Cherry")]
+    # The gone classes keep their fingerprints in the cursor: back unchanged, they would not run again.
+    assert set(decode_cursor(refused.cursor)) == set(SIX) | {"Cherry"}
+
+    again, ranges = tick(dagster_instance, root, refused.cursor, logs)
+    assert ranges == [] and pca_requests(again) == [] and again.cursor == refused.cursor
+    assert again.skip_reason.skip_message.startswith("4 of 7 classes are gone from ") and len(errors(logs)) == 1
+
+    # Not deliberate: pca_model's removal refuses the same loss, and changes nothing.
+    with pytest.raises(MassDeletionError, match="^4 of 7 classes are gone from "):
+        remove_gone_classes(dagster_instance, layout, allow_mass_deletion=False)
+    assert output_classes(layout) == set(SIX) and registered(dagster_instance) == set(SIX) | {"Cherry"}
+
+    # Deliberate: outputs and partitions go. The sensor's cursor still names the gone classes.
+    removal = remove_gone_classes(dagster_instance, layout, allow_mass_deletion=True)
+    assert removal.removed == gone and removal.plan.to_deregister == gone
+    assert output_classes(layout) == {"Banana", "Pepper Red"}
+    assert registered(dagster_instance) == {"Banana", "Cherry", "Pepper Red"}
+    assert set(gone) <= set(decode_cursor(again.cursor))
+
+    upload(store, f"{layout.training_class('Banana')}/1_100.jpg", f"{layout.training_class('Lime')}/0_100.jpg")
+    after, ranges = tick(dagster_instance, root, again.cursor, logs)
+    assert errors(logs) == [] and not any("are gone" in message for _level, message in logs)
+    assert ranges == [("Lime", "Lime")] and pca_requests(after) == []
+    assert registered(dagster_instance) == {"Banana", "Cherry", "Lime", "Pepper Red"}
+    assert set(decode_cursor(after.cursor)) == {"Banana", "Cherry", "Lime", "Pepper Red"}
+    quiet, ranges = tick(dagster_instance, root, after.cursor, logs)
+    assert ranges == [] and quiet.skip_reason.skip_message.startswith("no change in 4 classes")
+
+
+def test_folders_back_after_a_refused_deletion_are_not_run_again(sample_root, dagster_instance):
+    """An outage or a wrong prefix fixed: the classes come back as they were, and nothing runs."""
+    import shutil
+
+    root = f"file://{sample_root}"
+    first, _ = tick(dagster_instance, root, None)
+    for fruit_class in ("Apple Red 1", "Banana"):
+        shutil.move(os.path.join(sample_root, "Training", fruit_class), os.path.join(sample_root, fruit_class))
+    refused, _ = tick(dagster_instance, root, first.cursor)
+    assert refused.skip_reason.skip_message.startswith("2 of 3 classes are gone from ")
+    for fruit_class in ("Apple Red 1", "Banana"):
+        shutil.move(os.path.join(sample_root, fruit_class), os.path.join(sample_root, "Training", fruit_class))
+    back, ranges = tick(dagster_instance, root, refused.cursor)
+    assert ranges == [] and back.skip_reason.skip_message == "no change in 3 classes (36 objects)"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_class_folders_with_unusable_names_are_reported_and_skipped_never_doubled(
+        where, sample_root, s3_sample_root, dagster_instance):
+    """Control characters, Dagster's range separator, a name too long for the keys derived from it,
+    and the same name in NFC and NFD: each reported on every tick, none registered, and the sensor
+    goes on. (An empty name, from a key like Training//x.jpg, is possible on AWS S3 only: SeaweedFS
+    and local folders collapse the two slashes; steps/test_classes.py checks it.)"""
+    from fruit_assets.layout import DataLayout
+
+    root = s3_sample_root if where == "s3" else f"file://{sample_root}"
+    layout = DataLayout.at(root)
+    store = open_store(root)
+    nfc, nfd = unicodedata.normalize("NFC", "Pêche plate"), unicodedata.normalize("NFD", "Pêche plate")
+    too_long = "a" * (layout.max_class_name_bytes() + 1)  # a folder the storage holds, whose outputs it cannot
+    odd = ["Bad\nName", "Range...Like", too_long, nfd]
+    image = f"{layout.training_class('Banana')}/0_100.jpg"
+    for fruit_class in [nfc] + odd:
+        upload(store, image, f"{layout.training_class(fruit_class)}/0_100.jpg")
+
+    logs = []
+    first, ranges = tick(dagster_instance, root, None, logs)
+    assert registered(dagster_instance) == set(CLASSES) | {nfc}
+    assert ranges == [("Apple Red 1", nfc)] and set(decode_cursor(first.cursor)) == set(CLASSES) | {nfc}
+    warnings = [message for level, message in logs if level == "WARNING"]
+    assert len(warnings) == 4 and not errors(logs)
+    assert all(w.startswith(f"class folder skipped under {layout.training}/ for its name: ") for w in warnings)
+    text = "\n".join(warnings)
+    assert "'Bad\\nName': holds the control character U+000A" in text
+    assert "'Range...Like': holds '...', Dagster's partition-range separator" in text
+    assert f"({len(too_long)} bytes): {len(too_long)} bytes as a folder name: over the " in text
+    assert f"{ascii(nfd)}: the same name as {ascii(nfc)} in another Unicode normalization" in text
+    assert "4 class folder(s) skipped for their names" in logs[-1][1]
+
+    # Next tick: the same report, nothing requested, nothing doubled.
+    second, ranges = tick(dagster_instance, root, first.cursor, logs)
+    assert ranges == [] and second.skip_reason.skip_message == "no change in 4 classes (37 objects)"
+    assert len([m for level, m in logs if level == "WARNING"]) == 4
+    assert registered(dagster_instance) == set(CLASSES) | {nfc}

@@ -1,4 +1,4 @@
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.checks import PCA_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
@@ -9,9 +9,27 @@ from fruit_assets.automation import eager_on_changed_data
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
-from fruit_assets.steps.changes import remove_ghost_classes
+from fruit_assets.steps.changes import GhostRemoval, remove_ghost_classes
 from fruit_assets.steps.checks import pca_checks
+from fruit_assets.steps.classes import CLASS_NAMES_CHECK, class_names_outcome
 from fruit_assets.steps.pca import fit_pca_reporting, unchanged_fit
+
+
+def remove_gone_classes(instance, layout, allow_mass_deletion: bool, spark=None) -> GhostRemoval:
+    """The classes gone from Training/ lose their outputs, then their partitions, here and not only
+    from the sensor: until they are gone, a run of every reduced_features partition (the
+    automation's) would include them. Raises MassDeletionError when the loss is refused."""
+    removal = remove_ghost_classes(layout, allow_mass_deletion, also_known=registered_classes(instance), spark=spark)
+    for fruit_class in removal.plan.to_deregister:
+        instance.delete_dynamic_partition(fruit_class_partitions.name, fruit_class)
+    return removal
+
+
+# Checked where Training/ is listed for the fit: a folder skipped for its name is on the asset page.
+CLASS_NAMES_SPEC = AssetCheckSpec(CLASS_NAMES_CHECK, asset="pca_model",
+                                  description="Every class folder under Training/ has a name that can be a class (not "
+                                              "empty, no control characters, within the storage's key limits, no "
+                                              "Unicode twin of another); the others are skipped.")
 
 
 @asset(
@@ -22,7 +40,7 @@ from fruit_assets.steps.pca import fit_pca_reporting, unchanged_fit
     # requests raw_images + image_embeddings, the automation daemon carries the change downstream.
     automation_condition=eager_on_changed_data(),
     kinds={"spark", "numpy"},
-    check_specs=PCA_CHECKS,
+    check_specs=PCA_CHECKS + [CLASS_NAMES_SPEC],
     description="PCA over every embedding; k is the smallest reaching the explained-variance target.",
 )
 def pca_model(
@@ -30,19 +48,16 @@ def pca_model(
 ) -> MaterializeResult:
     with reported_as_one_line():
         # The PCA is fit on the classes Training/ holds now: those gone lose their outputs first.
-        registered = registered_classes(context.instance)
-        training, removed = remove_ghost_classes(storage.layout, storage.allow_mass_deletion, also_known=registered,
-                                                 spark=spark.get_session)
+        removal = remove_gone_classes(context.instance, storage.layout, storage.allow_mass_deletion,
+                                      spark=spark.get_session)
+        removed, stale = removal.removed, removal.plan.to_deregister
         if removed:
             context.log.info(f"removed the outputs of {len(removed)} class(es) gone from Training/: {', '.join(removed)}")
-        # Their partitions go too, here and not only from the sensor: until they are gone, a run of
-        # every reduced_features partition (the automation's) would include them.
-        stale = sorted(set(registered) - set(training))
-        for fruit_class in stale:
-            context.instance.delete_dynamic_partition(fruit_class_partitions.name, fruit_class)
         if stale:
             context.log.info(f"deleted the partitions of {len(stale)} class(es) gone from Training/: {', '.join(stale)}")
-        classes = sorted(set(registered) & set(training))
+        for invalid in removal.invalid:
+            context.log.warning(f"class folder skipped under {storage.layout.training}/ for its name: {invalid}")
+        classes = sorted(set(removal.plan.registered) & set(removal.training))
         # Fit on the very files the current basis was fit on: the same basis, without Spark.
         model = unchanged_fit(storage.layout, classes, pca_settings.target)
         refit = model is None
@@ -66,17 +81,18 @@ def pca_model(
             "num_samples": model.num_samples,
             "num_classes": len(classes),
             "removed_classes": ", ".join(sorted(set(removed) | set(stale))) or "none",
+            "invalid_class_folders": "; ".join(str(i) for i in removal.invalid) or "none",
             "refit": "yes" if refit else "no: the embeddings are the ones the basis was fit on",
             # What the fit read: the saved moments of the embeddings (one file), or every embedding.
             "moments_from": fit.moments_from if fit else "none: not refit",
             "embedding_files_read": fit.embedding_files_read if fit else 0,
-            "output_path": MetadataValue.path(storage.layout.pca_model),
+            "output_path": MetadataValue.path(storage.layout.pca_fitted),
             "explained_variance_curve": MetadataValue.md(
                 markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")
             ),
             **spark_metadata(spark),
         },
-        check_results=check_results(pca_checks(model)),
+        check_results=check_results(pca_checks(model) + [class_names_outcome(removal.invalid, storage.layout.training)]),
         # The basis itself: a refit that gives the same basis leaves the features up to date in the UI.
         data_version=DataVersion(model.fingerprint),
     )

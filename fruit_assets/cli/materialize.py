@@ -70,11 +70,11 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     discovered = _discover(fruit_classes, terminal)
     if discovered is None:
         return 2
-    layout, classes, selected = discovered
+    layout, classes, selected, known = discovered
 
     def start_spark():
-        # The JVM and the Python workers take seconds to start: do it while the instance and the
-        # model are being looked up (an incremental run is mostly such fixed costs).
+        # The JVM and the Python workers take seconds to start: do it while the model is looked
+        # up and the partitions reconciled (an incremental run is mostly such fixed costs).
         return ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
             _start_spark, resolved(defs.resources["spark"].master), layout.root)
 
@@ -83,7 +83,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     if fruit_classes is None and unchanged_images is None:
         # Every class is looked at; only those whose images or model changed are embedded again.
         selected = _changed_classes(layout, classes)
-    reconciled = _reconcile(layout, classes, terminal, allow_mass_deletion)
+    reconciled = _reconcile(layout, classes, known, terminal, allow_mass_deletion)
     if reconciled is None:
         if spark_starting is not None:
             _stop(spark_starting)
@@ -117,16 +117,29 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
 
 
 def _discover(fruit_classes, terminal):
-    """(layout, the classes on Training/, the selected ones); None after an error was shown."""
+    """(layout, the valid classes on Training/, the selected ones, (the instance, its registered
+    classes, the known ones: registered or with outputs)); None after an error was shown. Folders
+    skipped for their names are said and left out."""
+    from dagster import DagsterInstance
+
     from fruit_assets.definitions import defs
     from fruit_assets.layout import DataLayout
+    from fruit_assets.partitions import registered_classes
     from fruit_assets.resources.env import resolved
-    from fruit_assets.steps.manifest import discover_classes
+    from fruit_assets.steps.changes import known_classes
+    from fruit_assets.steps.manifest import no_classes_error, training_folders
     from fruit_assets.storage import StorageError
 
     try:
         layout = DataLayout.at(resolved(defs.resources["storage"].data_uri))
-        classes = discover_classes(layout)
+        instance = DagsterInstance.get()
+        registered = registered_classes(instance)
+        known = known_classes(layout, registered)
+        classes, invalid = training_folders(layout, keep=known)
+        for skipped in invalid:
+            terminal.always(f"warning: class folder skipped under {layout.training}/ for its name: {skipped}")
+        if not classes:
+            raise no_classes_error(layout)
     except (StorageError, OSError) as error:
         terminal.error(str(error))
         return None
@@ -135,7 +148,7 @@ def _discover(fruit_classes, terminal):
     if unknown:
         terminal.error(f"no such class under {layout.training}: {', '.join(unknown)}")
         return None
-    return layout, classes, selected
+    return layout, classes, selected, (instance, registered, known)
 
 
 def _model_tag(layout) -> str | None:
@@ -181,26 +194,18 @@ def _changed_classes(layout, classes) -> list[str]:
         return classes
 
 
-def _reconcile(layout, classes, terminal, allow_mass_deletion: bool):
+def _reconcile(layout, classes, known, terminal, allow_mass_deletion: bool):
     """(instance, classes to register, classes gone from Training/: to deregister, and pca_model
-    removes their outputs), or None after refusing a mass deletion."""
-    from dagster import DagsterInstance
+    removes their outputs), or None after refusing a mass deletion (steps/classes.py's rule, the
+    sensor's and pca_model's too)."""
+    from fruit_assets.steps.classes import plan_classes
 
-    from fruit_assets.partitions import registered_classes
-    from fruit_assets.steps.changes import MassDeletionError, check_deletions, output_classes
-
-    instance = DagsterInstance.get()
-    registered = registered_classes(instance)
-    new = [c for c in classes if c not in set(registered)]
-    outputs = output_classes(layout)
-    gone = sorted((outputs | set(registered)) - set(classes))
-    try:
-        check_deletions(gone, len(outputs | set(registered) | set(classes)), classes,
-                        allow_mass_deletion, layout.training)
-    except MassDeletionError as error:
-        terminal.error(f"{error} (fruit-assets materialize --allow-mass-deletion)")
+    instance, registered, published = known
+    plan = plan_classes(classes, registered, published, allow_mass_deletion, layout.training)
+    if plan.refused:
+        terminal.error(f"{plan.refused} (fruit-assets materialize --allow-mass-deletion)")
         return None
-    return instance, new, gone
+    return instance, plan.to_register, plan.gone
 
 
 def _apply_partitions(instance, layout, classes, selected, new, gone, terminal) -> list[str]:

@@ -4,7 +4,8 @@ A class's fingerprint is a digest of its sorted (key, etag, size) triples, so th
 holds one short string per class (not one entry per image) and still notices added, modified
 (new ETag) and deleted images. A class whose folder is gone from Training/ but whose outputs remain
 is a ghost: its outputs are removed (``remove_ghost_classes``), unless so many classes vanished at
-once that a wrong prefix or an outage is the likelier story (``MassDeletionError``).
+once that a wrong prefix or an outage is the likelier story (``MassDeletionError``; the rule, shared
+with the sensor and the command line, is steps/classes.py's).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Iterable
 
-from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
+from fruit_assets.steps.classes import ClassPlan, InvalidClass, check_class_names, plan_classes
+from fruit_assets.steps.classes import MassDeletionError  # noqa: F401 - raised by remove_ghost_classes, caught from here
 from fruit_assets.steps.moments import publish_keeping_moments
 from fruit_assets.steps.pca import pca_record
-from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_classes
+from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_folders
 from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest, published_entries
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.partitions import classes_in
@@ -39,30 +42,48 @@ class Changes:
         return sorted(self.new + self.changed)
 
 
-def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests: bool = False
-                       ) -> tuple[dict[str, str], int, set[str]]:
-    """({class: fingerprint}, object count, classes unchanged since their manifest) from one
-    listing of each class prefix, the prefixes listed concurrently: a tick costs about one S3 page
-    round-trip per 1,000 objects / threads. With ``against_manifests`` (a sensor's first tick),
-    each class's listing is also compared with the manifest raw_images last wrote for it."""
+@dataclass
+class TrainingListing:
+    fingerprints: dict[str, str]  # {class: fingerprint}, the valid classes holding objects
+    objects: int
+    unchanged: set[str]  # classes whose objects are what their manifest recorded (if asked)
+    invalid: list[InvalidClass]  # folders skipped for their names
+
+
+def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests: bool = False,
+                       keep: Iterable[str] = ()) -> TrainingListing:
+    """One listing of each class prefix, the prefixes listed concurrently: a tick costs about one
+    S3 page round-trip per 1,000 objects / threads. Folder names are checked first
+    (steps/classes.py; ``keep``: the known classes, which win a tie between twin names). With
+    ``against_manifests`` (a sensor's first tick), each class's listing is also compared with the
+    manifest raw_images last wrote for it."""
     store = open_store(layout.root)
-    classes = store.list_folders(layout.training)
+    results: dict[str, tuple[str, int, bool]] = {}
 
     def fingerprint(fruit_class: str) -> tuple[str, str, int, bool]:
         folder = layout.training_class(fruit_class)
         digest = hashlib.sha256()
-        listing = []
+        # The listing streams through the digest: a tick holds O(classes), not O(objects); only the
+        # first tick, which compares a class with its manifest, keeps that one class's listing.
+        listing, count = [], 0
         for info in store.list_objects(folder, content_hash=False):
             digest.update(f"{info.uri[len(folder) + 1:]}\0{info.etag}\0{info.size}\n".encode())
-            listing.append(info)
+            count += 1
+            if against_manifests:
+                listing.append(info)
         unchanged = against_manifests and bool(listing) and matches_manifest(layout, fruit_class, listing)
-        return fruit_class, digest.hexdigest()[:20], len(listing), unchanged
+        return fruit_class, digest.hexdigest()[:20], count, unchanged
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(fingerprint, classes))
-    # An emptied folder can linger as a prefix (local dirs, filer-backed S3): no objects = no class.
-    return ({name: value for name, value, count, _ in results if count}, sum(r[2] for r in results),
-            {name for name, _, count, unchanged in results if count and unchanged})
+    def present(names: list[str]) -> list[str]:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for name, value, count, unchanged in pool.map(fingerprint, names):
+                results[name] = (value, count, unchanged)
+        # An emptied folder can linger as a prefix (local dirs, filer-backed S3): no objects = no class.
+        return [name for name, (_v, count, _u) in results.items() if count]
+
+    classes, invalid = check_class_names(store.list_folders(layout.training), layout, keep, present)
+    return TrainingListing({c: results[c][0] for c in classes}, sum(results[c][1] for c in classes),
+                           {c for c in classes if results[c][2]}, invalid)
 
 
 def matches_manifest(layout: DataLayout, fruit_class: str, listing: list, manifest=None) -> bool:
@@ -134,56 +155,73 @@ def spanning_range(selected: list[str], ordered: list[str]) -> list[tuple[str, s
     return [(inside[0], inside[-1])] if inside else []
 
 
-class MassDeletionError(UserFacingError):
-    """Training/ lost so many classes at once that deleting their outputs needs a deliberate yes."""
+def spanning_ranges(selected: list[str], ordered: list[str], barriers=()) -> list[tuple[str, str]]:
+    """``spanning_range`` within each stretch of ``ordered`` between ``barriers``: partitions that
+    stay registered although their folder is gone (a refused deletion). A range across one would
+    run raw_images on a class with no objects, and fail."""
+    barriers = set(barriers)
+    ranges, stretch = [], []
+    for key in list(ordered) + [None]:
+        if key is None or key in barriers:
+            ranges += spanning_range([c for c in selected if c in set(stretch)], stretch)
+            stretch = []
+        else:
+            stretch.append(key)
+    return ranges
+
+
+def _named_output_classes(layout: DataLayout) -> set[str]:
+    return {c for dataset in layout.class_datasets for c in classes_in(dataset)}
+
+
+def _holding_objects(layout: DataLayout, named: Iterable[str], threads: int) -> set[str]:
+    def has_objects(fruit_class: str) -> bool:
+        return any(open_store(dataset).holds_objects(layout.class_folder(dataset, fruit_class))
+                   for dataset in layout.class_datasets)
+
+    named = sorted(named)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return {c for c, present in zip(named, pool.map(has_objects, named)) if present}
 
 
 def output_classes(layout: DataLayout, threads: int = 16) -> set[str]:
     """Every class that has objects in a dataset derived from Training/ (an emptied folder can
     linger as a prefix on filer-backed S3: no objects, no class)."""
-
-    def has_objects(fruit_class: str) -> bool:
-        return any(open_store(dataset).holds_objects(layout.class_folder(dataset, fruit_class))
-                   for dataset in layout.class_datasets)
-
-    named = sorted({c for dataset in layout.class_datasets for c in classes_in(dataset)})
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return {c for c, present in zip(named, pool.map(has_objects, named)) if present}
+    return _holding_objects(layout, _named_output_classes(layout), threads)
 
 
-def check_deletions(gone: list[str], known: int, training: list[str], allow_mass_deletion: bool, where: str) -> None:
-    """Refuses to treat an empty listing, or the loss of more than half of the ``known`` classes at
-    once, as deletions, unless ``allow_mass_deletion``."""
-    if allow_mass_deletion or not gone:
-        return
-    if not training:
-        raise MassDeletionError(
-            f"no class folders under {where}/ (a wrong FRUIT_DATA_URI or an outage?): refusing to delete the "
-            f"outputs of {len(gone)} classes; allow a deliberate mass deletion to proceed")
-    if len(gone) * 2 > known:
-        raise MassDeletionError(
-            f"{len(gone)} of {known} classes are gone from {where}/ at once ({', '.join(gone[:5])}"
-            f"{', ...' if len(gone) > 5 else ''}): refusing to delete their outputs; allow a deliberate mass "
-            "deletion to proceed")
+def known_classes(layout: DataLayout, registered: Iterable[str], threads: int = 16) -> set[str]:
+    """The registered classes and those with outputs: what the mass-deletion guard counts. A
+    registered class named in an output folder is not looked into (on a sensor's tick, every 30 s,
+    that would be one more listing per class); the union is the same."""
+    registered = set(registered)
+    return registered | _holding_objects(layout, _named_output_classes(layout) - registered, threads)
+
+
+@dataclass(frozen=True)
+class GhostRemoval:
+    training: list[str]  # the valid classes on Training/
+    removed: list[str]  # the classes whose outputs were removed now
+    invalid: list[InvalidClass]  # class folders skipped for their names
+    plan: ClassPlan
 
 
 def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, also_known=(),
-                         spark=None) -> tuple[list[str], list[str]]:
-    """Deletes every output of the classes whose folder is gone from Training/; returns (the classes
-    on Training/, the classes removed). The published features go first, the manifests last, so a
-    removal that stops midway is found again (and finished) by the next one. ``also_known``:
-    classes known elsewhere (registered partitions), counted by the mass-deletion guard too.
-    ``spark`` (a session, or a function returning one): with it, the PCA's saved moments lose the
-    removed rows, so the refit that follows reads no embedding."""
-    training = training_classes(layout)
+                         spark=None) -> GhostRemoval:
+    """Deletes every output of the classes whose folder is gone from Training/. The published
+    features go first, the manifests last, so a removal that stops midway is found again (and
+    finished) by the next one. ``also_known``: the registered partitions, known classes too
+    (steps/classes.py: the mass-deletion guard counts them, and the plan names those to
+    deregister). ``spark`` (a session, or a function returning one): with it, the PCA's saved
+    moments lose the removed rows, so the refit that follows reads no embedding."""
     outputs = output_classes(layout)  # one listing of the output folders serves every question below
+    training, invalid = training_folders(layout, keep=outputs | set(also_known))
     if not training and not outputs:
         raise StorageError(f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
                            "Training/<Class>/<images> (try `fruit-assets sample <root>`)")
-    ghosts = sorted(outputs - set(training))
-    known = outputs | set(also_known)
-    check_deletions(sorted(known - set(training)), len(known | set(training)), training, allow_mass_deletion,
-                    layout.training)
+    plan = plan_classes(training, also_known, outputs, allow_mass_deletion, layout.training)
+    plan.raise_if_refused()
+    ghosts = [c for c in plan.to_remove if c in outputs]
     if ghosts:
         # One version without them (their published rows go atomically), then the unversioned
         # per-class state; a removal that stops midway is found again by the next one.
@@ -196,7 +234,7 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, 
             for dataset in layout.class_datasets:
                 folder = layout.class_folder(dataset, fruit_class)
                 open_store(folder).delete_prefix(folder)
-    return training, ghosts
+    return GhostRemoval(training, ghosts, invalid, plan)
 
 
 def unchanged_since_publication(layout: DataLayout, classes: list[str], model_tag: str, variance_target: float) -> int | None:

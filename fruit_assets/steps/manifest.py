@@ -9,26 +9,40 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 
 from fruit_assets.layout import DataLayout
+from fruit_assets.steps.classes import InvalidClass, check_class_names
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage import MissingObjectError, StorageError, open_store, schemas
 from fruit_assets.storage.parquet_io import read_table, write_table
 
 
-def training_classes(layout: DataLayout) -> list[str]:
-    """The class folders under Training/ that hold at least one object (an emptied folder can
-    linger as a directory or a prefix: no objects, no class)."""
+def training_folders(layout: DataLayout, keep=()) -> tuple[list[str], list[InvalidClass]]:
+    """(the class folders under Training/ that hold at least one object, an emptied folder lingering
+    as a directory or a prefix being no class; the folders skipped for their names). ``keep``:
+    the classes already known, which keep their name against a twin (steps/classes.py)."""
     store = open_store(layout.training)
-    return [c for c in store.list_folders(layout.training) if store.holds_objects(layout.training_class(c))]
+
+    def holding(names: list[str]) -> list[str]:
+        return [c for c in names if store.holds_objects(layout.training_class(c))]
+
+    return check_class_names(store.list_folders(layout.training), layout, keep, holding)
+
+
+def training_classes(layout: DataLayout, keep=()) -> list[str]:
+    return training_folders(layout, keep)[0]
 
 
 def discover_classes(layout: DataLayout) -> list[str]:
     classes = training_classes(layout)
     if not classes:
-        raise StorageError(
-            f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
-            "Training/<Class>/<images> (try `fruit-assets sample <root>`)"
-        )
+        raise no_classes_error(layout)
     return classes
+
+
+def no_classes_error(layout: DataLayout) -> StorageError:
+    return StorageError(
+        f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
+        "Training/<Class>/<images> (try `fruit-assets sample <root>`)"
+    )
 
 
 def images_only(objects) -> list:

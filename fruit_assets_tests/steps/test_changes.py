@@ -17,6 +17,7 @@ from fruit_assets.steps.changes import (
     encode_cursor,
     output_classes,
     remove_ghost_classes,
+    spanning_ranges,
 )
 from fruit_assets.steps.embeddings import build_embeddings
 from fruit_assets.steps.manifest import build_manifests, discover_classes
@@ -36,6 +37,15 @@ def test_contiguous_ranges_cover_exactly_the_selection():
     assert contiguous_ranges([], order) == []
 
 
+def test_spanning_ranges_never_cross_a_partition_whose_folder_is_gone():
+    order = ["a", "b", "c", "d", "e"]
+    assert spanning_ranges(["a", "e"], order) == [("a", "e")]
+    assert spanning_ranges(["a", "e"], order, barriers={"c"}) == [("a", "a"), ("e", "e")]
+    assert spanning_ranges(["a", "b", "e"], order, barriers={"c", "d"}) == [("a", "b"), ("e", "e")]
+    assert spanning_ranges(["b"], order, barriers={"a", "e"}) == [("b", "b")]
+    assert spanning_ranges([], order, barriers={"c"}) == []
+
+
 def test_diff_and_cursor_round_trip():
     changes = diff({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "9", "d": "4"})
     assert (changes.new, changes.changed, changes.deleted) == (["d"], ["b"], ["c"])
@@ -49,7 +59,7 @@ def publish(spark, layout, model, token, incremental=True):
     classes = discover_classes(layout)
     build_manifests(layout, classes)
     report = build_embeddings(spark, layout, classes, model, token, incremental=incremental)
-    training, removed = remove_ghost_classes(layout, spark=spark)  # as pca_model does
+    removed = remove_ghost_classes(layout, spark=spark).removed  # as pca_model does
     fit = fit_pca_reporting(spark, layout, classes, 0.9)
     build_reduced_features(spark, layout, classes, token + "-r")
     return report, removed, fit
@@ -120,8 +130,8 @@ def test_losing_most_classes_at_once_or_all_of_them_is_refused_and_changes_nothi
         remove_ghost_classes(layout)
     assert everything() == before
 
-    training, removed = remove_ghost_classes(layout, allow_mass_deletion=True)
-    assert training == [] and removed == ["Apple Red 1", "Banana", "Pepper Red"]
+    removal = remove_ghost_classes(layout, allow_mass_deletion=True)
+    assert removal.training == [] and removal.removed == ["Apple Red 1", "Banana", "Pepper Red"]
     assert output_classes(layout) == set() and published_entries(layout) == {}
 
 
