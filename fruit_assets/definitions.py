@@ -12,6 +12,7 @@ from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets.resources.env import env_or_default
 from fruit_assets.resources.spark import SparkDeployment
+from fruit_assets.schedules import tidy_publications_job, tidy_publications_schedule
 from fruit_assets.sensors import downstream_automation_sensor, new_uploads_sensor
 
 embed_classes_job = define_asset_job(
@@ -25,7 +26,8 @@ reduce_classes_job = define_asset_job(
 
 defs = Definitions(
     assets=[embedding_model, raw_images, image_embeddings, pca_model, reduced_features],
-    jobs=[convert_model_job, embed_classes_job, fit_pca_job, reduce_classes_job],
+    jobs=[convert_model_job, embed_classes_job, fit_pca_job, reduce_classes_job, tidy_publications_job],
+    schedules=[tidy_publications_schedule],
     sensors=[new_uploads_sensor, downstream_automation_sensor],
     resources={
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),

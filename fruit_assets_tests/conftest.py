@@ -16,6 +16,14 @@ from fruit_assets_tests.harness import REPO
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+# A killed writer's intent protects its files until its lease runs out (storage/versions.py): 2 min
+# in production, seconds here, so the crash tests' next run can recover what a kill left. Live
+# writers renew every third of it, so this still tells a live writer from a dead one.
+os.environ.setdefault("FRUIT_PUBLICATION_LEASE_SECONDS", "3")
+# Superseded files are kept an hour by default; most tests assert that a plain reader of a folder
+# reads exactly the current version once a publication is done, which is what a grace of 0 gives.
+# The tests of the default retention (storage/test_retention.py) unset it.
+os.environ.setdefault("FRUIT_PUBLICATION_GRACE_SECONDS", "0")
 
 SPARK_MASTER = "local[2]"
 SAMPLE_CLASSES = 3  # "Apple Red 1", "Banana", "Pepper Red": spaces, digits, mixed case

@@ -61,6 +61,24 @@ def cmd_bake_model(args) -> int:
     return 0
 
 
+def cmd_recover(args) -> int:
+    """Between publications: settles what dead ones left, deletes superseded files past the grace
+    period (storage/versions.tidy; the hourly schedule tidy_publications does the same)."""
+    from fruit_assets.errors import UserFacingError
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.storage.versions import grace_seconds, tidy
+
+    root = DataLayout.at(args.root or os.environ.get("FRUIT_DATA_URI", "./data")).root
+    try:
+        dead = tidy(root)
+    except UserFacingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{root}: {len(dead)} dead publication(s) recovered; files superseded more than "
+          f"{grace_seconds():.0f} s ago deleted")
+    return 0
+
+
 def cmd_ui(args) -> int:
     """``dagster dev`` on the instance ``fruit-assets materialize`` uses, set up the same way."""
     from fruit_assets.cli.console import prepare_dagster_home
@@ -122,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="show Dagster's run log (INFO) and Spark/TensorFlow output on the terminal")
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
     materialize.set_defaults(func=cmd_materialize)
+
+    recover = commands.add_parser("recover", help="clean what dead publications left and superseded files past "
+                                                  "the grace period, without waiting for the next publication")
+    recover.add_argument("root", nargs="?", help="the data root (default: FRUIT_DATA_URI, else ./data)")
+    recover.set_defaults(func=cmd_recover)
 
     ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on the same DAGSTER_HOME")
     ui.add_argument("--port", type=int, default=3000)

@@ -41,10 +41,12 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
     manifests = {fruit_class: read_manifest(layout, fruit_class) for fruit_class in classes}
     for fruit_class, manifest in manifests.items():
         report.per_class[fruit_class] = ClassCounts(images=len(manifest))
+    # What this step builds on: a version published after it that changes the same classes makes
+    # its publication a conflict, never an overwrite (storage/versions.publish).
+    published = current_version(layout.root)
     if incremental:
         # Classes whose published rows were made from these very images with this model: nothing
         # to read, nothing to publish (a run over a range of classes costs what changed in it).
-        published = current_version(layout.root)
         model_tag = f"{model.engine}/{model.fingerprint}"
         report.up_to_date = [c for c in classes if _as_published(published, c, manifests[c], model_tag)]
         for fruit_class in report.up_to_date:
@@ -83,7 +85,8 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
         if changed:  # nothing changed: nothing to publish, the version stays
             _version, report.moments_updated = publish_keeping_moments(
                 spark, layout, run_token, {c: staged.get((c, "embeddings"), []) for c in changed},
-                changes={kind: {c: staged.get((c, kind), []) for c in changed} for kind in KINDS})
+                changes={kind: {c: staged.get((c, kind), []) for c in changed} for kind in KINDS},
+                expected_base=published.number)
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started

@@ -55,9 +55,10 @@ def fit_pca_reporting(spark, layout: DataLayout, classes: list[str], variance_ta
         moments_from, read = "embeddings", len(files)
         save_moments(layout, published, moments, classes=classes)
     model = fit_from_moments(moments, variance_target)
-    open_store(layout.pca_model).write_bytes(layout.pca_model, save_pca(model))
-    write_json(layout.pca_record, {"fingerprint": model.fingerprint, "k": model.k, "variance_target": model.variance_target,
-                                   "num_samples": model.num_samples, "embeddings": fitted_on})
+    open_store(layout.pca_fitted).write_bytes(layout.pca_fitted, save_pca(model))
+    write_json(layout.pca_fitted_record, {"fingerprint": model.fingerprint, "k": model.k,
+                                          "variance_target": model.variance_target,
+                                          "num_samples": model.num_samples, "embeddings": fitted_on})
     return PcaFit(model, moments_from, read)
 
 
@@ -80,12 +81,14 @@ def unchanged_fit(layout: DataLayout, classes: list[str], variance_target: float
 
 
 def pca_record(layout: DataLayout) -> dict | None:
-    """{"fingerprint", "k", "variance_target", "num_samples"} of the current pca.npz, or None."""
-    return read_json(layout.pca_record)
+    """{"fingerprint", "k", "variance_target", "num_samples", "embeddings"} of the basis pca_model
+    fitted last, or None."""
+    return read_json(layout.pca_fitted_record)
 
 
 def read_pca(layout: DataLayout) -> PcaModel:
-    store = open_store(layout.pca_model)
-    if not store.exists(layout.pca_model):
-        raise StorageError(f"no PCA model at {layout.pca_model}: materialize pca_model first")
-    return load_pca(store.read_bytes(layout.pca_model))
+    """The basis pca_model fitted last (reduced_features publishes it with the rows it projects)."""
+    store = open_store(layout.pca_fitted)
+    if not store.exists(layout.pca_fitted):
+        raise StorageError(f"no PCA model at {layout.pca_fitted}: materialize pca_model first")
+    return load_pca(store.read_bytes(layout.pca_fitted))

@@ -78,6 +78,7 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
             pca={"fingerprint": model.fingerprint, "k": model.k}, pca_model_uri=basis_uri,
             made_from={c: _published_entry(layout, c, models[c], model.fingerprint, embeddings_digest(published, [c]),
                                            report.per_class[c].images) for c in classes},
+            expected_base=published.number,
         )
     finally:
         discard_staging(staging)

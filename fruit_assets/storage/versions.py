@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -46,10 +47,17 @@ PENDING = "_pending"
 DATASETS = {"embeddings": "embeddings", "quarantine": "quarantine",
             "reduced_features": "output/resultats_features_parquet"}
 KEEP_VERSIONS = 20  # version objects kept for history and for readers of slightly older versions
-# An intent younger than this, written by another Dagster instance, may belong to a live writer:
-# its files are left alone. Intents of this instance are dead by the time a step of it recovers,
-# since the instance's pool runs one publishing step per data root at a time (concurrency.py).
-FOREIGN_INTENT_LEASE_SECONDS = 15 * 60
+# A writer renews its intent every third of this while it works; an intent not renewed for this
+# long (by the storage's clock) belongs to a dead writer, whom recovery fences off before deleting
+# its files. Long enough for a stalled request or a GC pause, short enough that a crash's leftovers
+# go with the next publication a few minutes on.
+DEFAULT_LEASE_SECONDS = 120.0
+# Superseded files stay this long after the version that named them stopped being current: a reader
+# (or a Spark job) that took version N's file list can finish with it meanwhile.
+DEFAULT_GRACE_SECONDS = 3600.0
+# What a plain reader opens for the basis (the README's recipe): copies of the current version's,
+# written only after the version that switches the rows to that basis (see _plain_basis_follows).
+PLAIN_BASIS, PLAIN_BASIS_RECORD = "models/pca/pca.npz", "models/pca/pca.json"
 
 
 class ConcurrentPublicationError(StorageError):
@@ -179,7 +187,9 @@ def _is_data_file(uri: str) -> bool:
 # Fault injection: FRUIT_PUBLICATION_KILL_AT=<checkpoint>[@<dataset>][:<n>] SIGKILLs this process the
 # n-th time it reaches that checkpoint (of a publication that changes <dataset>, if given). The crash
 # tests use it to stop a real publication between any two of its storage operations; unset, it does
-# nothing.
+# nothing. FRUIT_PUBLICATION_FAULT=stop sends SIGSTOP instead (a writer stalled whole, its lease
+# renewal too, until SIGCONT); =hold creates the file FRUIT_PUBLICATION_HOLD_FILE names and waits
+# there, its lease renewed, until the file is gone (a slow writer, alive).
 _reached: Counter = Counter()
 
 
@@ -192,12 +202,24 @@ def _checkpoint(name: str, datasets: Iterable[str] = ()) -> None:
     if wanted == name and (not dataset or dataset in datasets):
         _reached[target] += 1
         if _reached[target] == int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            fault = os.environ.get("FRUIT_PUBLICATION_FAULT", "kill")
+            if fault == "hold":
+                hold_file = os.environ["FRUIT_PUBLICATION_HOLD_FILE"]
+                open(hold_file, "w").close()
+                while os.path.exists(hold_file):
+                    time.sleep(0.1)
+            else:
+                os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
 
 
-def _writer_scope() -> str:
-    """Which Dagster instance this writer belongs to (see FOREIGN_INTENT_LEASE_SECONDS)."""
-    return os.environ.get("FRUIT_PUBLICATION_SCOPE") or os.environ.get("DAGSTER_HOME", "") or "no-dagster-home"
+def grace_seconds() -> float:
+    """FRUIT_PUBLICATION_GRACE_SECONDS, else an hour."""
+    return float(os.environ.get("FRUIT_PUBLICATION_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
+
+
+def lease_seconds() -> float:
+    """How long an intent that its writer stopped renewing still protects that writer's files."""
+    return float(os.environ.get("FRUIT_PUBLICATION_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
 
 
 def _intent_uri(root: str, writer: str) -> str:
@@ -217,20 +239,59 @@ def _final_path(store: ObjectStore, root: str, dataset: str, fruit_class: str, s
     return path
 
 
+class _Lease:
+    """Keeps an intent's lease live while its writer works: the intent is rewritten every third of
+    the lease (its mtime is the storage's clock), but only while it exists, so a writer that
+    recovery has judged dead does not bring its intent back."""
+
+    def __init__(self, store: ObjectStore, intent_uri: str, record: bytes):
+        self.store, self.intent_uri, self.record = store, intent_uri, record
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="publication-lease", daemon=True)
+
+    def __enter__(self) -> "_Lease":
+        self.store.write_bytes(self.intent_uri, self.record)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(lease_seconds() / 3):
+            try:
+                if self.store.exists(self.intent_uri):
+                    self.store.write_bytes(self.intent_uri, self.record)
+            except StorageError:
+                pass  # a missed renewal shortens the lease; the fence keeps a late switch out
+
+
 def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | None = None,
             removed_classes: Iterable[str] = (), pca: dict | None = None, pca_model_uri: str = "",
-            made_from: dict | None = None, grace_seconds: float = 0.0) -> Version:
+            made_from: dict | None = None, grace: float | None = None, expected_base: int | None = None) -> Version:
     """Publishes the next version: for each dataset and class in ``changes``, exactly the staged
     files listed (an empty list: the class has no file in that dataset); ``removed_classes`` leave
     every dataset; ``pca`` (with ``pca_model_uri``, the basis file, copied in under its
     fingerprint) becomes the published basis; ``made_from`` entries replace those of their
-    classes. Returns the new version, after the cleanup."""
+    classes. ``expected_base``: the version the caller computed its changes from; a version
+    published since that changes the same classes (or basis) is a ConcurrentPublicationError,
+    never overwritten. ``grace``: seconds superseded files stay (None: grace_seconds()). Returns
+    the new version, after the cleanup."""
     root = normalize_uri(root)
     store = open_store(root)
     changes = changes or {}
     removed = set(removed_classes)
+    # Unique per attempt: a name from configuration (a run id, a DAGSTER_HOME) can be shared by
+    # two live writers, and then one's recovery would take the other's intent for its own.
+    writer = f"{writer}-{uuid.uuid4().hex[:12]}"
     recover(root)
     base = current_version(root)
+    if expected_base is not None and base.number != expected_base:
+        touched = _touched_since(store, root, expected_base, base, changes, removed, pca is not None)
+        if touched:
+            raise _concurrent(root, base.number, f"since version {expected_base}, which this step read, "
+                                                 f"changing what this step changes ({touched})")
 
     moves: list[tuple[str, str]] = []  # (staged uri, final path)
     taken = base.all_paths()
@@ -256,70 +317,168 @@ def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | N
     made = {c: e for c, e in base.made_from.items() if c not in removed}
     made.update(made_from or {})
 
-    intent = {"base": base.number, "paths": [final for _, final in moves], "scope": _writer_scope(),
-              "host": socket.gethostname(), "pid": os.getpid(), "created": time.time()}
-    store.write_bytes(_intent_uri(root, writer), json.dumps(intent).encode())
-    _checkpoint("intent", changes)
-    for staged_uri, final in moves:
-        if staged_uri != join_uri(root, final):
-            store.copy(staged_uri, join_uri(root, final))
-        _checkpoint("copy", changes)
-
+    intent_uri = _intent_uri(root, writer)
+    finals = [final for _, final in moves]
+    intent = {"base": base.number, "paths": finals, "host": socket.gethostname(), "pid": os.getpid()}
     version = Version(root, base.number + 1, files, new_pca, made, time.time())
-    _checkpoint("switch", changes)
-    if not _switch(store, _version_uri(root, version.number), version.to_json()):
-        _undo(store, root, writer, [final for _, final in moves], base)
-        raise ConcurrentPublicationError(
-            f"another writer published version {version.number} of {root} while this one was building it: "
-            "nothing of this run was published; run it again (two Dagster instances writing one data root?)")
+    with _Lease(store, intent_uri, json.dumps(intent).encode()):
+        _checkpoint("intent", changes)
+        for staged_uri, final in moves:
+            if staged_uri != join_uri(root, final):
+                store.copy(staged_uri, join_uri(root, final))
+            _checkpoint("copy", changes)
+        _checkpoint("switch", changes)
+        # Last look before the commit point: a recovery that took this writer for dead deleted its
+        # intent (and may have deleted its copies); a version published meanwhile is newer than
+        # the base these changes were computed on.
+        latest, fenced = _latest_number(store, root), not store.exists(intent_uri)
+        if fenced or latest != base.number:
+            _undo(store, root, intent_uri, finals, base)
+            raise _concurrent(root, latest, "(this writer stalled past its lease and was fenced off)" if fenced
+                              else "while this one copied its files")
+        switched = _switch(store, _version_uri(root, version.number), version.to_json())
+    if switched is None:
+        # Neither confirmed nor refused: the intent stays, so nothing it names is deleted before
+        # its lease runs out, and the recovery after that settles it by the version log.
+        raise StorageError(f"the switch to version {version.number} of {root} got no answer that could be settled "
+                           "by reading it back: nothing was deleted; the next publication settles it")
+    if not switched:
+        _undo(store, root, intent_uri, finals, base)
+        raise _concurrent(root, version.number, "")
     _checkpoint("switched", changes)
-    cleanup(root, grace_seconds)
+    if _latest_number(store, root) != version.number:
+        # Our number had been pruned from the log and a later version exists: ours is below the
+        # current maximum, so no reader takes it, and it must not count as published.
+        _undo(store, root, intent_uri, finals, current_version(root))
+        raise _concurrent(root, version.number, "long before this one switched (its version number had been pruned)")
+    _plain_basis_follows(store, root)
+    cleanup(root, grace)
     _checkpoint("cleaned", changes)
-    store.delete([_intent_uri(root, writer)])
+    store.delete([intent_uri])
     return version
 
 
-def _switch(store: ObjectStore, version_uri: str, record: bytes) -> bool:
-    """Creates the version object; False if another writer's has that number. A conditional PUT
-    that succeeded but whose answer was lost is retried by the client and then refused (412):
-    the object holding exactly our bytes (they name our unique files) means the switch was ours."""
-    if store.write_bytes_if_absent(version_uri, record):
-        return True
+def _touched_since(store: ObjectStore, root: str, read: int, base: Version, changes: dict, removed: set[str],
+                   changes_pca: bool) -> str:
+    """What versions published after ``read`` changed among what this publication changes ("" if
+    nothing: its changes apply to the newer base as they would have to the one it read)."""
     try:
-        return store.read_bytes(version_uri) == record
+        before = (current_version(root) if read == base.number
+                  else Version.from_json(root, store.read_bytes(_version_uri(root, read))))
     except (FileNotFoundError, StorageError):
-        return False
+        return f"version {read} is no longer in the log"
+    touched = []
+    for dataset in DATASETS:
+        for fruit_class in sorted(set((changes.get(dataset) or {})) | removed):
+            if before.files.get(dataset, {}).get(fruit_class) != base.files.get(dataset, {}).get(fruit_class):
+                touched.append(f"{dataset} of {fruit_class}")
+    if changes_pca and before.pca != base.pca:
+        touched.append("the PCA basis")
+    return ", ".join(touched[:5]) + (", ..." if len(touched) > 5 else "")
 
 
-def _undo(store: ObjectStore, root: str, writer: str, paths: list[str], base: Version) -> None:
-    current = current_version(root).all_paths() | base.all_paths()
-    store.delete(join_uri(root, p) for p in paths if p not in current)
-    store.delete([_intent_uri(root, writer)])
+def _concurrent(root: str, number: int, when: str) -> ConcurrentPublicationError:
+    return ConcurrentPublicationError(
+        f"another writer published version {number} of {root} {when}".rstrip() + ": nothing of this run was "
+        "published; run it again (two Dagster instances writing one data root?)")
 
 
-def _live_intents(store: ObjectStore, root: str) -> tuple[set[str], list[str]]:
-    """(paths named by intents of possibly live writers, intent objects of dead ones)."""
-    live, dead = set(), []
-    now, scope = time.time(), _writer_scope()
-    for info in store.list_objects(join_uri(_log(root), PENDING), content_hash=False):
+def _latest_number(store: ObjectStore, root: str) -> int:
+    numbers = _version_numbers(store, root)
+    return numbers[-1] if numbers else 0
+
+
+def _switch(store: ObjectStore, version_uri: str, record: bytes) -> bool | None:
+    """Creates the version object: True if it is ours, False if another writer's has that number,
+    None if neither could be established. Every ambiguous answer (a conditional PUT that landed
+    but whose answer was lost, a 409 while another conditional write of the name was in flight,
+    a timeout, a 5xx) is settled by reading the name back, never by deleting anything: the object
+    holding exactly our bytes (they name our unique files) means the switch was ours."""
+    for _attempt in range(3):
         try:
-            intent = json.loads(store.read_bytes(info.uri))
+            if store.write_bytes_if_absent(version_uri, record):
+                return True
+        except (StorageError, OSError):
+            pass
+        try:
+            return store.read_bytes(version_uri) == record
+        except FileNotFoundError:
+            continue  # nothing there after all: the name is still free
+        except (StorageError, OSError):
+            continue
+    return None
+
+
+def _undo(store: ObjectStore, root: str, intent_uri: str, paths: list[str], base: Version) -> None:
+    current = current_version(root).all_paths() | base.all_paths()
+    for path in paths:
+        if path not in current:
+            store.delete([join_uri(root, path)])
+            _checkpoint("undo")
+    store.delete([intent_uri])
+
+
+@dataclass(frozen=True)
+class _Intent:
+    uri: str
+    base: int
+    paths: tuple[str, ...]
+    age: float  # seconds since its writer last renewed it, by the storage's clock
+
+
+def _intents(store: ObjectStore, root: str) -> list[_Intent]:
+    pending = join_uri(_log(root), PENDING)
+    listed = list(store.list_objects(pending, content_hash=False))
+    if not listed:
+        return []
+    now = store.clock(pending)
+    found = []
+    for info in listed:
+        try:
+            record = json.loads(store.read_bytes(info.uri))
         except (FileNotFoundError, StorageError, ValueError):
             continue  # its writer just finished, or it was cut short
-        same_process = intent.get("host") == socket.gethostname() and intent.get("pid") == os.getpid()
-        foreign_and_fresh = intent.get("scope") != scope and now - intent.get("created", 0) < FOREIGN_INTENT_LEASE_SECONDS
-        if same_process or foreign_and_fresh:
-            live.update(intent.get("paths", []))
+        found.append(_Intent(info.uri, int(record.get("base", -1)), tuple(record.get("paths", [])), now - info.mtime))
+    return found
+
+
+def _live_intents(store: ObjectStore, root: str) -> tuple[set[str], list[_Intent]]:
+    """(paths named by intents whose lease is live, intents whose lease ran out)."""
+    live, dead = set(), []
+    lease = lease_seconds()
+    for intent in _intents(store, root):
+        if intent.age < lease:
+            live.update(intent.paths)
         else:
-            dead.append(info.uri)
+            dead.append(intent)
     return live, dead
 
 
-def cleanup(root: str, grace_seconds: float = 0.0) -> None:
-    """Deletes every data file no version created in the last ``grace_seconds`` (and the current
-    one) names and no live writer is about to publish, then old version objects."""
+def _superseded_within(store: ObjectStore, root: str, grace: float) -> set[int]:
+    """Numbers of the versions that were current at some time in the last ``grace`` seconds (by
+    the storage's clock: version N stopped being current when N+1 was written)."""
+    if grace <= 0:
+        return set()
+    infos = {}
+    for info in store.list_objects(_log(root), recursive=False, content_hash=False):
+        name = info.uri.rsplit("/", 1)[-1]
+        if name.startswith("v") and name.endswith(".json") and name[1:-5].isdigit():
+            infos[int(name[1:-5])] = info.mtime
+    if not infos:
+        return set()
+    since = store.clock(_log(root)) - grace
+    numbers = sorted(infos)
+    return {number for number, successor in zip(numbers, numbers[1:]) if infos[successor] >= since}
+
+
+def cleanup(root: str, grace: float | None = None) -> None:
+    """Deletes every data file that no version current within the last ``grace`` seconds
+    (None: grace_seconds()), nor the current one, names and no live writer is about to publish,
+    then the version objects past the last KEEP_VERSIONS that no reader within the grace period
+    can still be using."""
     root = normalize_uri(root)
     store = open_store(root)
+    grace = grace_seconds() if grace is None else grace
     # List first, then learn what is protected: a file a concurrent writer adds after the listing is
     # not in it, and one added before it has its writer's intent (written before any copy) or its
     # writer's finished version in place by the time they are read below.
@@ -332,16 +491,12 @@ def cleanup(root: str, grace_seconds: float = 0.0) -> None:
     if not numbers:
         return
     protected = current_version(root).all_paths()
-    for number in reversed(numbers[:-1]):
-        if grace_seconds <= 0:
-            break
+    recent = _superseded_within(store, root, grace)
+    for number in sorted(recent, reverse=True):
         try:
-            older = Version.from_json(root, store.read_bytes(_version_uri(root, number)))
+            protected |= Version.from_json(root, store.read_bytes(_version_uri(root, number))).all_paths()
         except (FileNotFoundError, StorageError):
             continue
-        if older.created < time.time() - grace_seconds:
-            break
-        protected |= older.all_paths()
     live, _dead = _live_intents(store, root)
     protected |= live
     doomed = [uri for uri in listed
@@ -351,25 +506,72 @@ def cleanup(root: str, grace_seconds: float = 0.0) -> None:
     for start in range(0, len(doomed), batch):
         store.delete(doomed[start:start + batch])
         _checkpoint("delete", ("cleanup",))
-    store.delete(_version_uri(root, n) for n in numbers[:-KEEP_VERSIONS])
+    store.delete(_version_uri(root, n) for n in numbers[:-KEEP_VERSIONS] if n not in recent)
+
+
+def _plain_basis_follows(store: ObjectStore, root: str) -> None:
+    """Makes models/pca/pca.npz and pca.json copies of the current version's basis if they are not
+    already: called after every switch and by every recovery, so the basis a plain reader opens is
+    never one that no published row uses for longer than a publication takes (pca_model fits into
+    models/pca/fitted/, which no reader of the table needs). Two objects cannot change at once on
+    S3: the basis file is written first, then the record that says which basis it holds; a crash
+    between them leaves a record that disagrees with the version, repaired by the next recovery."""
+    version = current_version(root)
+    if not version.pca or not version.pca.get("model"):
+        return
+    record_uri = join_uri(root, PLAIN_BASIS_RECORD)
+    try:
+        record = json.loads(store.read_bytes(record_uri))
+    except (FileNotFoundError, StorageError, ValueError):
+        record = {}
+    wanted = {"fingerprint": version.pca["fingerprint"], "k": version.pca.get("k"), "version": version.number}
+    if {key: record.get(key) for key in ("fingerprint", "k")} == {key: wanted[key] for key in ("fingerprint", "k")}:
+        return
+    store.write_bytes(join_uri(root, PLAIN_BASIS), store.read_bytes(join_uri(root, version.pca["model"])))
+    store.write_bytes(record_uri, json.dumps(wanted).encode())
+
+
+def _fence(store: ObjectStore, root: str, intent: _Intent) -> None:
+    """Makes sure a writer whose lease ran out can no longer switch: the number it would create
+    (its base + 1) is taken. If its base is still the current version, the number is claimed with
+    a copy of the current version (readers see the same files); otherwise a newer version holds
+    it already (or held it and was pruned, which the writer's own check after its switch catches)."""
+    current = current_version(root)
+    if current.number == intent.base:
+        claim = Version(root, intent.base + 1, current.files, current.pca, current.made_from, time.time())
+        # Refused: the writer switched just now; its version is then the current one, and the
+        # caller re-reads what is published before deleting anything.
+        store.write_bytes_if_absent(_version_uri(root, claim.number), claim.to_json())
 
 
 def recover(root: str) -> list[str]:
-    """After a crash at any step of a publication: deletes what dead attempts left (files no
-    version names, their intents); returns the intents removed. The current version is untouched."""
+    """After a crash at any step of a publication: fences every writer whose lease ran out, then
+    deletes what it left (files no version names, its intent); returns the intents removed. The
+    current version's files are untouched, and so are those of writers whose lease is live."""
     root = normalize_uri(root)
     store = open_store(root)
     _live, dead = _live_intents(store, root)
+    if _version_numbers(store, root):
+        _plain_basis_follows(store, root)  # a writer that died between its switch and these copies
     if not dead:
         return []  # nothing left behind: files appear only after their writer's intent
-    published = current_version(root).all_paths() if _version_numbers(store, root) else set()
-    for intent_uri in dead:
-        # Its copies, unless its switch happened (then the current version names them).
-        try:
-            paths = json.loads(store.read_bytes(intent_uri)).get("paths", [])
-        except (FileNotFoundError, StorageError, ValueError):
-            paths = []
-        store.delete(join_uri(root, p) for p in paths if p not in published)
-        store.delete([intent_uri])
+    for intent in dead:
+        if intent.base >= 0:
+            _fence(store, root, intent)
+        # Read after the fence: a writer that switched before it is published, files and all.
+        published = current_version(root).all_paths() if _version_numbers(store, root) else set()
+        _checkpoint("recover")
+        store.delete(join_uri(root, p) for p in intent.paths if p not in published)
+        store.delete([intent.uri])
     cleanup(root)  # superseded files a writer killed after its switch had not deleted yet
+    return [intent.uri for intent in dead]
+
+
+def tidy(root: str) -> list[str]:
+    """What runs on its own, between publications (`fruit-assets recover`, the hourly schedule):
+    recovers dead publications and deletes superseded files past the grace period, so neither a
+    crash's leftovers nor old files wait for the next publication. Returns the intents removed."""
+    dead = recover(root)
+    if not dead:  # recover has cleaned up already when it found any
+        cleanup(root)
     return dead

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -56,6 +57,11 @@ def assert_one_complete_version(root: str, expected: dict[str, str]):
     return version
 
 
+def wait_for_leases_to_run_out() -> None:
+    # Storage timestamps are whole seconds on S3.
+    time.sleep(float(os.environ["FRUIT_PUBLICATION_LEASE_SECONDS"]) + 1.5)
+
+
 PUBLISH_SCRIPT = """
 import sys
 sys.path.insert(0, {repo!r})
@@ -80,7 +86,7 @@ def test_a_kill_at_any_step_of_a_publication_leaves_a_complete_version_and_the_n
     old = {"Apple": "old", "Banana": "old", "Cherry": "old"}
     new = {"Apple": "new", "Banana": "new"}
 
-    env = {**os.environ, "FRUIT_PUBLICATION_KILL_AT": checkpoint, "FRUIT_PUBLICATION_SCOPE": "the-run-instance"}
+    env = {**os.environ, "FRUIT_PUBLICATION_KILL_AT": checkpoint}
     killed = subprocess.run([sys.executable, "-c", PUBLISH_SCRIPT.format(repo=REPO, root=root)], env=env,
                             capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -88,17 +94,16 @@ def test_a_kill_at_any_step_of_a_publication_leaves_a_complete_version_and_the_n
     # Right after the crash, whoever reads gets one whole version: the old one or the new one.
     version = assert_one_complete_version(root, old if visible == "old" else new)
 
-    # The next run of the same instance finds what the dead one left and cleans it.
-    os.environ["FRUIT_PUBLICATION_SCOPE"] = "the-run-instance"
-    try:
-        recover(root)
-        assert plain_listing(root) == sorted(version.uris("embeddings"))
-        assert list(open_store(root).list_objects(f"{root}/_publications/_pending")) == []
-        # ... and carries on: publishing the change again gives the state a clean run gives.
-        publish(root, "run3", {"embeddings": {c: stage_rows(root, "run3", c, "new") for c in ("Apple", "Banana")}},
-                removed_classes=["Cherry"])
-    finally:
-        del os.environ["FRUIT_PUBLICATION_SCOPE"]
+    # Until the dead writer's lease runs out its files are left alone; then the next run fences it
+    # and cleans what it left.
+    wait_for_leases_to_run_out()
+    recover(root)
+    assert_one_complete_version(root, old if visible == "old" else new)
+    assert plain_listing(root) == sorted(current_version(root).uris("embeddings"))
+    assert list(open_store(root).list_objects(f"{root}/_publications/_pending")) == []
+    # ... and carries on: publishing the change again gives the state a clean run gives.
+    publish(root, "run3", {"embeddings": {c: stage_rows(root, "run3", c, "new") for c in ("Apple", "Banana")}},
+            removed_classes=["Cherry"])
     final = assert_one_complete_version(root, new)
     assert plain_listing(root) == sorted(final.uris("embeddings"))
 
@@ -157,10 +162,10 @@ def test_a_reader_in_flight_gets_a_whole_version_while_a_writer_replaces_and_del
 def test_a_grace_period_keeps_superseded_files_for_readers_of_older_versions(root):
     publish(root, "r1", {"embeddings": {"Apple": stage_rows(root, "r1", "Apple", "r1")}})
     first = current_version(root)
-    publish(root, "r2", {"embeddings": {"Apple": stage_rows(root, "r2", "Apple", "r2")}}, grace_seconds=3600)
+    publish(root, "r2", {"embeddings": {"Apple": stage_rows(root, "r2", "Apple", "r2")}}, grace=3600)
     store = open_store(root)
     assert all(store.exists(uri) for uri in first.uris("embeddings"))  # kept: a reader of v1 can finish
-    cleanup(root)  # grace 0
+    cleanup(root, grace=0)
     assert not any(store.exists(uri) for uri in first.uris("embeddings"))
 
 
