@@ -7,17 +7,20 @@ successful task attempts. Neither images nor embeddings ever pass through the dr
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from fruit_assets.errors import UserFacingError
 from fruit_assets.featurize.engines import LEGACY_ENGINE
-from fruit_assets.featurize.images import MAX_IMAGE_BYTES
+from fruit_assets.featurize.images import MAX_IMAGE_BYTES, RETRIED_REASONS
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.spark_jobs.files import collect_over_files
 from fruit_assets.spark_jobs.progress import JobProgress
@@ -29,6 +32,23 @@ SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
 # reference rows), rows found by content under another path (new to the class, not embedded again).
 CARRIED_PREFIX = "part-carry-"
 MOVED_PREFIX = "part-moved"  # + the task's index, no dash: projections name their files by it
+# A task whose Python worker died is run again one image at a time (``Isolation``); an image is
+# quarantined as worker_killed once the worker died this many times while decoding it alone: one
+# death can be a neighbour's fault or bad luck, the second with it alone and first is its own.
+DEATHS_TO_QUARANTINE = 2
+# How Spark reports a task whose Python worker died (killed by the kernel's or the container's OOM
+# killer, or crashed), whose executor went with it (a container OOM-killed as a whole), or that ran
+# out of memory under a Python worker memory limit (spark.executor.pyspark.memory: RLIMIT_AS). The
+# last is not always raised in the decode that exhausted it: measured, with a 25 Mpx image decoding
+# in one thread, the MemoryError came from numpy's preprocessing, ONNX Runtime's arena or Arrow's
+# writer in another. Either way the worker process is gone (PySpark ends a worker after a task's
+# exception) and the task's images are run again one at a time in a fresh one.
+_LOST_TO_MEMORY = re.compile(r"Python worker exited unexpectedly|ExecutorLostFailure|MemoryError"
+                             r"|Failed to allocate memory")
+
+
+class WorkerDeathsError(UserFacingError):
+    """A task's Python workers kept dying on different images: not one poison image."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,9 @@ class EmbedSettings:
     threads_per_task: int = 1  # inference threads per task: spark.task.cpus
     fetch_threads: int = 4
     max_image_bytes: int = MAX_IMAGE_BYTES  # objects listed larger are quarantined (too_large) unread
+    # Images of one task that may be quarantined as worker_killed; past it the step fails: workers
+    # dying on image after image lack memory, and quarantining them all would hide it.
+    max_killed_per_task: int = 3
 
 
 @dataclass
@@ -88,16 +111,20 @@ def embed_images(spark, manifest_rows: list[tuple], model, staging_uri: str,
         chunks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
         rdd = sc.parallelize(chunks, len(chunks))
 
-        def run(partition_index: int, chunks: Iterator[list]) -> Iterator[tuple]:
-            task_rows = [row for part in chunks for row in part]
-            return embed_partition(
-                partition_index, task_rows, engine, fingerprint, lambda: payload_broadcast.value,
-                staging_uri, settings, file_tag,
-            )
+        def job(index: int, isolation_round: int) -> list[tuple]:
+            def run(partition_index: int, chunks: Iterator[list]) -> Iterator[tuple]:
+                task_rows = [row for part in chunks for row in part]
+                return embed_partition(
+                    partition_index, task_rows, engine, fingerprint, lambda: payload_broadcast.value,
+                    staging_uri, settings, file_tag, isolation_round,
+                )
+
+            return sc.runJob(rdd.mapPartitionsWithIndex(run), lambda summaries: summaries, [index])
 
         group = f"fruit_assets-embed-{file_tag}-{uuid.uuid4().hex[:8]}"
         with JobProgress(sc, group, [len(c) for c in chunks], list(on_progress or [])):
-            summaries = rdd.mapPartitionsWithIndex(run).collect()
+            labels = [f"{c[0][0]} .. {c[-1][0]}" for c in chunks]
+            summaries = run_contained(spark, group, labels, job, 2 * settings.max_killed_per_task + 1)
     finally:
         payload_broadcast.unpersist()
     for fruit_class, kind, uri, count, seconds in summaries:
@@ -107,22 +134,145 @@ def embed_images(spark, manifest_rows: list[tuple], model, staging_uri: str,
     return outcome
 
 
+def lost_to_memory(error: BaseException) -> bool:
+    """Whether a failed Spark job says that a task's Python worker (or its executor) died, or that
+    the task ran out of memory."""
+    return bool(_LOST_TO_MEMORY.search(str(error)))
+
+
+MAX_JOBS_IN_FLIGHT = 64
+
+
+def run_contained(spark, group: str, labels: list[str], job, max_rounds: int) -> list[tuple]:
+    """``job(index, 0)`` for every task (``labels[index]`` names its images), each its own Spark
+    job so that one task's failure loses no other task's work; up to MAX_JOBS_IN_FLIGHT submitted
+    at once (the scheduler, and dynamic allocation, see that many pending tasks). A job
+    whose worker died or ran out of memory is run again as ``job(index, round)``, round 1, 2, ...
+    up to ``max_rounds`` (its task then goes one image at a time and finds the image at fault).
+    Any other failure cancels the rest and is raised. -> every job's results, in task order."""
+    from pyspark.util import inheritable_thread_target
+
+    def contained(index: int) -> list[tuple]:
+        for isolation_round in range(max_rounds + 1):
+            try:
+                return job(index, isolation_round)
+            except Exception as error:  # noqa: BLE001 - Py4JJavaError and friends: sorted below
+                if not lost_to_memory(error):
+                    raise
+                last = error
+        raise WorkerDeathsError(
+            f"the Python workers embedding {labels[index]} died or ran out of memory {max_rounds + 1} times, "
+            "image after image: not one bad image; give them more memory "
+            "(spark.executor.memoryOverhead, or spark.executor.pyspark.memory where it is set)"
+        ) from last
+
+    # The job group and any other local property of this thread go with every job.
+    target = inheritable_thread_target(spark)(contained)
+    # Bounded: a 150,000-image run has 300 tasks, and a driver thread (and a py4j connection) per
+    # job in flight. 64 pending tasks already ask dynamic allocation for more executors than
+    # helm-values allow (maxExecutors 10 x 2 cores).
+    with ThreadPoolExecutor(max_workers=min(len(labels), MAX_JOBS_IN_FLIGHT), thread_name_prefix="embed-job") as pool:
+        futures = [pool.submit(target, index) for index in range(len(labels))]
+        done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            spark.sparkContext.cancelJobGroup(group)
+            raise failed[0].exception()
+    return [summary for future in futures for summary in future.result()]
+
+
 def fetch_and_decode(path: str, listed_size: int | None = None, max_bytes: int = MAX_IMAGE_BYTES):
     """-> (uint8 image, None) or (None, (reason, message)); never raises for bad input, nor for an
-    object deleted since it was listed. An object listed larger than ``max_bytes`` is not fetched."""
+    object deleted or changed since it was listed. An object listed larger than ``max_bytes`` is
+    not fetched. A MemoryError is raised: whose fault it is, only decoding alone tells."""
     from fruit_assets.featurize import ImageDecodeError, decode_image
     from fruit_assets.storage import MissingObjectError, open_store
 
     if listed_size is not None and listed_size > max_bytes:
         return None, ("too_large", f"{listed_size} bytes as listed, over the limit of {max_bytes}: not fetched")
     try:
-        data = open_store(path).read_bytes(path)
+        # Never more than was listed (or, unlisted, than the limit), plus the one byte that tells.
+        data = open_store(path).read_bytes(path, max_bytes=max_bytes if listed_size is None else listed_size)
+        if listed_size is None and len(data) > max_bytes:
+            return None, ("too_large", f"over the limit of {max_bytes} bytes: not read further")
+        if listed_size is not None and len(data) != listed_size:
+            # The manifest's ETag names the listed bytes: these are others, which must not be
+            # embedded under it. Quarantined for this run only; the next listing has the new ETag.
+            read = (f"more than the {listed_size} bytes listed (not read further)" if len(data) > listed_size
+                    else f"{len(data)} bytes read, {listed_size} listed")
+            return None, ("changed_since_listing", f"{read}: the object changed after the manifest was made; "
+                          "read again once listed again")
+        return decode_image(data), None
     except MissingObjectError as error:
         return None, ("vanished", str(error))
-    try:
-        return decode_image(data), None
     except ImageDecodeError as error:
         return None, (error.reason, str(error))
+
+
+class Isolation:
+    """A task run one image at a time because its Python worker died (or ran out of memory) before:
+    before each image it names the image in a marker under the run's staging folder, so the next
+    attempt, on whatever executor (Spark's own retry, or the driver's next round), knows which image
+    the worker died on. An image the worker died on once goes first, alone, next time; twice, it is
+    quarantined unread (worker_killed). An image whose decode, alone, raises MemoryError is
+    quarantined at once (out_of_memory), and the marker keeps it so, should the worker not survive.
+    Object storage, not executor-local disk: a retry may land on any executor. One small write
+    per image, only on this path; the normal one writes nothing."""
+
+    def __init__(self, uri: str):
+        from fruit_assets.storage import MissingObjectError, open_store
+
+        self.uri, self.store = uri, open_store(uri)
+        try:
+            state = json.loads(self.store.read_bytes(uri))
+        except MissingObjectError:
+            state = {}
+        self.deaths: dict[str, int] = dict(state.get("deaths", {}))
+        self.out_of_memory: dict[str, str] = dict(state.get("out_of_memory", {}))
+        if state.get("decoding"):  # the previous attempt died with it in flight
+            self.deaths[state["decoding"]] = self.deaths.get(state["decoding"], 0) + 1
+        self.decoding(None)  # counted once: a death before the first image blames none
+
+    def decoding(self, path: str | None) -> None:
+        state = {"deaths": self.deaths, "out_of_memory": self.out_of_memory, "decoding": path}
+        self.store.write_bytes(self.uri, json.dumps(state).encode())
+
+    def ran_out_of_memory(self, path: str, error: MemoryError) -> tuple[str, str]:
+        self.out_of_memory[path] = (
+            f"MemoryError decoding it alone{': ' + str(error) if str(error) else ''}: it needs more than "
+            "the Python worker's memory limit (spark.executor.pyspark.memory) allows")
+        self.decoding(None)
+        _release_freed_memory()
+        return "out_of_memory", self.out_of_memory[path]
+
+    def verdict(self, path: str) -> tuple[str, str] | None:
+        """(reason, message) for an image not to decode again, else None."""
+        if path in self.out_of_memory:
+            return "out_of_memory", self.out_of_memory[path]
+        if self.deaths.get(path, 0) >= DEATHS_TO_QUARANTINE:
+            return "worker_killed", (f"its Python worker died {self.deaths[path]} times while decoding it alone "
+                                     "(killed for memory, or crashed): not read again until the file changes")
+        return None
+
+    def order(self, rows: list) -> list[int]:
+        """Row indices to decode: the suspects first (right after the model is loaded, nothing else
+        in flight), then the rest in order; those with a verdict not at all."""
+        undecided = [i for i, row in enumerate(rows) if self.verdict(row[0]) is None]
+        return ([i for i in undecided if rows[i][0] in self.deaths]
+                + [i for i in undecided if rows[i][0] not in self.deaths])
+
+
+def _release_freed_memory() -> None:
+    """After a MemoryError: what the failed decode freed goes back to the system (glibc keeps it in
+    its arenas, where an address-space limit still counts it), so the rest of the task has it."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
@@ -144,25 +294,40 @@ def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
 
 
 def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: str, load_payload,
-                    staging_uri: str, settings: EmbedSettings, file_tag: str = "") -> Iterable[tuple]:
+                    staging_uri: str, settings: EmbedSettings, file_tag: str = "",
+                    isolation_round: int = 0) -> Iterable[tuple]:
     """One task: embeds ``rows`` (path, fruit_class, etag[, listed size]), then stages one embeddings file and one
-    quarantine file per class it touched. Returns the summary rows the driver commits from."""
+    quarantine file per class it touched. Returns the summary rows the driver commits from.
+
+    A task that ran before and failed (a Spark retry, or the driver's ``isolation_round`` > 0 after
+    its worker died) goes one image at a time (``Isolation``)."""
     if not rows:
         return []
     from pyspark import TaskContext
 
     started = time.perf_counter()
-    embeddings, ok, failures = infer_rows(rows, engine, fingerprint, load_payload, settings)
     attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
-    name = f"part-{partition_index:05d}-{file_tag}-a{attempt}.parquet"
+    isolation = None
+    if isolation_round or attempt:
+        isolation = Isolation(f"{staging_uri}/_isolation/part-{partition_index:05d}.json")
+    embeddings, ok, failures = infer_rows(rows, engine, fingerprint, load_payload, settings, isolation)
+    killed = sum(1 for reason, _message in failures.values() if reason == "worker_killed")
+    if killed > settings.max_killed_per_task:
+        raise WorkerDeathsError(
+            f"the Python workers embedding {rows[0][0]} .. {rows[-1][0]} died on {killed} different images "
+            f"(over {settings.max_killed_per_task}): not a few bad images; give them more memory "
+            "(spark.executor.memoryOverhead, or spark.executor.pyspark.memory where it is set)")
+    round_tag = f"i{isolation_round}" if isolation_round else ""
+    name = f"part-{partition_index:05d}-{file_tag}-{round_tag}a{attempt}.parquet"
     return stage_class_files(rows, embeddings, ok, failures, engine, fingerprint, staging_uri, name,
                              time.perf_counter() - started)
 
 
-def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings: EmbedSettings
-               ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
+def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings: EmbedSettings,
+               isolation: Isolation | None = None) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
     """The inference loop: images fetched and decoded ahead on threads, embedded in batches by this
-    worker's one embedder. -> (embeddings (n, 1280), embedded mask, {row index: (reason, message)})."""
+    worker's one embedder (with ``isolation``: one at a time, each named first, nothing ahead).
+    -> (embeddings (n, 1280), embedded mask, {row index: (reason, message)})."""
     from fruit_assets.featurize.engines import cached_embedder, default_batch_size
     from fruit_assets.featurize.images import preprocess_batch
 
@@ -175,24 +340,47 @@ def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings
 
     def flush():
         if batch_images:
+            if isolation is not None:
+                isolation.decoding(None)  # a death in inference is no image's
             embeddings[batch_index] = embedder.embed(preprocess_batch(np.stack(batch_images)))
             ok[batch_index] = True
             batch_images.clear()
             batch_index.clear()
 
-    def fetch(row):
+    def fetch(index):
+        row = rows[index]
         return fetch_and_decode(row[0], row[3] if len(row) > 3 else None, settings.max_image_bytes)
 
-    decoded = _prefetched(rows, fetch, settings.fetch_threads, 2 * batch_size)
-    for index, (image, failure) in enumerate(decoded):
-        if failure is not None:
-            failures[index] = failure
-            continue
-        batch_images.append(image)
-        batch_index.append(index)
-        if len(batch_images) == batch_size:
-            flush()
-    flush()
+    def fetch_alone(index):
+        isolation.decoding(rows[index][0])
+        try:
+            return fetch(index)
+        except MemoryError as error:
+            return None, isolation.ran_out_of_memory(rows[index][0], error)
+
+    if isolation is None:
+        order = list(range(len(rows)))
+        decoded = _prefetched(order, fetch, settings.fetch_threads, 2 * batch_size)
+    else:
+        order = isolation.order(rows)
+        failures.update({i: verdict for i, row in enumerate(rows) if (verdict := isolation.verdict(row[0]))})
+        decoded = map(fetch_alone, order)  # in this thread: nothing else in flight while an image decodes
+    try:
+        for (image, failure), index in zip(decoded, order):  # decoded first: its thread pool ends with it
+            if failure is not None:
+                failures[index] = failure
+                continue
+            batch_images.append(image)
+            batch_index.append(index)
+            if len(batch_images) == batch_size:
+                flush()
+        if isolation is not None and not batch_images:
+            isolation.decoding(None)  # staging next: no image's either
+        flush()
+    except BaseException:
+        if isolation is not None:
+            isolation.decoding(None)  # an exception, not a death: blame no image for it
+        raise
     return embeddings, ok, failures
 
 
@@ -274,8 +462,9 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
                 paths, etags = table["path"].to_pylist(), table["etag"].to_pylist()
                 keep = np.fromiter((current.get(p) == e for p, e in zip(paths, etags)), bool, len(paths))
                 if kind == "quarantine":
-                    # Listed again, a vanished image is back (put again, its delete undone): read it again.
-                    keep &= np.array([reason != "vanished" for reason in table["reason"].to_pylist()], bool)
+                    # Listed again, a vanished image is back (put again, its delete undone), a changed
+                    # one may be listed as it is now: read it again.
+                    keep &= np.array([reason not in RETRIED_REASONS for reason in table["reason"].to_pylist()], bool)
                 complete = complete and bool(keep.all())
                 if keep.any():
                     kept_tables.append(table.filter(pa.array(keep)))

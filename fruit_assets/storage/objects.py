@@ -114,7 +114,9 @@ class ObjectStore:
         a prefix on filer-backed S3: no objects, nothing there)."""
         return next(iter(self.list_objects(prefix_uri, content_hash=False)), None) is not None
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; with ``max_bytes``, at most one byte more than that (more means the
+        object is larger, and the rest is never fetched)."""
         raise NotImplementedError
 
     def write_bytes(self, uri: str, data: bytes) -> None:
@@ -193,10 +195,10 @@ class LocalObjectStore(ObjectStore):
             return []
         return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         try:
             with open(_local_path(uri), "rb") as handle:
-                return handle.read()
+                return handle.read() if max_bytes is None else handle.read(max_bytes + 1)
         except FileNotFoundError as error:
             raise MissingObjectError(f"no file at {uri}: deleted since it was listed, or never written") from error
 
@@ -480,7 +482,7 @@ class S3ObjectStore(ObjectStore):
         return sorted(names)
 
     @_explain_s3_errors("s3:GetObject")
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 
         bucket, key = self.split(uri)
@@ -489,7 +491,14 @@ class S3ObjectStore(ObjectStore):
         for attempt in range(1, self.max_attempts + 1):
             body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
             try:
-                return body.read()
+                if max_bytes is None:
+                    return body.read()
+                data = body.read(max_bytes + 1)
+                if len(data) <= max_bytes:
+                    # The end of the body: boto checks its length against Content-Length only
+                    # there, so a body cut short raises here instead of passing for a small object.
+                    data += body.read()
+                return data
             except (ResponseStreamingError, IncompleteReadError, ReadTimeoutError):
                 if attempt == self.max_attempts:
                     raise

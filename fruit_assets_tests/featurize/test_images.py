@@ -108,3 +108,83 @@ def test_every_quarantine_reason_is_documented_in_the_readme():
     listed = re.findall(r"`(\w+)`", row.split("`reason` (", 1)[1].split(")", 1)[0])
     assert sorted(listed) == sorted(QUARANTINE_REASONS)
     assert {"empty_file", "not_an_image", "corrupt_image", "too_large"} <= set(QUARANTINE_REASONS)  # decode's
+
+
+def test_the_pixel_cap_admits_an_image_at_it_and_refuses_one_pixel_row_more():
+    from fruit_assets.featurize.images import MAX_IMAGE_PIXELS
+
+    side = int(MAX_IMAGE_PIXELS**0.5)
+    assert side * side == MAX_IMAGE_PIXELS  # 5000 x 5000: a 24 Mpx photo is in, a 48 Mpx one out
+    at_cap = encode(Image.new("L", (side, side), 128), "PNG", optimize=True)
+    assert decode_image(at_cap).shape == (224, 224, 3)
+    with pytest.raises(ImageDecodeError) as raised:
+        decode_image(encode(Image.new("L", (side, side + 1), 128), "PNG", optimize=True))
+    assert raised.value.reason == "too_large" and f"{side}x{side + 1}" in str(raised.value)
+
+
+def test_sixteen_bit_scaling_is_float32_exact_and_a_quarter_of_the_memory():
+    """Every 16-bit value maps to the byte the float64 formula gave, with 6 traced bytes per pixel
+    at the peak (the frame's bytes and one float32 copy) where float64 and its temporaries took 24."""
+    import tracemalloc
+
+    every_value = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    data = encode(Image.fromarray(every_value), "PNG")
+    scaled = (every_value.astype(np.float64) * (255.0 / 65535.0)).round().astype(np.uint8)
+    expected = np.asarray(Image.fromarray(scaled).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(decode_image(data), expected)
+
+    large = encode(Image.fromarray(np.tile(every_value, (4, 4))), "PNG")  # 1024 x 1024
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        decode_image(large)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak / 1024**2 < 7, f"{peak / 1024**2:.1f} traced bytes per pixel"
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth gradient under sensor-like noise: what a JPEG of a photo holds."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(gradient(size=(width, height)), dtype=np.float32)
+    return Image.fromarray(np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", [(100, 100), (447, 600), (895, 1400)])
+def test_jpegs_under_896_px_on_a_side_decode_bit_for_bit_as_without_draft(size):
+    data = encode(photo(*size), "JPEG", quality=90)
+    with Image.open(io.BytesIO(data)) as image:
+        expected = np.asarray(image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(decode_image(data), expected)
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_close_to_the_full_decode(tmp_path):
+    """A 6000 x 4000 JPEG (24 Mpx) is decoded at 1/8 scale: 750 x 500, never the 96 MB frame; the
+    224 x 224 input moves by half a grey level on average from the full decode's."""
+    import subprocess
+    import sys
+
+    data = encode(photo(6000, 4000), "JPEG", quality=90)
+    with Image.open(io.BytesIO(data)) as image:
+        full = np.asarray(image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), dtype=np.int16)
+    drafted = decode_image(data)
+    assert drafted.shape == (224, 224, 3)
+    change = np.abs(drafted.astype(np.int16) - full)
+    assert change.mean() < 1.0 and change.max() <= 8
+
+    path = tmp_path / "large.jpg"
+    path.write_bytes(data)
+    script = f"""
+import resource
+from fruit_assets.featurize import decode_image
+data = open({str(path)!r}, "rb").read()
+decode_image(open({str(tmp_path / 'warm.jpg')!r}, "rb").read())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+decode_image(data)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    (tmp_path / "warm.jpg").write_bytes(encode(photo(300, 200), "JPEG"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) < 24, f"peak RSS grew {done.stdout.strip()} MB decoding a 24 Mpx JPEG"

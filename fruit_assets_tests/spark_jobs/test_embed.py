@@ -113,3 +113,47 @@ def test_an_object_listed_too_large_is_refused_unread_and_a_vanished_one_recorde
     Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
     image, failure = fetch_and_decode(f"file://{path}", listed_size=path.stat().st_size)
     assert failure is None and image.shape == (224, 224, 3)
+
+
+def test_an_object_read_with_another_size_than_listed_is_changed_since_listing(tmp_path):
+    """Its manifest ETag names the listed bytes, not these: they must not be embedded under it."""
+    from fruit_assets.spark_jobs.embed import fetch_and_decode
+
+    path = tmp_path / "rewritten.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    size = path.stat().st_size
+    image, (reason, message) = fetch_and_decode(f"file://{path}", listed_size=size - 7)
+    assert image is None and reason == "changed_since_listing"
+    assert f"more than the {size - 7} bytes listed (not read further)" in message
+    image, (reason, message) = fetch_and_decode(f"file://{path}", listed_size=size + 7)
+    assert image is None and reason == "changed_since_listing" and f"{size} bytes read, {size + 7} listed" in message
+    image, failure = fetch_and_decode(f"file://{path}", listed_size=size)
+    assert failure is None and image.shape == (224, 224, 3)
+
+
+def test_isolation_blames_the_image_in_flight_and_quarantines_it_on_the_second_death(tmp_path):
+    """The marker protocol, on real storage, as successive task attempts meet it: each attempt
+    starts by reading what the last one left."""
+    from fruit_assets.spark_jobs.embed import Isolation
+
+    marker = f"file://{tmp_path}/_isolation/part-00003.json"
+    rows = [(f"file:///d/{name}.png", "C", "e") for name in ("a", "b", "c")]
+    first = Isolation(marker)
+    assert first.order(rows) == [0, 1, 2] and all(first.verdict(r[0]) is None for r in rows)
+    first.decoding(rows[1][0])  # ... and the worker dies decoding b
+
+    second = Isolation(marker)
+    assert second.deaths == {rows[1][0]: 1} and second.order(rows) == [1, 0, 2]  # b first, alone
+    assert second.verdict(rows[1][0]) is None
+    # A death before any image (loading the model) blames none: the marker was cleared on start.
+    third = Isolation(marker)
+    assert third.deaths == {rows[1][0]: 1}
+    third.decoding(rows[1][0])  # b, alone and first, kills it again
+
+    fourth = Isolation(marker)
+    reason, message = fourth.verdict(rows[1][0])
+    assert reason == "worker_killed" and "died 2 times" in message
+    assert fourth.order(rows) == [0, 2]  # b is not read again
+    # An image whose decode alone raised MemoryError is out_of_memory for every later attempt too.
+    fourth.ran_out_of_memory(rows[2][0], MemoryError())
+    assert Isolation(marker).verdict(rows[2][0])[0] == "out_of_memory"

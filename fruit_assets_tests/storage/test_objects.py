@@ -61,3 +61,25 @@ def test_write_bytes_if_absent_lets_exactly_one_writer_create_a_name(tmp_path):
     [winner] = [name for name, created in results.items() if created]
     assert store.read_bytes(uri) == winner.encode()
     assert sorted(os.listdir(tmp_path / "log")) == ["v1.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_capped_read_fetches_one_byte_more_than_the_cap_at_most(backend, tmp_path, request):
+    """A fetch of an image never reads more than its listed size (plus the byte that tells it
+    grew): a stray multi-gigabyte object under Training/ costs a task nothing."""
+    from fruit_assets.storage import open_store
+
+    if backend == "s3":
+        uri = f"s3://{request.getfixturevalue('s3_bucket')}/big.bin"
+    else:
+        uri = f"file://{tmp_path}/big.bin"
+    store = open_store(uri)
+    data = os.urandom(100_000)
+    store.write_bytes(uri, data)
+    assert store.read_bytes(uri, max_bytes=1000) == data[:1001]
+    assert store.read_bytes(uri, max_bytes=100_000) == data
+    assert store.read_bytes(uri, max_bytes=200_000) == data
+    assert store.read_bytes(uri) == data
+    empty = uri.replace("big.bin", "empty.bin")
+    store.write_bytes(empty, b"")
+    assert store.read_bytes(empty, max_bytes=10) == b""
