@@ -37,7 +37,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from fruit_assets.storage.objects import LocalObjectStore, ObjectStore, StorageError, join_uri, normalize_uri, open_store
+from fruit_assets.storage.objects import (
+    LocalObjectStore, ObjectStore, StorageError, TransientStorageError, join_uri, normalize_uri, open_store,
+)
 from fruit_assets.storage.partitions import class_folder, unescape_partition_value
 
 LOG = "_publications"
@@ -363,8 +365,7 @@ def _touched_since(store: ObjectStore, root: str, read: int, base: Version, chan
     """What versions published after ``read`` changed among what this publication changes ("" if
     nothing: its changes apply to the newer base as they would have to the one it read)."""
     try:
-        before = (current_version(root) if read == base.number
-                  else Version.from_json(root, store.read_bytes(_version_uri(root, read))))
+        before = Version.from_json(root, store.read_bytes(_version_uri(root, read)))
     except (FileNotFoundError, StorageError):
         return f"version {read} is no longer in the log"
     touched = []
@@ -398,13 +399,13 @@ def _switch(store: ObjectStore, version_uri: str, record: bytes) -> bool | None:
         try:
             if store.write_bytes_if_absent(version_uri, record):
                 return True
-        except (StorageError, OSError):
-            pass
+        except (TransientStorageError, OSError):
+            pass  # it may have landed all the same
         try:
             return store.read_bytes(version_uri) == record
         except FileNotFoundError:
             continue  # nothing there after all: the name is still free
-        except (StorageError, OSError):
+        except (TransientStorageError, OSError):
             continue
     return None
 
