@@ -66,9 +66,33 @@ def main(argv=None):
             first, first_s = tick(None)
             print(f"first tick (registers {args.classes} classes)           {first_s:6.2f} s, "
                   f"{len(first.run_requests)} run request(s), cursor {len(first.cursor)} bytes")
+            import tracemalloc
+
             quiet, quiet_s = tick(first.cursor)
             print(f"tick, no change                                {quiet_s:6.2f} s  (x{quiet_s / bare:.2f} of bare listing), "
                   f"{len(quiet.run_requests or [])} run requests")
+            tracemalloc.start()  # a tick of its own: tracing slows Python several times over
+            tick(first.cursor)
+            tick_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            # Memory: the tick streams each class's listing through its digest. Baseline in the same
+            # run: the whole listing held as a list, what a tick that kept its objects would hold.
+            from fruit_assets.storage import open_store
+
+            tracemalloc.start()
+            held = list(open_store("s3://bench/fruits").list_objects("s3://bench/fruits/Training", content_hash=False))
+            held_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            del held
+            print(f"memory, tick (Python heap peak)                {tick_peak / 1e6:6.1f} MB  (x{tick_peak / held_peak:.2f} of "
+                  f"the listing held whole: {held_peak / 1e6:.1f} MB, {held_peak / args.objects:.0f} B/object)")
+            # What a tick holds is the pages in flight: one per listing thread (16), each up to
+            # 1,000 keys, whatever the bucket's size; a held listing grows with every key.
+            in_flight = min(args.classes, 16) * min(args.objects / args.classes, 1000)
+            per_key = tick_peak / in_flight
+            print(f"  {per_key / 1e3:.1f} kB per key in flight ({in_flight:.0f} keys: {min(args.classes, 16)} listings, "
+                  f"one page each); at 1,000,000 keys the tick stays <= ~{per_key * 16 * 1000 / 1e6:.0f} MB, "
+                  f"a held listing ~{held_peak / args.objects * 1e6 / 1e6:.0f} MB")
             client.put_object(Bucket="bench", Key="fruits/Training/Class 007/new_100.jpg", Body=b"y" * 64)
             changed, changed_s = tick(quiet.cursor)
             print(f"tick, one class changed                        {changed_s:6.2f} s  (x{changed_s / bare:.2f} of bare listing), "
