@@ -163,7 +163,8 @@ def spanning_ranges(selected: list[str], ordered: list[str], barriers=()) -> lis
     ranges, stretch = [], []
     for key in list(ordered) + [None]:
         if key is None or key in barriers:
-            ranges += spanning_range([c for c in selected if c in set(stretch)], stretch)
+            in_stretch = set(stretch)
+            ranges += spanning_range([c for c in selected if c in in_stretch], stretch)
             stretch = []
         else:
             stretch.append(key)

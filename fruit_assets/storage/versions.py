@@ -122,13 +122,18 @@ def _version_uri(root: str, number: int) -> str:
     return join_uri(_log(root), f"v{number:010d}.json")
 
 
-def _version_numbers(store: ObjectStore, root: str) -> list[int]:
-    numbers = []
+def _log_entries(store: ObjectStore, root: str) -> dict[int, float]:
+    """Version number -> when its object was written, by the storage's clock."""
+    entries = {}
     for info in store.list_objects(_log(root), recursive=False, content_hash=False):
         name = info.uri.rsplit("/", 1)[-1]
         if name.startswith("v") and name.endswith(".json") and name[1:-5].isdigit():
-            numbers.append(int(name[1:-5]))
-    return sorted(numbers)
+            entries[int(name[1:-5])] = info.mtime
+    return entries
+
+
+def _version_numbers(store: ObjectStore, root: str) -> list[int]:
+    return sorted(_log_entries(store, root))
 
 
 def current_version(root: str) -> Version:
@@ -353,7 +358,7 @@ def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | N
         # current maximum, so no reader takes it, and it must not count as published.
         _undo(store, root, intent_uri, finals, current_version(root))
         raise _concurrent(root, version.number, "long before this one switched (its version number had been pruned)")
-    _plain_basis_follows(store, root)
+    _plain_basis_follows(store, root, version)  # the current version: checked just above
     cleanup(root, grace)
     _checkpoint("cleaned", changes)
     store.delete([intent_uri])
@@ -455,21 +460,15 @@ def _live_intents(store: ObjectStore, root: str) -> tuple[set[str], list[_Intent
     return live, dead
 
 
-def _superseded_within(store: ObjectStore, root: str, grace: float) -> set[int]:
-    """Numbers of the versions that were current at some time in the last ``grace`` seconds (by
-    the storage's clock: version N stopped being current when N+1 was written)."""
-    if grace <= 0:
-        return set()
-    infos = {}
-    for info in store.list_objects(_log(root), recursive=False, content_hash=False):
-        name = info.uri.rsplit("/", 1)[-1]
-        if name.startswith("v") and name.endswith(".json") and name[1:-5].isdigit():
-            infos[int(name[1:-5])] = info.mtime
-    if not infos:
+def _superseded_within(store: ObjectStore, root: str, entries: dict[int, float], grace: float) -> set[int]:
+    """Numbers of the versions (of the log's ``entries``) that were current at some time in the
+    last ``grace`` seconds, by the storage's clock: version N stopped being current when N+1 was
+    written."""
+    if grace <= 0 or not entries:
         return set()
     since = store.clock(_log(root)) - grace
-    numbers = sorted(infos)
-    return {number for number, successor in zip(numbers, numbers[1:]) if infos[successor] >= since}
+    numbers = sorted(entries)
+    return {number for number, successor in zip(numbers, numbers[1:]) if entries[successor] >= since}
 
 
 def cleanup(root: str, grace: float | None = None) -> None:
@@ -488,11 +487,12 @@ def cleanup(root: str, grace: float | None = None) -> None:
     listed += [info.uri for info in store.list_objects(join_uri(root, "models", "pca"), recursive=False,
                                                        content_hash=False)
                if info.uri.endswith(".npz") and info.uri.rsplit("/", 1)[-1] != "pca.npz"]
-    numbers = _version_numbers(store, root)
+    entries = _log_entries(store, root)
+    numbers = sorted(entries)
     if not numbers:
         return
     protected = current_version(root).all_paths()
-    recent = _superseded_within(store, root, grace)
+    recent = _superseded_within(store, root, entries, grace)
     for number in sorted(recent, reverse=True):
         try:
             protected |= Version.from_json(root, store.read_bytes(_version_uri(root, number))).all_paths()
@@ -510,14 +510,13 @@ def cleanup(root: str, grace: float | None = None) -> None:
     store.delete(_version_uri(root, n) for n in numbers[:-KEEP_VERSIONS] if n not in recent)
 
 
-def _plain_basis_follows(store: ObjectStore, root: str) -> None:
-    """Makes models/pca/pca.npz and pca.json copies of the current version's basis if they are not
-    already: called after every switch and by every recovery, so the basis a plain reader opens is
+def _plain_basis_follows(store: ObjectStore, root: str, version: Version) -> None:
+    """Makes models/pca/pca.npz and pca.json copies of the basis of ``version``, the current one, if
+    they are not already: called after every switch and by every recovery, so the basis a plain reader opens is
     never one that no published row uses for longer than a publication takes (pca_model fits into
     models/pca/fitted/, which no reader of the table needs). Two objects cannot change at once on
     S3: the basis file is written first, then the record that says which basis it holds; a crash
     between them leaves a record that disagrees with the version, repaired by the next recovery."""
-    version = current_version(root)
     if not version.pca or not version.pca.get("model"):
         return
     record_uri = join_uri(root, PLAIN_BASIS_RECORD)
@@ -553,7 +552,8 @@ def recover(root: str) -> list[str]:
     store = open_store(root)
     _live, dead = _live_intents(store, root)
     if _version_numbers(store, root):
-        _plain_basis_follows(store, root)  # a writer that died between its switch and these copies
+        # A writer that died between its switch and these copies.
+        _plain_basis_follows(store, root, current_version(root))
     if not dead:
         return []  # nothing left behind: files appear only after their writer's intent
     for intent in dead:
