@@ -41,6 +41,16 @@ def weights_file(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def trained_weights_file() -> str:
+    """A trained MobileNetV2 (ImageNet, fine-tuned; harness/trained_backbone.py), for the figures
+    that mean nothing on random weights. Downloaded once per machine into FRUIT_TEST_CACHE (default
+    ~/.cache/fruit_assets_tests); a failed download is an error that says how to provide the file."""
+    from fruit_assets_tests.harness.trained_backbone import default_cache_dir, trained_weights_file
+
+    return trained_weights_file(default_cache_dir())
+
+
+@pytest.fixture(scope="session")
 def model_weights(weights_file):
     from fruit_assets.featurize.model import resolve_weights
 

