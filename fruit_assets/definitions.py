@@ -38,6 +38,9 @@ defs = Definitions(
         "embedding_model": EmbeddingModelResource(
             weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet"),
             engine=env_or_default("FRUIT_INFERENCE_ENGINE", "onnxruntime"),
+            precision=env_or_default("FRUIT_INFERENCE_PRECISION", "fp32"),
+            max_accuracy_drop=env_or_default("FRUIT_PRECISION_MAX_ACCURACY_DROP", "0.01"),
+            max_median_relative_l2=env_or_default("FRUIT_PRECISION_MAX_MEDIAN_RELATIVE_L2", "0.25"),
         ),
         "pca_settings": PcaSettings(variance_target=env_or_default("FRUIT_PCA_VARIANCE", "0.95")),
     },

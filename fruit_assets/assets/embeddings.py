@@ -9,7 +9,7 @@ from fruit_assets.assets.plots import class_counts_bars, markdown_image
 from fruit_assets.assets.quality import REVIEW_CHECKS, review_check, review_metadata
 from fruit_assets.assets.raw import raw_images
 from fruit_assets.concurrency import DATA_ROOT_POOL
-from fruit_assets.featurize.engines import InferenceModel
+from fruit_assets.featurize.engines import InferenceModel, precision_of
 from fruit_assets.models.build import inference_model
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.progress import Throttled
@@ -43,7 +43,8 @@ def image_embeddings(
     with reported_as_one_line():
         classes = list(context.partition_keys)
         model_report = inference_model(layout, embedding_model.engine_name, embedding_model.weights,
-                                       embedding_model.random_seed)
+                                       embedding_model.random_seed, embedding_model.fidelity_limits,
+                                       embedding_model.fidelity_sample_images)
         model = model_report.model
         if model_report.converted:
             context.log.info(f"first run with weights {model.source}: converted them to {model.location}")
@@ -91,10 +92,57 @@ def _log_counts(context: AssetExecutionContext, report: StepReport, model: Infer
         f"{report.featurized} images featurized, {report.reused} reused, in {report.seconds:.1f} s: "
         f"{report.images_per_second:.1f} images/s"
     )
+    if report.featurized:
+        context.log.info(f"executor CPU of the featurization: {describe_cpu(report)}")
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def describe_cpu(report: StepReport) -> str:
+    """One line: the featurization's executor CPU-seconds, split, and images per CPU-second."""
+    def figure(value: float | None) -> str:
+        return "not read" if value is None else f"{value:.1f}"
+
+    rate = report.images_per_cpu_second
+    return (f"{figure(report.executor_cpu_seconds)} CPU-s (Python workers {figure(report.python_cpu_seconds)}, "
+            f"JVM {figure(report.jvm_cpu_seconds)})"
+            + (f" over {report.task_seconds:.1f} task-s" if report.task_seconds is not None else "")
+            + (f": {rate:.2f} images per CPU-second" if rate is not None else ""))
+
+
+def cpu_metadata(report: StepReport) -> dict:
+    """The featurization's cost in executor CPU: plain numbers (the Dagster UI plots them across
+    materializations) and a table saying what each one counts."""
+    rate = report.images_per_cpu_second
+    figures = {
+        "executor_cpu_seconds": (_seconds(report.executor_cpu_seconds),
+                                 "CPU-seconds the executors spent featurizing this run's images: Python workers + "
+                                 "JVM task threads (the Python side alone where the JVM's was not read). "
+                                 "0: nothing featurized"),
+        "python_cpu_seconds": (_seconds(report.python_cpu_seconds),
+                               "of which the Python workers (fetching, decoding, inference, writing Parquet), "
+                               "all their threads, measured by each task"),
+        "jvm_cpu_seconds": (_seconds(report.jvm_cpu_seconds),
+                            "of which the executor JVMs' task threads (Spark's executorCpuTime + deserialization "
+                            "CPU): mostly waiting on the Python worker; empty if Spark's task metrics were not read"),
+        "task_seconds": (_seconds(report.task_seconds),
+                         "wall-clock seconds the embedding tasks ran, summed over tasks (Spark's executorRunTime)"),
+    }
+    if rate is not None:
+        figures["images_per_cpu_second"] = (round(rate, 3), "images featurized by this run / executor_cpu_seconds: "
+                                            "x 3600 x vCPUs of an executor node = images per node-hour")
+    table = "| figure | value | what it counts |\n|---|---:|---|\n" + "".join(
+        f"| {name} | {'' if value is None else value} | {text} |\n" for name, (value, text) in figures.items())
+    metadata = {name: value for name, (value, _text) in figures.items()}
+    metadata["executor_cpu"] = MetadataValue.md(table)
+    return metadata
 
 
 def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: str, spark_ui: str | None) -> dict:
     metadata = step_metadata(report)
+    metadata.update(cpu_metadata(report))
     metadata.update(
         {
             "num_embedded": report.embedded,
@@ -110,6 +158,7 @@ def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: 
             "pca_moments_updated": {None: "nothing published: the saved moments still hold", True: "yes",
                                     False: "no: the next refit reads every embedding"}[report.moments_updated],
             "inference_engine": model.engine,
+            "inference_precision": precision_of(model.engine),
             "weights": model.source,
             "weights_fingerprint": model.fingerprint,
             "per_class": per_class_table(report, ("images", "embedded", "quarantined", "featurized", "reused")),

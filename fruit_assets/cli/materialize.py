@@ -100,7 +100,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         return 0
     spark_starting = spark_starting or start_spark()  # the files were as published, the partitions not
     ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
-    runs = plan_runs(selected, ordered, _model_needs_converting(layout), span=fruit_classes is None)
+    runs = plan_runs(selected, ordered, _model_needs_building(layout), span=fruit_classes is None)
     # One Spark application for the whole command: every run reuses it (and the model each Python
     # worker already built).
     spark = spark_starting.result()
@@ -154,13 +154,14 @@ def _discover(fruit_classes, terminal):
 def _model_tag(layout) -> str | None:
     """"engine/weights fingerprint" of the configured model, None if it was never converted here."""
     from fruit_assets.definitions import defs
-    from fruit_assets.featurize.engines import check_engine
+    from fruit_assets.featurize.engines import engine_for
     from fruit_assets.models import registry
     from fruit_assets.resources.env import resolved
 
     model = defs.resources["embedding_model"]
     record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
-    return None if record is None else f"{check_engine(resolved(model.engine))}/{record.fingerprint}"
+    engine = engine_for(resolved(model.engine), resolved(model.precision))
+    return None if record is None else f"{engine}/{record.fingerprint}"
 
 
 def _unchanged_since_publication(layout, classes) -> int | None:
@@ -306,6 +307,8 @@ def _print_summary(terminal, summary: dict[str, dict], num_classes: int, num_emb
         say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused"
             + (f" ({moved} found by content under another path)" if moved else "")
             + f", {embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
+        if embeddings.get("num_featurized") and "executor_cpu_seconds" in embeddings:
+            say(f"  embedding CPU        {_cpu_line(embeddings)}")
     else:
         say(f"  images               {reduced.get('num_images')} published")
         say("  embedding            0 featurized now: no class changed")
@@ -315,6 +318,18 @@ def _print_summary(terminal, summary: dict[str, dict], num_classes: int, num_emb
     say(f"  total time           {seconds:.1f} s")
     if terminal.verbosity < VERBOSE:
         say(f"  run log              {terminal.log_path}")
+
+
+def _cpu_line(embeddings: dict) -> str:
+    """The featurization's executor CPU-seconds (Python workers + JVM) and images per CPU-second,
+    from the embedding asset's metadata."""
+    def figure(key: str) -> str:
+        value = embeddings.get(key)
+        return "?" if value is None else f"{value:.1f}"
+
+    rate = embeddings.get("images_per_cpu_second")
+    return (f"{figure('executor_cpu_seconds')} CPU-s on the executors (Python {figure('python_cpu_seconds')}, "
+            f"JVM {figure('jvm_cpu_seconds')}), {'?' if rate is None else f'{rate:.2f}'} images per CPU-second")
 
 
 def _materializations(result) -> dict[str, dict]:
@@ -337,20 +352,28 @@ def _failure_message(result) -> str:
     return "see the run log"
 
 
-def _model_needs_converting(layout) -> bool:
+def _model_needs_building(layout) -> bool:
     """embedding_model runs when the configured weights have no converted model yet (first run,
-    new weights): the asset records the conversion and its parity check. Otherwise it is skipped,
+    new weights), or when a reduced precision has no fidelity figures for this dataset's classes
+    yet: the asset records the conversion, its parity check and the gate. Otherwise it is skipped,
     so an incremental run never imports TensorFlow."""
-    from fruit_assets.models import registry
     from fruit_assets.definitions import defs
-    from fruit_assets.featurize.engines import ONNXRUNTIME, check_engine
+    from fruit_assets.featurize.engines import FP32, TENSORFLOW, check_precision, engine_for
+    from fruit_assets.models import registry
+    from fruit_assets.models.fidelity import dataset_classes
     from fruit_assets.resources.env import resolved
 
     model = defs.resources["embedding_model"]
-    if check_engine(resolved(model.engine)) != ONNXRUNTIME:
+    if engine_for(resolved(model.engine), resolved(model.precision)) == TENSORFLOW:
         return False
     record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
-    return record is None or registry.read_model(layout, record) is None
+    if record is None or registry.read_model(layout, record) is None:
+        return True
+    precision = check_precision(resolved(model.precision))
+    if precision == FP32:
+        return False
+    gate = registry.find_fidelity(layout, record.fingerprint, precision)
+    return gate is None or set(gate.sample_classes) != set(dataset_classes(layout))
 
 
 def _stop(spark_starting) -> None:

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 
 from fruit_assets.errors import ConfigurationError, WeightsChecksumError
-from fruit_assets.featurize.engines import ONNXRUNTIME, TENSORFLOW, InferenceModel, check_engine
+from fruit_assets.featurize.engines import FP32, ONNXRUNTIME, TENSORFLOW, InferenceModel, check_engine, precision_of
 from fruit_assets.layout import DataLayout
-from fruit_assets.models import baked, registry
+from fruit_assets.models import baked, fidelity, registry
 from fruit_assets.models.parity import parity_images, require_parity
 
 
@@ -22,6 +22,7 @@ class ModelReport:
     adopted: bool = False  # this call copied the container image's baked model in (models/baked.py)
     measured: bool = False  # this call measured parity against TensorFlow
     seconds: float = 0.0
+    fidelity: fidelity.Fidelity | None = None  # a reduced precision's gate figures, admitted
 
 
 def build_embedding_model(layout: DataLayout, weights_spec: str, random_seed: int, verify: bool = True) -> ModelReport:
@@ -74,10 +75,15 @@ def _onnx_model(layout: DataLayout, record: registry.ConvertedModel, onnx_bytes:
                           layout.embedding_model(record.fingerprint))
 
 
-def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_seed: int) -> ModelReport:
+def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_seed: int,
+                    limits: fidelity.FidelityLimits = fidelity.FidelityLimits(),
+                    sample_images: int = fidelity.DEFAULT_SAMPLE_IMAGES) -> ModelReport:
     """What a run that embeds broadcasts: the converted model (converted now if this is the first
-    run with these weights) or, for the TensorFlow engine, the weight arrays themselves."""
-    engine = check_engine(engine)
+    run with these weights) or, for the TensorFlow engine, the weight arrays themselves. A reduced
+    precision runs the converted model only once the fidelity gate has admitted it for this
+    dataset; otherwise ``FidelityRefusedError`` says why, in one line naming fp32."""
+    precision = precision_of(engine)
+    engine = engine if precision != FP32 else check_engine(engine)
     if engine == TENSORFLOW:
         from fruit_assets.featurize.model import resolve_weights
 
@@ -85,10 +91,37 @@ def inference_model(layout: DataLayout, engine: str, weights_spec: str, random_s
         weights = resolve_weights(weights_spec, random_seed)
         return ModelReport(InferenceModel(TENSORFLOW, weights.fingerprint, weights.source, weights.arrays),
                            None, seconds=time.perf_counter() - started)
+    if precision != FP32:
+        from fruit_assets.featurize.openvino_model import require_native
+
+        require_native(precision)  # before anything is converted or measured
     report = build_embedding_model(layout, weights_spec, random_seed, verify=False)
     require_parity(report.record, report.model.location,
                    "re-materialize embedding_model after deleting it, or set FRUIT_INFERENCE_ENGINE=tensorflow")
-    return report
+    if precision == FP32:
+        return report
+    started = time.perf_counter()
+    gate = gated_precision(layout, report, precision, limits, sample_images)
+    if not gate.admitted:
+        raise gate.refused_error()
+    model = report.model
+    return ModelReport(InferenceModel(engine, model.fingerprint, model.source, model.payload, model.location),
+                       report.record, adopted=report.adopted, fidelity=gate,
+                       seconds=report.seconds + time.perf_counter() - started)
+
+
+def gated_precision(layout: DataLayout, report: ModelReport, precision: str, limits: fidelity.FidelityLimits,
+                    sample_images: int = fidelity.DEFAULT_SAMPLE_IMAGES, remeasure: bool = False) -> fidelity.Fidelity:
+    """The fidelity gate's figures for ``precision`` on this dataset, judged by ``limits``: measured
+    now if never measured, if the dataset's classes are no longer those it was measured on, or if
+    ``remeasure`` (embedding_model measures on every materialization); otherwise the stored figures."""
+    fingerprint = report.model.fingerprint
+    stored = None if remeasure else registry.find_fidelity(layout, fingerprint, precision)
+    if stored is not None and set(stored.sample_classes) == set(fidelity.dataset_classes(layout)):
+        return stored.judged_by(limits)
+    measured = fidelity.measure(layout, report.model.payload, precision, limits, sample_images)
+    registry.save_fidelity(layout, fingerprint, measured)
+    return measured
 
 
 # The file keras.applications.MobileNetV2(include_top=False, weights="imagenet") downloads, named

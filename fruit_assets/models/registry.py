@@ -2,6 +2,9 @@
 
     <fingerprint>.onnx       the serialized ONNX graph
     <fingerprint>.json       its record: weights source, sha256 of the .onnx, opset, measured parity
+    <fingerprint>.<precision>.fidelity.json
+                             the fidelity gate's figures for a reduced precision on this root's
+                             images (models/fidelity.py)
     weights-index.json       weights key ("imagenet@keras-3.x", "random(seed=N)", "sha256:<file>")
                              -> fingerprint
 
@@ -20,7 +23,8 @@ from dataclasses import asdict, dataclass
 from fruit_assets.featurize.model import parse_weights_spec
 from fruit_assets.featurize.onnx_model import within_parity
 from fruit_assets.layout import DataLayout
-from fruit_assets.storage import open_store
+from fruit_assets.models.fidelity import Fidelity
+from fruit_assets.storage import join_uri, open_store
 
 
 @dataclass(frozen=True)
@@ -110,3 +114,18 @@ def save(layout: DataLayout, record: ConvertedModel, onnx_bytes: bytes | None) -
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def fidelity_uri(layout: DataLayout, fingerprint: str, precision: str) -> str:
+    return join_uri(layout.embedding_models, f"{fingerprint}.{precision}.fidelity.json")
+
+
+def find_fidelity(layout: DataLayout, fingerprint: str, precision: str) -> Fidelity | None:
+    uri = fidelity_uri(layout, fingerprint, precision)
+    store = open_store(uri)
+    return Fidelity.from_json(store.read_bytes(uri)) if store.exists(uri) else None
+
+
+def save_fidelity(layout: DataLayout, fingerprint: str, fidelity: Fidelity) -> None:
+    uri = fidelity_uri(layout, fingerprint, fidelity.precision)
+    open_store(uri).write_bytes(uri, fidelity.to_json())

@@ -1,8 +1,9 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from fruit_assets.featurize.engines import ONNXRUNTIME, check_engine
+from fruit_assets.featurize.engines import FP32, ONNXRUNTIME, check_precision, engine_for
 from fruit_assets.featurize.model import DEFAULT_RANDOM_SEED
+from fruit_assets.models.fidelity import DEFAULT_SAMPLE_IMAGES, FidelityLimits
 from fruit_assets.spark_jobs.embed import EmbedSettings
 
 
@@ -16,6 +17,25 @@ class EmbeddingModelResource(ConfigurableResource):
     engine: str = Field(
         default=ONNXRUNTIME,
         description="FRUIT_INFERENCE_ENGINE: 'onnxruntime' (the converted model, ~2x faster) or 'tensorflow' (the reference).",
+    )
+    precision: str = Field(
+        default=FP32,
+        description="FRUIT_INFERENCE_PRECISION: 'fp32' (exact, the default) or 'bf16' (OpenVINO, ~2x images per "
+                    "CPU-second on CPUs with AMX or AVX-512 BF16), admitted per dataset by the fidelity gate.",
+    )
+    # Strings because Dagster's EnvVar feeds str fields; parsed by FidelityLimits.parse.
+    max_accuracy_drop: str = Field(
+        default="0.01",
+        description="FRUIT_PRECISION_MAX_ACCURACY_DROP: the reduced precision is refused if the kNN class accuracy "
+                    "of the dataset's sample drops by more than this against fp32.",
+    )
+    max_median_relative_l2: str = Field(
+        default="0.25",
+        description="FRUIT_PRECISION_MAX_MEDIAN_RELATIVE_L2: ... or if the median image's embedding moves by more "
+                    "than this (relative L2) from its fp32 embedding.",
+    )
+    fidelity_sample_images: int = Field(
+        default=DEFAULT_SAMPLE_IMAGES, description="Images of the dataset, spread over its classes, the gate compares."
     )
     random_seed: int = DEFAULT_RANDOM_SEED
     batch_size: int = Field(
@@ -34,7 +54,16 @@ class EmbeddingModelResource(ConfigurableResource):
 
     @property
     def engine_name(self) -> str:
-        return check_engine(self.engine)
+        """The engine that runs the configured precision (the precision is part of the name)."""
+        return engine_for(self.engine, self.precision)
+
+    @property
+    def precision_name(self) -> str:
+        return check_precision(self.precision)
+
+    @property
+    def fidelity_limits(self) -> FidelityLimits:
+        return FidelityLimits.parse(self.max_accuracy_drop, self.max_median_relative_l2)
 
     @property
     def settings(self) -> EmbedSettings:

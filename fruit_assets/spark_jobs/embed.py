@@ -24,10 +24,13 @@ from fruit_assets.featurize.images import MAX_IMAGE_BYTES, RETRIED_REASONS
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.spark_jobs.files import collect_over_files
 from fruit_assets.spark_jobs.progress import JobProgress
+from fruit_assets.spark_jobs.task_metrics import group_task_time, python_cpu_time
 from fruit_assets.storage import schemas
 from fruit_assets.storage.partitions import class_folder
 
-SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds"]
+# "seconds" and "cpu_seconds" (the Python worker's CPU time: spark_jobs/task_metrics.py) are the
+# task's, reported once, on its first row.
+SUMMARY_FIELDS = ["fruit_class", "kind", "uri", "rows", "seconds", "cpu_seconds"]
 # Staged file names: rows carried forward from the class's own previous files (the review's
 # reference rows), rows found by content under another path (new to the class, not embedded again).
 CARRIED_PREFIX = "part-carry-"
@@ -67,11 +70,18 @@ class EmbedSettings:
 
 @dataclass
 class EmbedOutcome:
-    """Files staged per class and per kind ('embeddings' / 'quarantine'), plus counts."""
+    """Files staged per class and per kind ('embeddings' / 'quarantine'), plus counts and what the
+    tasks cost (all 0 when there was nothing to embed: no task ran)."""
 
     staged: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    task_seconds: float = 0.0
+    task_seconds: float = 0.0  # wall time of the successful tasks, as they measured it
+    # CPU time of the Python workers during the successful tasks (they measure it themselves).
+    python_cpu_seconds: float = 0.0
+    # From Spark's task metrics (every attempt): the executor JVM task threads' CPU time and the
+    # tasks' run time; None where Spark's status store could not be read (task_metrics.py).
+    jvm_cpu_seconds: float | None = 0.0
+    jvm_run_seconds: float | None = 0.0
 
     def count(self, fruit_class: str, kind: str) -> int:
         return self.counts.get((fruit_class, kind), 0)
@@ -127,10 +137,14 @@ def embed_images(spark, manifest_rows: list[tuple], model, staging_uri: str,
             summaries = run_contained(spark, group, labels, job, 2 * settings.max_killed_per_task + 1)
     finally:
         payload_broadcast.unpersist()
-    for fruit_class, kind, uri, count, seconds in summaries:
+    for fruit_class, kind, uri, count, seconds, cpu_seconds in summaries:
         outcome.staged.setdefault((fruit_class, kind), []).append(uri)
         outcome.counts[(fruit_class, kind)] = outcome.count(fruit_class, kind) + count
         outcome.task_seconds += seconds
+        outcome.python_cpu_seconds += cpu_seconds
+    jvm = group_task_time(sc, group)
+    outcome.jvm_cpu_seconds = jvm.cpu_seconds if jvm else None
+    outcome.jvm_run_seconds = jvm.run_seconds if jvm else None
     return outcome
 
 
@@ -305,7 +319,7 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
         return []
     from pyspark import TaskContext
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), python_cpu_time()
     attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
     isolation = None
     if isolation_round or attempt:
@@ -319,8 +333,11 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
             "(spark.executor.memoryOverhead, or spark.executor.pyspark.memory where it is set)")
     round_tag = f"i{isolation_round}" if isolation_round else ""
     name = f"part-{partition_index:05d}-{file_tag}-{round_tag}a{attempt}.parquet"
-    return stage_class_files(rows, embeddings, ok, failures, engine, fingerprint, staging_uri, name,
-                             time.perf_counter() - started)
+    summaries = stage_class_files(rows, embeddings, ok, failures, engine, fingerprint, staging_uri, name,
+                                  time.perf_counter() - started)
+    # The worker's CPU time over the whole task, writing its files included: on the first row.
+    cpu_seconds = python_cpu_time() - cpu_started
+    return [(*summary, cpu_seconds if number == 0 else 0.0) for number, summary in enumerate(summaries)]
 
 
 def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings: EmbedSettings,

@@ -37,7 +37,8 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
     content ETag), engine or weights differ from the previous materialization. Deleted images
     drop out."""
     started = time.perf_counter()
-    report = StepReport(output=layout.embeddings)
+    # Nothing featurized costs nothing: measured figures replace these once tasks ran.
+    report = StepReport(output=layout.embeddings, python_cpu_seconds=0.0, jvm_cpu_seconds=0.0, task_seconds=0.0)
     manifests = {fruit_class: read_manifest(layout, fruit_class) for fruit_class in classes}
     for fruit_class, manifest in manifests.items():
         report.per_class[fruit_class] = ClassCounts(images=len(manifest))
@@ -74,6 +75,8 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
             moved = _reuse_by_content(spark, layout, rows, model, staging, tag, report, staged)
             rows = [row for row in rows if row[0] not in moved]
         outcome = embed_images(spark, rows, model, staging, settings, file_tag=tag, on_progress=on_progress)
+        report.python_cpu_seconds = outcome.python_cpu_seconds
+        report.jvm_cpu_seconds, report.task_seconds = outcome.jvm_cpu_seconds, outcome.jvm_run_seconds
         for key, uris in outcome.staged.items():
             staged.setdefault(key, []).extend(uris)
         for fruit_class, counts in report.per_class.items():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from fruit_assets.errors import UserFacingError
+from fruit_assets.featurize.engines import precision_of
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel, save_pca
 from fruit_assets.spark_jobs.pca import project_files
@@ -15,6 +17,10 @@ from fruit_assets.steps.reports import ClassCounts, StepReport, TakenSample
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import class_files, discard_staging
 from fruit_assets.storage.versions import Version, current_version, publish
+
+
+class MixedModelsError(UserFacingError):
+    """The table would hold embeddings of more than one model (weights, engine or precision)."""
 
 
 def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str,
@@ -70,6 +76,7 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
             report.per_class.setdefault(fruit_class, ClassCounts())
         if sample_rates is not None:
             report.sample = TakenSample({c: sample_rates[c] for c in classes if c in sample_rates}, samples)
+        _require_one_model(published, models)
         # The basis these rows were projected with, published with them under its fingerprint.
         basis_uri = f"{staging}/pca/{model.fingerprint}.npz"
         open_store(basis_uri).write_bytes(basis_uri, save_pca(model))
@@ -84,6 +91,32 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
         discard_staging(staging)
     report.seconds = time.perf_counter() - started
     return report, model
+
+
+def _require_one_model(published: Version, projected: dict[str, set[str]]) -> None:
+    """One published table, one model: rows of bf16 beside rows of fp32 (or of other weights) are
+    not comparable, and a PCA fit over both describes neither. After FRUIT_INFERENCE_PRECISION or the
+    weights change, the table is published again once every class is embedded with the new model.
+    The fp32 engines agree within the parity rule (1e-4), so they count as one model."""
+    tags = dict(projected)
+    for fruit_class in published.classes("reduced_features"):
+        if fruit_class not in tags:
+            entry = published.made_from.get(fruit_class) or {}
+            tags[fruit_class] = set(filter(None, entry.get("model", "").split(",")))
+    classes_by_model: dict[str, list[str]] = {}
+    for fruit_class, class_tags in sorted(tags.items()):
+        for tag in class_tags:
+            engine, _, weights = tag.partition("/")
+            classes_by_model.setdefault(f"{precision_of(engine)} {weights}", []).append(fruit_class)
+    if len(classes_by_model) > 1:
+        def named(classes: list[str]) -> str:
+            return ", ".join(classes[:3]) + (f" and {len(classes) - 3} more" if len(classes) > 3 else "")
+
+        mixed = "; ".join(f"{tag} ({named(classes)})" for tag, classes in sorted(classes_by_model.items()))
+        raise MixedModelsError(
+            f"the feature table would mix embeddings of {len(classes_by_model)} models: {mixed}; materialize "
+            "image_embeddings for every class with the model now configured (FRUIT_INFERENCE_PRECISION, "
+            "FRUIT_MODEL_WEIGHTS, FRUIT_INFERENCE_ENGINE), then reduced_features")
 
 
 def _published_entry(layout: DataLayout, fruit_class: str, model_tags: set[str], pca_fingerprint: str,

@@ -40,6 +40,28 @@ class StepReport:
     moments_updated: bool | None = None
     # Of reduced_features: the separability sample its projection took (steps/review.py).
     sample: TakenSample | None = None
+    # Of the embeddings step: what its featurization (the embedding tasks; not the carry-forward
+    # of previous rows) cost on the executors (spark_jobs/task_metrics.py). 0.0 when nothing was
+    # featurized (no task ran); None where not measured (other steps) or Spark's task metrics
+    # could not be read.
+    python_cpu_seconds: float | None = None  # the Python workers' CPU: decoding, inference, writing
+    jvm_cpu_seconds: float | None = None  # the executor JVM task threads' CPU (Spark's executorCpuTime)
+    task_seconds: float | None = None  # the tasks' run time (Spark's executorRunTime), summed
+
+    @property
+    def executor_cpu_seconds(self) -> float | None:
+        """CPU-seconds the executors spent featurizing: Python workers + JVM task threads (the
+        Python side alone when Spark's task metrics could not be read)."""
+        if self.python_cpu_seconds is None and self.jvm_cpu_seconds is None:
+            return None
+        return (self.python_cpu_seconds or 0.0) + (self.jvm_cpu_seconds or 0.0)
+
+    @property
+    def images_per_cpu_second(self) -> float | None:
+        """Images featurized by this run per executor CPU-second; None when nothing was featurized
+        (or nothing measured)."""
+        cpu = self.executor_cpu_seconds
+        return self.featurized / cpu if self.featurized and cpu else None
 
     def total(self, count: str) -> int:
         return sum(getattr(c, count) for c in self.per_class.values())

@@ -59,3 +59,29 @@ def test_the_tags_are_the_ones_dagster_reads_a_partition_range_from():
 
 def test_a_selection_outside_the_instance_order_embeds_nothing():
     assert [run.job_name for run in plan_runs(["Mango"], ORDER, convert_model=False)] == ["fit_pca", "reduce_classes"]
+
+
+def test_the_summary_prints_the_embedding_s_cpu_seconds_and_images_per_cpu_second(capsys, tmp_path):
+    from fruit_assets.assets.embeddings import cpu_metadata
+    from fruit_assets.cli.console import NORMAL, Terminal
+    from fruit_assets.cli.materialize import _print_summary
+    from fruit_assets.steps.reports import ClassCounts, StepReport
+
+    report = StepReport(per_class={"Banana": ClassCounts(images=40, embedded=40, featurized=40)},
+                        python_cpu_seconds=9.5, jvm_cpu_seconds=0.5, task_seconds=12.0)
+    embeddings = {"num_images": 40, "num_embedded": 40, "num_quarantined": 0, "num_featurized": 40,
+                  "num_reused": 0, "images_per_second": 3.3, "inference_engine": "onnxruntime",
+                  # As _materializations reads them back from the materialization's metadata.
+                  **{key: getattr(value, "value", value) for key, value in cpu_metadata(report).items()}}
+    terminal = Terminal(NORMAL, str(tmp_path / "log"))
+    _print_summary(terminal, {"image_embeddings": embeddings}, 1, 1, 20.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert "  embedding CPU        10.0 CPU-s on the executors (Python 9.5, JVM 0.5), 4.00 images per CPU-second" in lines
+
+    # Nothing featurized: no CPU line. The JVM side unread: the Python side, marked.
+    _print_summary(terminal, {"image_embeddings": {**embeddings, "num_featurized": 0}}, 1, 1, 1.0)
+    assert "embedding CPU" not in capsys.readouterr().out
+    report.jvm_cpu_seconds = None
+    unread = {**embeddings, **{key: getattr(value, "value", value) for key, value in cpu_metadata(report).items()}}
+    _print_summary(terminal, {"image_embeddings": unread}, 1, 1, 20.0)
+    assert "9.5 CPU-s on the executors (Python 9.5, JVM ?), 4.21 images per CPU-second" in capsys.readouterr().out

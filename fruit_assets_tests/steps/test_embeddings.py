@@ -107,3 +107,34 @@ def test_switching_the_engine_embeds_again_and_never_mixes(spark, sample_root, o
     assert (unchanged.featurized, unchanged.reused, unchanged.remodeled) == (0, 36, 0)
     back = embed(spark, layout, onnx_model, "run00024")
     assert (back.featurized, back.remodeled) == (36, 36) and engines() == {"onnxruntime"}
+
+
+def test_a_run_records_the_executor_cpu_seconds_of_its_featurization(spark, sample_root, onnx_model):
+    """CPU-seconds: the Python workers' (measured in the tasks) + the executor JVMs' (Spark's task
+    metrics, from its status store); a run that featurizes nothing records 0 CPU-seconds and no rate."""
+    from fruit_assets.assets.embeddings import embedding_metadata
+
+    layout = DataLayout.at(sample_root)
+    first = embed(spark, layout, onnx_model, "runcpu01")
+    assert first.featurized == 36
+    assert first.python_cpu_seconds > 0 and first.jvm_cpu_seconds > 0 and first.task_seconds > 0
+    assert first.executor_cpu_seconds == first.python_cpu_seconds + first.jvm_cpu_seconds
+    # The work is the Python workers': decoding and inference. The JVM task thread mostly waits.
+    assert first.python_cpu_seconds > 0.5 * first.executor_cpu_seconds
+    assert first.images_per_cpu_second == 36 / first.executor_cpu_seconds
+    print(f"36 images: {first.executor_cpu_seconds:.2f} CPU-s (Python {first.python_cpu_seconds:.2f}, "
+          f"JVM {first.jvm_cpu_seconds:.2f}), task {first.task_seconds:.2f} s, step {first.seconds:.2f} s: "
+          f"{first.images_per_cpu_second:.2f} images per CPU-second")
+
+    metadata = embedding_metadata(first, onnx_model, "local[2]", None)
+    assert metadata["executor_cpu_seconds"] == round(first.executor_cpu_seconds, 3)
+    assert metadata["images_per_cpu_second"] == round(first.images_per_cpu_second, 3)
+    assert {"python_cpu_seconds", "jvm_cpu_seconds", "task_seconds"} <= set(metadata)
+    assert "images featurized by this run / executor_cpu_seconds" in metadata["executor_cpu"].value
+
+    again = embed(spark, layout, onnx_model, "runcpu02")
+    assert again.featurized == 0
+    assert (again.executor_cpu_seconds, again.python_cpu_seconds, again.jvm_cpu_seconds, again.task_seconds) == (0, 0, 0, 0)
+    assert again.images_per_cpu_second is None
+    metadata = embedding_metadata(again, onnx_model, "local[2]", None)
+    assert metadata["executor_cpu_seconds"] == 0 and "images_per_cpu_second" not in metadata
