@@ -37,12 +37,13 @@ class Instance:
     name: str
     vcpus: int
     dollars_per_hour: float  # on-demand, Linux, us-east-1: published list price as last known
+    native_bf16: bool  # AMX or AVX-512 BF16: fruit_assets refuses bf16 elsewhere (featurize/openvino_model.py)
 
 
 INSTANCES = (
-    Instance("m5.2xlarge", 8, 0.384),
-    Instance("c6i.2xlarge", 8, 0.34),
-    Instance("c7i.2xlarge", 8, 0.357),
+    Instance("m5.2xlarge", 8, 0.384, native_bf16=False),  # Skylake / Cascade Lake
+    Instance("c6i.2xlarge", 8, 0.34, native_bf16=False),  # Ice Lake
+    Instance("c7i.2xlarge", 8, 0.357, native_bf16=True),  # Sapphire Rapids, AMX
 )
 
 # The public reference run: images, minutes, nodes of m5.2xlarge.
@@ -79,8 +80,12 @@ def cost_table(rates: dict[str, float], images: int = IMAGES) -> str:
         if rate <= 0:
             raise ValueError(f"{label}: images per vCPU-second must be > 0, not {rate}")
         for instance in INSTANCES:
+            if label != "fp32" and not instance.native_bf16:
+                lines.append(f"| {label} | {instance.name} | {instance.dollars_per_hour:.3f} | - | - "
+                             f"| refused: no native {label} on this CPU |")
+                continue
             lines.append(f"| {label} (measured) | {instance.name} | {instance.dollars_per_hour:.3f} | {rate:.2f} "
-                         f"| {rate * instance.vcpus * 3600:,.0f} | {cost(rate, instance, images):.2f} |")
+                         f"| {rate * instance.vcpus * 3600:,.0f} | {cost(rate, instance, images):.4f} |")
     per_second = reference_images_per_second()
     nodes = REFERENCE_NODES
     lines.append(
