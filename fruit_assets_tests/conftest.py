@@ -26,6 +26,17 @@ os.environ.setdefault("FRUIT_PUBLICATION_LEASE_SECONDS", "3")
 os.environ.setdefault("FRUIT_PUBLICATION_GRACE_SECONDS", "0")
 
 SPARK_MASTER = "local[2]"
+
+
+def _native_bf16() -> bool:
+    from fruit_assets.featurize.openvino_model import native_precisions
+
+    return "bf16" in native_precisions()
+
+
+# The bf16 tests need a CPU with a bf16 dot product (AMX or AVX-512 BF16): elsewhere the product
+# refuses bf16 by design (tested everywhere: fruit_assets_tests/models/test_fidelity.py).
+requires_native_bf16 = pytest.mark.skipif(not _native_bf16(), reason="this CPU has no native bf16 (AMX or AVX-512 BF16)")
 SAMPLE_CLASSES = 3  # "Apple Red 1", "Banana", "Pepper Red": spaces, digits, mixed case
 SAMPLE_IMAGES = 12
 

@@ -46,6 +46,8 @@ def image_embeddings(
                                        embedding_model.random_seed, embedding_model.fidelity_limits,
                                        embedding_model.fidelity_sample_images)
         model = model_report.model
+        if model_report.fidelity is not None:
+            context.log.info(f"fidelity gate (admitted): {model_report.fidelity.summary()}")
         if model_report.converted:
             context.log.info(f"first run with weights {model.source}: converted them to {model.location}")
         session = spark.get_session()
@@ -71,6 +73,9 @@ def image_embeddings(
     metadata = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
     metadata.update(review_metadata(review, layout.review))
     metadata.update(spark_metadata(spark))
+    if model_report.fidelity is not None:  # the figures this precision was admitted by
+        metadata.update({f"fidelity_{name}" if not name.startswith("fidelity_") else name: value
+                         for name, value in model_report.fidelity.metadata().items()})
     # Which files are published for these classes: a re-run over unchanged images keeps them, so
     # downstream automation (automation.py) sees no change.
     return MaterializeResult(metadata=metadata, check_results=checks,

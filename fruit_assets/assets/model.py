@@ -28,8 +28,8 @@ MODEL_CHECKS = [
 )
 def embedding_model(context: AssetExecutionContext, storage: FruitStorage,
                     embedding_model: EmbeddingModelResource) -> MaterializeResult:
-    precision = embedding_model.precision_name
     with reported_as_one_line():
+        precision = embedding_model.precision_name
         limits = embedding_model.fidelity_limits
         engine = embedding_model.engine_name
         if precision != FP32:

@@ -343,6 +343,11 @@ def _materializations(result) -> dict[str, dict]:
 
 
 def _failure_message(result) -> str:
+    # A failed blocking check (the fidelity gate) stops the run with Dagster's own multi-line
+    # error; the check's description is the line that says what to do.
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.description:
+            return evaluation.description
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
@@ -360,7 +365,7 @@ def _model_needs_building(layout) -> bool:
     from fruit_assets.definitions import defs
     from fruit_assets.featurize.engines import FP32, TENSORFLOW, check_precision, engine_for
     from fruit_assets.models import registry
-    from fruit_assets.models.fidelity import dataset_classes
+    from fruit_assets.models.build import stored_gate_holds
     from fruit_assets.resources.env import resolved
 
     model = defs.resources["embedding_model"]
@@ -373,7 +378,7 @@ def _model_needs_building(layout) -> bool:
     if precision == FP32:
         return False
     gate = registry.find_fidelity(layout, record.fingerprint, precision)
-    return gate is None or set(gate.sample_classes) != set(dataset_classes(layout))
+    return gate is None or not stored_gate_holds(layout, gate)
 
 
 def _stop(spark_starting) -> None:

@@ -29,7 +29,7 @@ class PrecisionUnsupportedError(UserFacingError):
     """This CPU cannot run the configured precision natively."""
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -42,18 +42,40 @@ def _cpu_name() -> str:
     return platform.processor() or "this CPU"
 
 
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+# x86 flags of a bf16 dot product. OpenVINO also lists BF16 for AVX2-VNNI-2 CPUs, which only
+# convert to and from bf16: there it would be emulated.
+_BF16_FLAGS = {"amx_bf16", "avx512_bf16"}
+
+
 def native_precisions() -> list[str]:
-    """The precisions OpenVINO's CPU plugin runs natively here (its OPTIMIZATION_CAPABILITIES)."""
+    """The precisions OpenVINO's CPU plugin runs natively here: in its OPTIMIZATION_CAPABILITIES and,
+    for bf16 on x86, backed by a bf16 dot-product instruction."""
+    import platform
+
     import openvino as ov
 
     capabilities = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    flags = _cpu_flags()
+    if flags is not None and platform.machine() in ("x86_64", "AMD64") and not flags & _BF16_FLAGS:
+        capabilities.discard("BF16")
     return [precision for precision, name in _CAPABILITIES.items() if name in capabilities]
 
 
 def require_native(precision: str) -> None:
     if precision not in native_precisions():
         raise PrecisionUnsupportedError(
-            f"{_cpu_name()} has no native {precision} (it needs AMX or AVX-512 BF16): running it would "
+            f"{cpu_name()} has no native {precision} (it needs AMX or AVX-512 BF16): running it would "
             f"be emulated or silently fp32; set FRUIT_INFERENCE_PRECISION=fp32 or run on such a CPU")
 
 

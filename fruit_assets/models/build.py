@@ -117,11 +117,19 @@ def gated_precision(layout: DataLayout, report: ModelReport, precision: str, lim
     ``remeasure`` (embedding_model measures on every materialization); otherwise the stored figures."""
     fingerprint = report.model.fingerprint
     stored = None if remeasure else registry.find_fidelity(layout, fingerprint, precision)
-    if stored is not None and set(stored.sample_classes) == set(fidelity.dataset_classes(layout)):
+    if stored is not None and stored_gate_holds(layout, stored, sample_images):
         return stored.judged_by(limits)
     measured = fidelity.measure(layout, report.model.payload, precision, limits, sample_images)
     registry.save_fidelity(layout, fingerprint, measured)
     return measured
+
+
+def stored_gate_holds(layout: DataLayout, stored: fidelity.Fidelity,
+                      sample_images: int = fidelity.DEFAULT_SAMPLE_IMAGES) -> bool:
+    """Whether stored figures still describe this dataset and these kernels: the same classes, the
+    same CPU and OpenVINO release."""
+    return (stored.measured_on == fidelity.measured_on()
+            and set(stored.sample_classes) == set(fidelity.sample_classes_of(layout, sample_images)))
 
 
 # The file keras.applications.MobileNetV2(include_top=False, weights="imagenet") downloads, named

@@ -34,10 +34,10 @@ from itertools import islice
 
 import numpy as np
 
-from fruit_assets.errors import ConfigurationError, UserFacingError
+from fruit_assets.errors import ConfigurationError, TransientError, UserFacingError
 from fruit_assets.layout import DataLayout
 from fruit_assets.quality.separability import path_hash
-from fruit_assets.storage import open_store
+from fruit_assets.storage import AccessDeniedError, open_store
 from fruit_assets.storage.parquet_io import read_table
 
 DEFAULT_SAMPLE_IMAGES = 300
@@ -86,6 +86,8 @@ class Fidelity:
     sample_digest: str = ""  # of the sampled (path, etag) pairs
     sample_classes: list[str] = field(default_factory=list)
     unreadable: int = 0  # sampled objects that did not decode (the run quarantines them)
+    # Where it was measured: other bf16 kernels (another CPU, another OpenVINO) measure again.
+    measured_on: str = ""
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -105,6 +107,8 @@ class Fidelity:
             reasons.append(f"median relative L2 {self.median_relative_l2:.3f} > {self.limits.max_median_relative_l2:g}")
         if self.images < 2:
             reasons.append("fewer than 2 images of the dataset could be read to measure it")
+        elif self.unreadable > self.images:
+            reasons.append(f"{self.unreadable} of {self.images + self.unreadable} sampled images could not be read")
         return "; ".join(reasons) or None
 
     @property
@@ -130,6 +134,8 @@ class Fidelity:
             "median_relative_l2": round(self.median_relative_l2, 5), "p99_relative_l2": round(self.p99_relative_l2, 5),
             "min_cosine": round(self.min_cosine, 5),
             "nearest_neighbour_agreement": round(self.nearest_neighbour_agreement, 5),
+            "fidelity_unreadable": self.unreadable,
+            "fidelity_measured_on": self.measured_on,
             "max_accuracy_drop": self.limits.max_accuracy_drop,
             "max_median_relative_l2": self.limits.max_median_relative_l2,
         }
@@ -216,15 +222,38 @@ class SampledImage:
 
 
 def dataset_classes(layout: DataLayout) -> list[str]:
-    """The classes the gate samples: the folders under Training/ (one listing, no per-class work)."""
-    return open_store(layout.training).list_folders(layout.training)
+    """The classes the gate samples: the folders under Training/ that hold objects (an emptied
+    folder can linger as a directory, or as a prefix on filer-backed S3)."""
+    store = open_store(layout.training)
+    folders = store.list_folders(layout.training)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        holding = list(pool.map(lambda c: store.holds_objects(layout.training_class(c)), folders))
+    return sorted(c for c, holds in zip(folders, holding) if holds)
+
+
+def measured_on() -> str:
+    """The CPU and the OpenVINO release whose bf16 kernels the figures describe."""
+    from importlib.metadata import version
+
+    from fruit_assets.featurize.openvino_model import cpu_name
+
+    return f"{cpu_name()}; openvino {version('openvino')}"
+
+
+def sample_classes_of(layout: DataLayout, images: int = DEFAULT_SAMPLE_IMAGES) -> list[str]:
+    """The classes a sample of ``images`` covers: every class, or with more classes than half of
+    ``images`` (two images each at least), that many of them, the same ones each time."""
+    classes = sorted(dataset_classes(layout))
+    if len(classes) > images // 2:
+        classes = sorted(sorted(classes, key=lambda c: path_hash(c, "fidelity"))[: max(1, images // 2)])
+    return classes
 
 
 def draw_sample(layout: DataLayout, images: int = DEFAULT_SAMPLE_IMAGES) -> list[SampledImage]:
     """About ``images`` of the dataset's images spread evenly over its classes, the same ones on
     every call (the lowest hashes of their paths), from raw_images' manifests where a class has one
     and from a listing of its folder otherwise."""
-    classes = sorted(dataset_classes(layout))
+    classes = sample_classes_of(layout, images)
     if not classes:
         return []
     per_class = max(2, math.ceil(images / len(classes)))
@@ -237,7 +266,10 @@ def draw_sample(layout: DataLayout, images: int = DEFAULT_SAMPLE_IMAGES) -> list
         else:
             folder = layout.training_class(fruit_class)
             # Enough to choose from without listing a class of 100,000 images whole.
-            listed = ((info.uri, info.etag) for info in islice(open_store(folder).list_objects(folder), 20 * per_class))
+            objects = open_store(folder).list_objects(folder, content_hash=False)
+            # .tmp-*: a local write not yet renamed into place (steps/manifest.images_only).
+            listed = ((info.uri, info.etag) for info in islice(objects, 20 * per_class)
+                      if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-"))
         ranked = sorted(listed, key=lambda item: path_hash(item[0], "fidelity"))
         return [SampledImage(uri, fruit_class, etag) for uri, etag in ranked[:per_class]]
 
@@ -259,9 +291,9 @@ def read_sample(sample: list[SampledImage]) -> tuple[np.ndarray, list[str], int]
     def load(image: SampledImage):
         try:
             return decode_image(open_store(image.uri).read_bytes(image.uri, max_bytes=MAX_IMAGE_BYTES))
-        except UserFacingError:
-            raise  # access denied, a storage fault: the gate cannot judge, the user must know
-        except Exception:  # noqa: BLE001 - an image the run will quarantine is no measure of the model
+        except (AccessDeniedError, TransientError):
+            raise  # the gate cannot judge, and the user must know why
+        except Exception:  # noqa: BLE001 - gone since the listing, or an image the run will quarantine
             return None
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -287,4 +319,5 @@ def measure(layout: DataLayout, onnx_bytes: bytes, precision: str, limits: Fidel
     reduced = reduced_model.embed(preprocessed)
     fidelity = compare(reference, reduced, labels, precision, limits)
     return Fidelity(**{**fidelity._fields(), "sample_digest": sample_digest(sample),
-                       "sample_classes": sorted({image.fruit_class for image in sample}), "unreadable": unreadable})
+                       "sample_classes": sorted({image.fruit_class for image in sample}), "unreadable": unreadable,
+                       "measured_on": measured_on()})

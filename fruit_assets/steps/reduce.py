@@ -76,7 +76,7 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
             report.per_class.setdefault(fruit_class, ClassCounts())
         if sample_rates is not None:
             report.sample = TakenSample({c: sample_rates[c] for c in classes if c in sample_rates}, samples)
-        _require_one_model(published, models)
+        _require_one_model(published, models, set(open_store(layout.training).list_folders(layout.training)))
         # The basis these rows were projected with, published with them under its fingerprint.
         basis_uri = f"{staging}/pca/{model.fingerprint}.npz"
         open_store(basis_uri).write_bytes(basis_uri, save_pca(model))
@@ -93,14 +93,15 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
     return report, model
 
 
-def _require_one_model(published: Version, projected: dict[str, set[str]]) -> None:
+def _require_one_model(published: Version, projected: dict[str, set[str]], on_training: set[str]) -> None:
     """One published table, one model: rows of bf16 beside rows of fp32 (or of other weights) are
     not comparable, and a PCA fit over both describes neither. After FRUIT_INFERENCE_PRECISION or the
     weights change, the table is published again once every class is embedded with the new model.
-    The fp32 engines agree within the parity rule (1e-4), so they count as one model."""
+    The fp32 engines agree within the parity rule (1e-4), so they count as one model. A published
+    class whose folder is gone is not asked to be embedded again: pca_model removes its outputs."""
     tags = dict(projected)
     for fruit_class in published.classes("reduced_features"):
-        if fruit_class not in tags:
+        if fruit_class not in tags and fruit_class in on_training:
             entry = published.made_from.get(fruit_class) or {}
             tags[fruit_class] = set(filter(None, entry.get("model", "").split(",")))
     classes_by_model: dict[str, list[str]] = {}

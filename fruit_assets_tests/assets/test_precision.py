@@ -8,6 +8,7 @@ from fruit_assets.assets import embedding_model, image_embeddings, reduced_featu
 from fruit_assets.resources import EmbeddingModelResource
 from fruit_assets.storage import schemas
 from fruit_assets.storage.versions import current_version
+from fruit_assets_tests.conftest import requires_native_bf16
 from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, metadata_of, resources, run_graph
 
 
@@ -35,6 +36,7 @@ def failure_message(result):
     return message
 
 
+@requires_native_bf16
 def test_bf16_is_gated_keyed_apart_and_never_mixed_with_fp32(spark, sample_root, trained_weights_file, dagster_instance):
     run_graph(dagster_instance, sample_root, trained_weights_file)
     assert engines_of(sample_root) == {"onnxruntime"}
@@ -72,6 +74,7 @@ def test_bf16_is_gated_keyed_apart_and_never_mixed_with_fp32(spark, sample_root,
     assert current_version(sample_root).number == before
 
 
+@requires_native_bf16
 def test_a_refused_precision_stops_the_run_before_anything_is_embedded(spark, sample_root, trained_weights_file,
                                                                        dagster_instance):
     strict = with_precision(sample_root, trained_weights_file, "bf16", max_median_relative_l2="0.001")
@@ -92,3 +95,22 @@ def test_a_refused_precision_stops_the_run_before_anything_is_embedded(spark, sa
     line = failure_message(alone)
     assert "bf16 refused for this dataset" in line and "FRUIT_INFERENCE_PRECISION=fp32" in line
     assert current_version(sample_root).files.get("embeddings", {}) == {}
+
+
+@requires_native_bf16
+def test_the_command_line_says_the_refusal_in_one_line(sample_source, trained_weights_file, tmp_path):
+    import os
+    import shutil
+
+    from fruit_assets_tests.cli.test_main import BIN, run
+
+    shutil.copytree(os.path.join(sample_source, "Training"), tmp_path / "data" / "Training")
+    env = {"FRUIT_DATA_URI": str(tmp_path / "data"), "FRUIT_MODEL_WEIGHTS": trained_weights_file,
+           "SPARK_MASTER": "local[2]", "DAGSTER_HOME": str(tmp_path / "home"),
+           "FRUIT_INFERENCE_PRECISION": "bf16", "FRUIT_PRECISION_MAX_MEDIAN_RELATIVE_L2": "0.001"}
+    result = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if "bf16 refused for this dataset" in line]
+    assert lines and all("FRUIT_INFERENCE_PRECISION=fp32" in line for line in lines), result.stdout[-2000:] + result.stderr[-2000:]
+    assert "DagsterAssetCheckFailedError" not in result.stdout + result.stderr
+    assert not os.path.exists(tmp_path / "data" / "output")

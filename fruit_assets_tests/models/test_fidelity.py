@@ -22,7 +22,7 @@ from fruit_assets.models.fidelity import (
     measure,
     sample_digest,
 )
-from fruit_assets_tests.conftest import SAMPLE_CLASSES, SAMPLE_IMAGES
+from fruit_assets_tests.conftest import SAMPLE_CLASSES, SAMPLE_IMAGES, requires_native_bf16
 from fruit_assets_tests.harness import REPO
 
 
@@ -102,6 +102,7 @@ def damaged(onnx_bytes: bytes, seed: int = 0) -> bytes:
     return model.SerializeToString()
 
 
+@requires_native_bf16
 def test_a_damaged_reduced_model_is_refused(sample_root, onnx_model):
     layout = DataLayout.at(sample_root)
     fidelity = measure(layout, onnx_model.payload, "bf16", FidelityLimits(),
@@ -115,6 +116,7 @@ def test_a_damaged_reduced_model_is_refused(sample_root, onnx_model):
     assert honest.sample_digest == fidelity.sample_digest
 
 
+@requires_native_bf16
 def test_the_trained_backbone_in_bf16_is_judged_by_its_figures(sample_root, trained_weights_file, tmp_path):
     layout = DataLayout.at(sample_root)
     report = build_embedding_model(layout, trained_weights_file, 1234)
@@ -124,6 +126,7 @@ def test_the_trained_backbone_in_bf16_is_judged_by_its_figures(sample_root, trai
     assert fidelity.knn_accuracy_fp32 is not None and fidelity.admitted, fidelity.summary()
 
 
+@requires_native_bf16
 def test_random_weights_in_bf16_are_refused_on_this_dataset(sample_root, weights_file):
     # Random weights separate the synthetic fruit barely (kNN ~0.67) and bf16 rounding moves that:
     # what the gate exists to catch, measured rather than assumed.
@@ -131,6 +134,7 @@ def test_random_weights_in_bf16_are_refused_on_this_dataset(sample_root, weights
         inference_model(DataLayout.at(sample_root), OPENVINO_BF16, weights_file, 1234)
 
 
+@requires_native_bf16
 def test_a_run_embeds_in_bf16_only_once_the_gate_admits_it_for_this_dataset(sample_root, trained_weights_file):
     layout = DataLayout.at(sample_root)
     weights_file = trained_weights_file
