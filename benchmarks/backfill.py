@@ -2,7 +2,7 @@
 
     python benchmarks/backfill.py [--classes 20] [--images 10]
 
-Each run is a real `dagster asset materialize -m fruit_assets` process (as a run pod would be):
+Each run is a real `dagster asset materialize -m fruit_assets.definitions` process (as a run pod would be):
 (a) one run over the partition range of all classes (BackfillPolicy.single_run), against
 (b) one run per class, the baseline, each paying its own Spark and TensorFlow start-up.
 """
@@ -43,7 +43,7 @@ def main(argv=None):
 
     def materialize(*partition_args):
         started = time.perf_counter()
-        subprocess.run([f"{BIN}/dagster", "asset", "materialize", "-m", "fruit_assets",
+        subprocess.run([f"{BIN}/dagster", "asset", "materialize", "-m", "fruit_assets.definitions",
                         "--select", "raw_images,image_embeddings", *partition_args],
                        env=env, check=True, capture_output=True)
         return time.perf_counter() - started

@@ -133,7 +133,7 @@ def wait_for_code_server(port: int, code_server: container.Container, timeout: f
 
 def test_code_server_in_the_image_serves_a_webserver_on_the_host(container_image, s3_server, postgres,
                                                                  sample_source, tmp_path):
-    """The Helm chart's user-deployment role: `dagster api grpc -m fruit_assets` in the container,
+    """The Helm chart's user-deployment role: `dagster api grpc -m fruit_assets.definitions` in the container,
     dagster-webserver on the host loading it through a workspace.yaml grpc_server entry; a run
     launched there executes in the code server's container. The instance is the chart's kind: runs
     and events in Postgres, compute logs in S3, shared by the host's webserver and the container."""
@@ -160,7 +160,7 @@ def test_code_server_in_the_image_serves_a_webserver_on_the_host(container_image
         instance.add_dynamic_partitions("fruit_class", ["Banana"])
 
     with container.Container(
-        container_image, ["dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(grpc_port), "-m", "fruit_assets"],
+        container_image, ["dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(grpc_port), "-m", "fruit_assets.definitions"],
         env={"FRUIT_DATA_URI": root},
     ) as code_server:
         wait_for_code_server(grpc_port, code_server)

@@ -48,7 +48,7 @@ def test_helm_values_say_what_the_product_needs(values):
     assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
     assert "eks.amazonaws.com/role-arn" in values["serviceAccount"]["annotations"]
     [deployment] = values["dagster-user-deployments"]["deployments"]
-    assert deployment["dagsterApiGrpcArgs"] == ["-m", "fruit_assets"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "fruit_assets.definitions"]
     env = {e["name"] for e in deployment["env"]}
     assert {"FRUIT_DATA_URI", "SPARK_MASTER", "SPARK_K8S_IMAGE", "SPARK_K8S_NAMESPACE", "SPARK_K8S_SERVICE_ACCOUNT",
             "SPARK_K8S_EXECUTOR_SERVICE_ACCOUNT"} <= env

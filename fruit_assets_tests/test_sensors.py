@@ -136,7 +136,7 @@ def test_dagster_sensor_preview_with_a_stored_cursor_requests_nothing_new(s3_sam
 
     def preview():
         return subprocess.run(
-            [dagster, "sensor", "preview", "new_uploads_sensor", "-m", "fruit_assets", "--cursor", first.cursor],
+            [dagster, "sensor", "preview", "new_uploads_sensor", "-m", "fruit_assets.definitions", "--cursor", first.cursor],
             env=env, capture_output=True, text=True, timeout=300,
         )
 

@@ -85,7 +85,7 @@ def cmd_ui(args) -> int:
 
     prepare_dagster_home()
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-m", "fruit_assets",
+    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-m", "fruit_assets.definitions",
                "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     os.execvp(command[0], command)

@@ -137,7 +137,6 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": sys.executable,
-        "spark.executorEnv.FRUIT_ASSETS_SPARK_WORKER": "1",
         "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS": "1",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
         # Python threads per worker are ours to size (TensorFlow threads = spark.task.cpus).

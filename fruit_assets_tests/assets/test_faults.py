@@ -155,7 +155,7 @@ def test_run_process_killed_mid_write_leaves_no_partial_output(spark, sample_roo
     bin_dir = os.path.dirname(sys.executable)
     log = open(os.path.join(tmp_path, "killed_run.log"), "wb")
     process = subprocess.Popen(
-        [f"{bin_dir}/dagster", "asset", "materialize", "-m", "fruit_assets", "--select", "raw_images,image_embeddings",
+        [f"{bin_dir}/dagster", "asset", "materialize", "-m", "fruit_assets.definitions", "--select", "raw_images,image_embeddings",
          "--partition-range", f"{CLASSES[0]}...{CLASSES[-1]}", "--config-json", config],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

@@ -120,10 +120,10 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     # as materialized and requests nothing; a change after that is requested for that class alone.
     ui_stays_quiet_until_a_class_changes(str(home), env, tmp_path / "data")
 
-    # The same code location through Dagster's own CLI (`-m fruit_assets`), partitions registered above.
+    # The same code location through Dagster's own CLI (`-m fruit_assets.definitions`), partitions registered above.
     os.remove(tmp_path / "data" / "Training" / "Banana" / "0_100.jpg")
     result = run(
-        [f"{BIN}/dagster", "asset", "materialize", "-m", "fruit_assets", "--select", "raw_images", "--partition", "Banana"],
+        [f"{BIN}/dagster", "asset", "materialize", "-m", "fruit_assets.definitions", "--select", "raw_images", "--partition", "Banana"],
         env,
     )
     assert result.returncode == 0, result.stderr[-3000:]

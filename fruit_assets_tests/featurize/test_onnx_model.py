@@ -70,7 +70,6 @@ assert out[0][1] == "embeddings" and out[0][3] == 3, out
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "dagster"))
 print("HEAVY", heavy)
 """
-    env = dict(os.environ, FRUIT_ASSETS_SPARK_WORKER="1")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "HEAVY []" in done.stdout, done.stdout
