@@ -25,8 +25,6 @@ BF16 = "bf16"
 PRECISIONS = (FP32, BF16)
 # The engine each reduced precision runs on, chosen by measurement (docs/architecture.md).
 REDUCED_ENGINES = {BF16: OPENVINO_BF16}
-# Outputs written before engines existed carry no engine tag: TensorFlow computed them.
-LEGACY_ENGINE = TENSORFLOW
 
 
 def default_batch_size(engine: str) -> int:

@@ -19,7 +19,6 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from fruit_assets.errors import UserFacingError
-from fruit_assets.featurize.engines import LEGACY_ENGINE
 from fruit_assets.featurize.images import MAX_IMAGE_BYTES, RETRIED_REASONS
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.spark_jobs.files import collect_over_files
@@ -472,7 +471,7 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
             kept_tables, remodeled, complete = [], 0, True
             for uri in uris:
                 table = read_table(uri)
-                if kind == "embeddings" and schemas.embedding_model_tag(table.schema, LEGACY_ENGINE) != (engine, fingerprint):
+                if kind == "embeddings" and schemas.embedding_model_tag(table.schema) != (engine, fingerprint):
                     remodeled += table.num_rows  # another engine or weights: embed again
                     complete = False
                     continue
@@ -518,7 +517,7 @@ def reuse_by_content(spark, sources: list[tuple[str, str]], wanted: dict[str, li
 
             for _fruit_class, uri in items:
                 table = read_table(uri, ["etag"])
-                if schemas.embedding_model_tag(table.schema, LEGACY_ENGINE) != (engine, fingerprint):
+                if schemas.embedding_model_tag(table.schema) != (engine, fingerprint):
                     continue
                 found = sorted({e for e in table["etag"].to_pylist() if e in wanted_broadcast.value})
                 if found:

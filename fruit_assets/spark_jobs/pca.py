@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fruit_assets.featurize.engines import LEGACY_ENGINE
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.pca import Moments
 from fruit_assets.spark_jobs.files import collect_over_files, over_files
@@ -60,7 +59,7 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             attempt = TaskContext.get().attemptNumber()
             for fruit_class, uri in items:
                 table = read_table(uri, ["path", "fruit_class", "embedding"])
-                engine, weights = schemas.embedding_model_tag(table.schema, LEGACY_ENGINE)
+                engine, weights = schemas.embedding_model_tag(table.schema)
                 embeddings = column_matrix(table["embedding"], EMBEDDING_SIZE)
                 features = project(embeddings, model)
                 reduced = pa.table(

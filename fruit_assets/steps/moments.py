@@ -10,9 +10,9 @@ for ever): ``<root>/models/moments/<digest>.npz``. Who writes one:
   version it publishes: minus the superseded files of the classes it changes (read before the
   publication deletes them), plus their new files (read while staged). It reads only what changed.
 
-Anything else that changes the embeddings (a class removed by hand, a legacy root, a crash between
-a publication and the save) leaves no moments under the new digest: the next fit reads every
-embedding and saves them again. Speed depends on this file, correctness never does.
+Anything else that changes the embeddings (a class removed by hand, a crash between a publication
+and the save) leaves no moments under the new digest: the next fit reads every embedding and saves
+them again. Speed depends on this file, correctness never does.
 
 Per-class moments (what a refit by classes would sum) would cost more than they save: a 1280 x 1280
 float64 scatter is 13 MB, more than the embeddings of a 700-image class. One total, updated by the

@@ -131,8 +131,5 @@ def measure_separability(spark, layout: DataLayout, classes: list[str], pca, max
         paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, sorted(rates)), rates)
     if len(set(labels)) < 2:
         return SeparabilityReport(None, per_class, time.perf_counter() - started, "needs at least two classes", sample_from)
-    if pca.basis is None:
-        return SeparabilityReport(None, per_class, time.perf_counter() - started,
-                                  "the PCA model predates its stored basis: re-materialize pca_model", sample_from)
     result = separability(vectors, labels, paths, pca.mean, pca.basis, pca.spectrum, pca.k, tolerance)
     return SeparabilityReport(result, per_class, time.perf_counter() - started, sample_from=sample_from)

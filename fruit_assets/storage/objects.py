@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import random
 import re
@@ -145,15 +144,6 @@ class ObjectStore:
         ``mtime`` of what it lists: the one clock every writer of a root shares. Locally, this
         machine's."""
         return time.time()
-
-    def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
-        """The objects of a class folder committed before versions existed (storage/versions.py
-        reads such a root once, as its version 0): all of them where that commit was a rename."""
-        return list(self.list_objects(folder_uri))
-
-
-# Named the objects of a folder's committed version on S3 before storage/versions.py.
-COMMIT_INDEX = "_committed.json"
 
 
 def _local_path(uri: str) -> str:
@@ -555,13 +545,3 @@ class S3ObjectStore(ObjectStore):
             if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise
-
-    @_explain_s3_errors("s3:ListBucket")
-    def list_committed(self, folder_uri: str) -> list[ObjectInfo]:
-        objects = list(self.list_objects(folder_uri))
-        prefix = folder_uri.rstrip("/") + "/"
-        index_uri = prefix + COMMIT_INDEX
-        if not any(info.uri == index_uri for info in objects):
-            return objects  # written before commit indexes, or never committed
-        committed = set(json.loads(self.read_bytes(index_uri))["files"])
-        return [info for info in objects if info.uri[len(prefix) :] in committed]

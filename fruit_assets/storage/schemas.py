@@ -60,8 +60,8 @@ def embeddings_schema(engine: str, fingerprint: str) -> pa.Schema:
     return EMBEDDINGS.with_metadata({WEIGHTS_KEY: fingerprint.encode(), ENGINE_KEY: engine.encode()})
 
 
-def embedding_model_tag(schema: pa.Schema, untagged_engine: str) -> tuple[str, str]:
-    """(engine, weights fingerprint) of an embeddings file; files from before engines existed carry
-    no engine tag and read as ``untagged_engine`` (featurize.engines.LEGACY_ENGINE)."""
+def embedding_model_tag(schema: pa.Schema) -> tuple[str, str]:
+    """(engine, weights fingerprint) of an embeddings file; ("", "") for a file without the tags,
+    which matches no model."""
     metadata = schema.metadata or {}
-    return metadata.get(ENGINE_KEY, untagged_engine.encode()).decode(), metadata.get(WEIGHTS_KEY, b"").decode()
+    return metadata.get(ENGINE_KEY, b"").decode(), metadata.get(WEIGHTS_KEY, b"").decode()

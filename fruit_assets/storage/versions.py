@@ -40,7 +40,7 @@ from typing import Iterable
 from fruit_assets.storage.objects import (
     LocalObjectStore, ObjectStore, StorageError, TransientStorageError, join_uri, normalize_uri, open_store,
 )
-from fruit_assets.storage.partitions import class_folder, unescape_partition_value
+from fruit_assets.storage.partitions import class_folder
 
 LOG = "_publications"
 PENDING = "_pending"
@@ -137,14 +137,14 @@ def _version_numbers(store: ObjectStore, root: str) -> list[int]:
 
 
 def current_version(root: str) -> Version:
-    """The last published version; for a root written before versions existed, the committed
-    files of its class folders (version 0, which the next publication turns into version 1)."""
+    """The last published version; for a root with none yet, an empty version 0 (the next
+    publication is version 1)."""
     root = normalize_uri(root)
     store = open_store(root)
     for _attempt in range(5):
         numbers = _version_numbers(store, root)
         if not numbers:
-            return _legacy_version(store, root)
+            return Version(root, 0)
         try:
             return Version.from_json(root, store.read_bytes(_version_uri(root, numbers[-1])))
         except (FileNotFoundError, StorageError):
@@ -152,42 +152,6 @@ def current_version(root: str) -> Version:
                 raise
             # pruned between the listing and the read: a newer version exists, list again
     raise StorageError(f"the version log under {_log(root)} changes faster than it can be read")
-
-
-def _legacy_version(store: ObjectStore, root: str) -> Version:
-    files: dict[str, dict[str, tuple[str, ...]]] = {}
-    for name, folder in DATASETS.items():
-        dataset_uri = join_uri(root, folder)
-        for fruit_class_folder in store.list_folders(dataset_uri):
-            if not fruit_class_folder.startswith("fruit_class="):
-                continue
-            fruit_class = unescape_partition_value(fruit_class_folder[len("fruit_class="):])
-            folder_uri = join_uri(dataset_uri, fruit_class_folder)
-            paths = tuple(sorted(info.uri[len(root) + 1:] for info in store.list_committed(folder_uri)
-                                 if _is_data_file(info.uri)))
-            if paths:
-                files.setdefault(name, {})[fruit_class] = paths
-    # Read after the listing: a writer names its files in an intent before it copies any, so files
-    # of a writer still at work (or dead before its first switch) are not taken for published ones.
-    pending = _intent_paths(store, root)
-    files = {d: {c: kept for c, paths in classes.items() if (kept := tuple(p for p in paths if p not in pending))}
-             for d, classes in files.items()}
-    return Version(root, 0, {d: classes for d, classes in files.items() if classes})
-
-
-def _intent_paths(store: ObjectStore, root: str) -> set[str]:
-    paths: set[str] = set()
-    for info in store.list_objects(join_uri(_log(root), PENDING), content_hash=False):
-        try:
-            paths.update(json.loads(store.read_bytes(info.uri)).get("paths", []))
-        except (FileNotFoundError, StorageError, ValueError):
-            continue
-    return paths
-
-
-def _is_data_file(uri: str) -> bool:
-    name = uri.rsplit("/", 1)[-1]
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -560,7 +524,7 @@ def recover(root: str) -> list[str]:
         if intent.base >= 0:
             _fence(store, root, intent)
         # Read after the fence: a writer that switched before it is published, files and all.
-        published = current_version(root).all_paths() if _version_numbers(store, root) else set()
+        published = current_version(root).all_paths()
         _checkpoint("recover")
         store.delete(join_uri(root, p) for p in intent.paths if p not in published)
         store.delete([intent.uri])

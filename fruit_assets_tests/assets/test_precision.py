@@ -24,7 +24,7 @@ def range_tags(classes):
 
 def engines_of(root, dataset="embeddings"):
     version = current_version(root)
-    return {schemas.embedding_model_tag(pq.read_schema(uri[len("file://"):]), "")[0]
+    return {schemas.embedding_model_tag(pq.read_schema(uri[len("file://"):]))[0]
             for uri in version.uris(dataset)}
 
 

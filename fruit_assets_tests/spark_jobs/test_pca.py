@@ -9,7 +9,7 @@ from fruit_assets.spark_jobs.pca import embedding_moments, project_files
 from fruit_assets.storage import normalize_uri, open_store
 from fruit_assets.storage.parquet_io import column_matrix, read_table, vectors_column, write_table
 from fruit_assets.storage.partitions import class_folder
-from fruit_assets.storage.schemas import EMBEDDINGS, REDUCED_FEATURES, pca_fingerprint_of
+from fruit_assets.storage.schemas import REDUCED_FEATURES, embeddings_schema, pca_fingerprint_of
 
 DIM = 1280
 
@@ -17,7 +17,7 @@ DIM = 1280
 def embeddings_file(uri: str, fruit_class: str, vectors: np.ndarray) -> str:
     paths = [f"file:///data/Training/{fruit_class}/{uri.rsplit('/', 1)[-1]}-{i}.jpg" for i in range(len(vectors))]
     write_table(uri, pa.table({"path": paths, "fruit_class": [fruit_class] * len(paths), "etag": ["e"] * len(paths),
-                               "embedding": vectors_column(vectors)}, schema=EMBEDDINGS))
+                               "embedding": vectors_column(vectors)}, schema=embeddings_schema("onnxruntime", "w1")))
     return uri
 
 
@@ -61,8 +61,7 @@ def test_each_file_is_projected_into_one_staged_file_named_after_its_source(spar
     work = [(uri.split("fruit_class=")[1].split("/")[0], uri) for uri in files]
     staged = project_files(spark, work, save_pca(model, with_basis=False), staging, file_tag="r2")
 
-    # Untagged embeddings files (written before engines were recorded) read as TensorFlow's.
-    assert {tag for _c, _u, _n, tag, _sample in staged} == {"tensorflow/"}
+    assert {tag for _c, _u, _n, tag, _sample in staged} == {"onnxruntime/w1"}  # each file's engine/weights
     assert {sample for *_rest, sample in staged} == {None}  # no rates, no sample
     staged = [(c, u, n) for c, u, n, _tag, _sample in staged]
     assert sorted((c, u.rsplit("/", 1)[-1], n) for c, u, n in staged) == [

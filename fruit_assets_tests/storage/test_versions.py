@@ -168,17 +168,3 @@ def test_a_grace_period_keeps_superseded_files_for_readers_of_older_versions(roo
     cleanup(root, grace=0)
     assert not any(store.exists(uri) for uri in first.uris("embeddings"))
 
-
-def test_a_root_written_before_versions_is_read_as_it_was_then_taken_over(root):
-    store = open_store(root)
-    legacy = class_folder(f"{root}/embeddings", "Apple")
-    write_table(f"{legacy}/part-00000-old.parquet", pa.table({"path": ["a.jpg"], "fruit_class": ["Apple"],
-                                                              "etag": ["e"], "embedding": [[0.0]]}))
-    store.write_bytes(f"{legacy}/_committed.json", b'{"files": ["part-00000-old.parquet"]}')
-    version = current_version(root)
-    assert version.number == 0 and version.uris("embeddings") == [f"{legacy}/part-00000-old.parquet"]
-    publish(root, "r1", {"embeddings": {"Banana": stage_rows(root, "r1", "Banana", "r1")}})
-    now = current_version(root)
-    assert now.number == 1 and now.classes("embeddings") == ["Apple", "Banana"]
-    assert not store.exists(f"{legacy}/_committed.json")
-    assert read_published(root, "embeddings")[0].num_rows == 7
