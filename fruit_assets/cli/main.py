@@ -83,9 +83,15 @@ def cmd_ui(args) -> int:
     """``dagster dev`` on the instance ``fruit-assets materialize`` uses, set up the same way."""
     from fruit_assets.cli.console import prepare_dagster_home
 
-    prepare_dagster_home()
+    home = prepare_dagster_home()
+    # The repository's workspace.yaml, written where an installed package can point at it: the
+    # location keeps its name, fruit_assets (`dagster dev -m` would name it after the module).
+    workspace = os.path.join(home, "workspace.yaml")
+    with open(workspace, "w") as handle:
+        handle.write("load_from:\n  - python_module:\n      module_name: fruit_assets.definitions\n"
+                     "      location_name: fruit_assets\n")
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-m", "fruit_assets.definitions",
+    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-w", workspace,
                "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     os.execvp(command[0], command)
@@ -94,11 +100,10 @@ def cmd_ui(args) -> int:
 
 def cmd_spark_history(args) -> int:
     from fruit_assets.cli.history import run
-    from fruit_assets.definitions import defs
+    from fruit_assets.cli.materialize import command_settings
     from fruit_assets.layout import DataLayout
-    from fruit_assets.resources.env import resolved
 
-    root = DataLayout.at(resolved(defs.resources["storage"].data_uri)).root
+    root = DataLayout.at(command_settings().data_uri).root
     return run(root, args.port, args.host, args.cache, args.interval, args.sync_only)
 
 

@@ -63,10 +63,15 @@ def materialize(fruit_classes: list[str] | None, verbose: bool = False, quiet: b
 def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion: bool = False) -> int:
     # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
     from fruit_assets import progress
-    from fruit_assets.definitions import defs
-    from fruit_assets.resources.env import resolved
+    from fruit_assets.errors import ConfigurationError
+    from fruit_assets.resources.spark import lend_session
 
     started = time.perf_counter()
+    try:
+        command_settings().engine  # an engine, precision or pair that cannot work: said before anything starts
+    except ConfigurationError as error:
+        terminal.error(str(error))
+        return 2
     discovered = _discover(fruit_classes, terminal)
     if discovered is None:
         return 2
@@ -76,7 +81,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         # The JVM and the Python workers take seconds to start: do it while the model is looked
         # up and the partitions reconciled (an incremental run is mostly such fixed costs).
         return ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, resolved(defs.resources["spark"].master), layout.root)
+            _start_spark, command_settings().master, layout.root)
 
     unchanged_images = _unchanged_since_publication(layout, classes)
     spark_starting = start_spark() if unchanged_images is None else None
@@ -106,7 +111,8 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     spark = spark_starting.result()
     progress.add_listener(progress_display)
     try:
-        summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
+        with lend_session(spark.get_session()):
+            summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
     finally:
         progress.remove_listener(progress_display)
         spark.stop_session()  # and its event log to <root>/spark-events/
@@ -116,22 +122,59 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     return 0
 
 
+@dataclass(frozen=True)
+class CommandSettings:
+    """The code location's settings this command plans with, resolved once; its runs read the same
+    resources (through Dagster) and so the same variables."""
+
+    data_uri: str
+    master: str
+    weights: str
+    random_seed: int
+    engine_setting: str
+    precision_setting: str
+    variance_target: str
+
+    @property
+    def engine(self) -> str:
+        """The engine that runs the configured precision; ConfigurationError if there is none."""
+        from fruit_assets.featurize.engines import engine_for
+
+        return engine_for(self.engine_setting, self.precision_setting)
+
+    @property
+    def precision(self) -> str:
+        from fruit_assets.featurize.engines import check_precision
+
+        return check_precision(self.precision_setting)
+
+
+def command_settings() -> CommandSettings:
+    from fruit_assets.definitions import defs
+    from fruit_assets.resources.env import resolved
+
+    resources = defs.resources
+    model = resources["embedding_model"]
+    return CommandSettings(
+        data_uri=resolved(resources["storage"].data_uri), master=resolved(resources["spark"].master),
+        weights=resolved(model.weights), random_seed=model.random_seed, engine_setting=resolved(model.engine),
+        precision_setting=resolved(model.precision), variance_target=resolved(resources["pca_settings"].variance_target))
+
+
 def _discover(fruit_classes, terminal):
     """(layout, the valid classes on Training/, the selected ones, (the instance, its registered
     classes, the known ones: registered or with outputs)); None after an error was shown. Folders
     skipped for their names are said and left out."""
     from dagster import DagsterInstance
 
-    from fruit_assets.definitions import defs
     from fruit_assets.layout import DataLayout
     from fruit_assets.partitions import registered_classes
-    from fruit_assets.resources.env import resolved
     from fruit_assets.steps.changes import known_classes
     from fruit_assets.steps.manifest import no_classes_error, training_folders
     from fruit_assets.storage import StorageError
 
     try:
-        layout = DataLayout.at(resolved(defs.resources["storage"].data_uri))
+        layout = DataLayout.at(command_settings().data_uri)
         instance = DagsterInstance.get()
         registered = registered_classes(instance)
         known = known_classes(layout, registered)
@@ -153,22 +196,16 @@ def _discover(fruit_classes, terminal):
 
 def _model_tag(layout) -> str | None:
     """"engine/weights fingerprint" of the configured model, None if it was never converted here."""
-    from fruit_assets.definitions import defs
-    from fruit_assets.featurize.engines import engine_for
     from fruit_assets.models import registry
-    from fruit_assets.resources.env import resolved
 
-    model = defs.resources["embedding_model"]
-    record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
-    engine = engine_for(resolved(model.engine), resolved(model.precision))
-    return None if record is None else f"{engine}/{record.fingerprint}"
+    settings = command_settings()
+    record = registry.find(layout, registry.weights_key(settings.weights, settings.random_seed))
+    return None if record is None else f"{settings.engine}/{record.fingerprint}"
 
 
 def _unchanged_since_publication(layout, classes) -> int | None:
     """Images in the published table if it is exactly what a run would publish now, else None."""
-    from fruit_assets.definitions import defs
     from fruit_assets.pca import check_variance_target
-    from fruit_assets.resources.env import resolved
     from fruit_assets.steps.changes import unchanged_since_publication
     from fruit_assets.storage import StorageError
 
@@ -176,7 +213,7 @@ def _unchanged_since_publication(layout, classes) -> int | None:
         tag = _model_tag(layout)
         if tag is None:
             return None
-        target = check_variance_target(resolved(defs.resources["pca_settings"].variance_target))
+        target = check_variance_target(command_settings().variance_target)
         return unchanged_since_publication(layout, classes, tag, target)
     except (StorageError, ValueError, KeyError):
         return None  # the run itself reports what is wrong
@@ -231,14 +268,13 @@ def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
     failed (its one-line reason shown)."""
     from fruit_assets.cli.console import VERBOSE
     from fruit_assets.definitions import defs
-    from fruit_assets.resources.env import resolved
 
     # Dagster's event stream: at INFO on the terminal with --verbose, else all of it to the log file.
     log_level = "INFO" if terminal.verbosity >= VERBOSE else "DEBUG"
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if allow_mass_deletion:  # checked and said on the command line: pca_model may remove them
         # Run config replaces the resource's whole configuration: the root goes with the flag.
-        data_uri = resolved(defs.resources["storage"].data_uri)
+        data_uri = command_settings().data_uri
         run_config["resources"] = {"storage": {"config": {"data_uri": data_uri, "allow_mass_deletion": True}}}
     summary: dict[str, dict] = {}
     released = release_runs_of_dead_commands(instance)
@@ -282,6 +318,8 @@ def release_runs_of_dead_commands(instance) -> list[str]:
         pid = int(run.tags.get(OWNER_PID_TAG, "0"))
         if pid and pid != os.getpid() and not psutil.pid_exists(pid):
             instance.report_run_failed(run, f"the fruit-assets command (pid {pid}) that ran it is gone")
+            # No public API frees a dead run's pool slots in Dagster 1.13 (run monitoring does it
+            # for runs it launched, not for this process's execute_in_process runs).
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             released.append(run.run_id)
     return released
@@ -362,22 +400,19 @@ def _model_needs_building(layout) -> bool:
     new weights), or when a reduced precision has no fidelity figures for this dataset's classes
     yet: the asset records the conversion, its parity check and the gate. Otherwise it is skipped,
     so an incremental run never imports TensorFlow."""
-    from fruit_assets.definitions import defs
-    from fruit_assets.featurize.engines import FP32, TENSORFLOW, check_precision, engine_for
+    from fruit_assets.featurize.engines import FP32, TENSORFLOW
     from fruit_assets.models import registry
     from fruit_assets.models.build import stored_gate_holds
-    from fruit_assets.resources.env import resolved
 
-    model = defs.resources["embedding_model"]
-    if engine_for(resolved(model.engine), resolved(model.precision)) == TENSORFLOW:
+    settings = command_settings()
+    if settings.engine == TENSORFLOW:
         return False
-    record = registry.find(layout, registry.weights_key(resolved(model.weights), model.random_seed))
+    record = registry.find(layout, registry.weights_key(settings.weights, settings.random_seed))
     if record is None or registry.read_model(layout, record) is None:
         return True
-    precision = check_precision(resolved(model.precision))
-    if precision == FP32:
+    if settings.precision == FP32:
         return False
-    gate = registry.find_fidelity(layout, record.fingerprint, precision)
+    gate = registry.find_fidelity(layout, record.fingerprint, settings.precision)
     return gate is None or not stored_gate_holds(layout, gate)
 
 

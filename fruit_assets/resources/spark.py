@@ -1,3 +1,4 @@
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import ClassVar
 
@@ -16,6 +17,24 @@ from fruit_assets.spark_jobs.session import (
     kubernetes_conf,
     run_sizing_conf,
 )
+
+
+# Sessions this process already runs and lends to the runs it executes: `fruit-assets materialize`
+# keeps one Spark application (and each worker's model) across its runs. Dagster builds a run's
+# resource anew from its config, so a session cannot travel on the resource instance the command
+# passes; it is lent here, explicitly, for the duration of the runs.
+_LENT_SESSIONS: list = []
+
+
+@contextmanager
+def lend_session(session):
+    """Runs executed in this process inside the block use ``session`` when their master is its
+    master, and leave it running when they end (its owner stops it)."""
+    _LENT_SESSIONS.append(session)
+    try:
+        yield session
+    finally:
+        _LENT_SESSIONS.remove(session)
 
 
 class SparkResource(ConfigurableResource):
@@ -68,11 +87,13 @@ class SparkResource(ConfigurableResource):
         if self._session is None:
             from pyspark.sql import SparkSession
 
-            # getActiveSession is per thread; a run executing on another thread than the one that
-            # built the session (a test, a notebook) must still find it, not build and then stop it.
-            active = SparkSession.getActiveSession() or SparkSession._instantiatedSession
-            if active is not None and active._sc._jsc is not None and active.sparkContext.master == self.master:
-                self._session, self._owned = active, False  # e.g. the CLI's, kept across runs
+            # A lent session (the CLI's), else the one active on this thread (a test's, a notebook's):
+            # used, never stopped, by a run whose master is theirs.
+            candidates = [*reversed(_LENT_SESSIONS), SparkSession.getActiveSession()]
+            reusable = [session for session in candidates if session is not None and session._sc._jsc is not None
+                        and session.sparkContext.master == self.master]
+            if reusable:
+                self._session, self._owned = reusable[0], False
             else:
                 self._session = build_spark_session(self.settings())
                 self._owned = True
