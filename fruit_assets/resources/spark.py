@@ -87,9 +87,11 @@ class SparkResource(ConfigurableResource):
         if self._session is None:
             from pyspark.sql import SparkSession
 
-            # A lent session (the CLI's), else the one active on this thread (a test's, a notebook's):
-            # used, never stopped, by a run whose master is theirs.
-            candidates = [*reversed(_LENT_SESSIONS), SparkSession.getActiveSession()]
+            # A lent session (the CLI's), else the one active on this thread, else the process's
+            # (a test's or a notebook's, built on another thread: getActiveSession is per thread and
+            # no public API returns the process's session): used, never stopped, by a run whose
+            # master is theirs. Building a second one would share, then stop, the same SparkContext.
+            candidates = [*reversed(_LENT_SESSIONS), SparkSession.getActiveSession(), SparkSession._instantiatedSession]
             reusable = [session for session in candidates if session is not None and session._sc._jsc is not None
                         and session.sparkContext.master == self.master]
             if reusable:
