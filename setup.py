@@ -58,6 +58,10 @@ setup(
             "detect-secrets==1.5.0",
             # Evaluates infra/admission-policy.yaml's CEL in fruit_assets_tests/test_admission_policy.py.
             "cel-python==0.5.0",
+            # Lint, format and types over fruit_assets/ (pyproject.toml), checked by the test suite;
+            # pyright's nodejs extra brings Node.js from PyPI.
+            "ruff==0.17.6",
+            "pyright[nodejs]==1.1.414",
         ],
         # benchmarks/featurize.py compares against Ray Data as well (not needed by the tests).
         "bench": ["ray[data]==2.60.0"],

@@ -15,7 +15,11 @@ from dagster import AutomationCondition
 def eager_on_changed_data() -> AutomationCondition:
     # eager()'s "a dependency was newly updated, not by a run that also targets this asset",
     # with "updated" read as "its data version changed"; the rest of eager() is Dagster's own.
-    data_changed = (AutomationCondition.data_version_changed() & ~AutomationCondition.executed_with_root_target()
-                    ).with_label("data_version_changed_without_root")
-    return AutomationCondition.eager().replace("newly_updated_without_root", data_changed).with_label(
-        "eager_on_changed_data")
+    data_changed = (
+        AutomationCondition.data_version_changed() & ~AutomationCondition.executed_with_root_target()
+    ).with_label("data_version_changed_without_root")
+    return (
+        AutomationCondition.eager()
+        .replace("newly_updated_without_root", data_changed)
+        .with_label("eager_on_changed_data")
+    )

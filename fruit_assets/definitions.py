@@ -33,8 +33,9 @@ defs = Definitions(
         "storage": FruitStorage(data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
         # Master, Kubernetes placement and the standalone secret: this process's environment (the
         # run pod's spec), out of reach of run config; see SparkResource.
-        "spark": SparkResource(deployment=SparkDeployment.from_environ(),
-                               data_uri=env_or_default("FRUIT_DATA_URI", "./data")),
+        "spark": SparkResource(
+            deployment=SparkDeployment.from_environ(), data_uri=env_or_default("FRUIT_DATA_URI", "./data")
+        ),
         "embedding_model": EmbeddingModelResource(
             weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet"),
             engine=env_or_default("FRUIT_INFERENCE_ENGINE", "onnxruntime"),

@@ -29,7 +29,7 @@ class DataLayout:
     root: str
 
     @classmethod
-    def at(cls, location: str) -> "DataLayout":
+    def at(cls, location: str) -> DataLayout:
         return cls(normalize_uri(location))
 
     @property
@@ -114,7 +114,9 @@ class DataLayout:
         """Every folder a step derives from a class name: the datasets, and the staging folders a
         run writes first (under a run id: longer than any dataset's)."""
         staging = self.staging("0" * RUN_TOKEN_LENGTH)
-        datasets = list(self.class_datasets) + [join_uri(staging, kind) for kind in ("embeddings", "quarantine", "reduced")]
+        datasets = list(self.class_datasets) + [
+            join_uri(staging, kind) for kind in ("embeddings", "quarantine", "reduced")
+        ]
         return [class_folder(dataset, fruit_class) for dataset in datasets]
 
     def max_class_name_bytes(self) -> int:
@@ -126,5 +128,5 @@ class DataLayout:
         if self.root.startswith("s3://"):
             overhead = max(len(uri.split("/", 3)[3].encode()) for uri in files) - len(escaped)
             return S3_KEY_BYTES - overhead
-        overhead = max(len(uri[len("file://"):].encode()) for uri in files) - len(escaped)
+        overhead = max(len(uri[len("file://") :].encode()) for uri in files) - len(escaped)
         return min(LOCAL_PATH_BYTES - overhead, LOCAL_NAME_BYTES - len("fruit_class="))

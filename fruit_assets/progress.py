@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,10 @@ class Progress:
         percent = 100.0 * self.done / self.total if self.total else 100.0
         eta = self.eta_seconds
         eta_text = "?" if eta is None else _clock(eta)
-        return (f"{self.done}/{self.total} {unit} ({percent:.0f}%), {self.rate:.1f} {unit}/s, "
-                f"elapsed {_clock(self.seconds)}, ETA {eta_text}")
+        return (
+            f"{self.done}/{self.total} {unit} ({percent:.0f}%), {self.rate:.1f} {unit}/s, "
+            f"elapsed {_clock(self.seconds)}, ETA {eta_text}"
+        )
 
 
 def _clock(seconds: float) -> str:

@@ -11,8 +11,9 @@ from fruit_assets.storage.versions import grace_seconds, tidy
 @op
 def tidy_publications(context: OpExecutionContext, storage: FruitStorage) -> None:
     dead = tidy(storage.layout.root)
-    context.log.info(f"{len(dead)} dead publication(s) recovered; files superseded more than "
-                     f"{grace_seconds():.0f} s ago deleted")
+    context.log.info(
+        f"{len(dead)} dead publication(s) recovered; files superseded more than {grace_seconds():.0f} s ago deleted"
+    )
 
 
 @job(description="Recovers dead publications and deletes superseded files past the grace period.")
@@ -22,4 +23,5 @@ def tidy_publications_job():
 
 # Safe beside a running publication: live writers' files are protected by their leases.
 tidy_publications_schedule = ScheduleDefinition(
-    job=tidy_publications_job, cron_schedule="17 * * * *", default_status=DefaultScheduleStatus.RUNNING)
+    job=tidy_publications_job, cron_schedule="17 * * * *", default_status=DefaultScheduleStatus.RUNNING
+)

@@ -1,9 +1,11 @@
 """New uploads under Training/ -> new partitions and runs for exactly the classes that changed."""
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
+    DeleteDynamicPartitionsRequest,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -12,6 +14,8 @@ from dagster import (
 )
 
 from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
+from fruit_assets.partitions import fruit_class_partitions, registered_classes
+from fruit_assets.resources import FruitStorage
 from fruit_assets.steps.changes import (
     class_fingerprints,
     decode_cursor,
@@ -21,8 +25,6 @@ from fruit_assets.steps.changes import (
     spanning_ranges,
 )
 from fruit_assets.steps.classes import plan_classes, shown
-from fruit_assets.partitions import fruit_class_partitions, registered_classes
-from fruit_assets.resources import FruitStorage
 
 
 def _shorten(names: list[str], limit: int = 10) -> str:
@@ -73,7 +75,7 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
     ordered = [c for c in registered if c not in deregistered] + plan.to_register
     run_requests = []
     for first, last in spanning_ranges(changes.to_run, ordered, barriers=set(registered) - set(current)):
-        block = ordered[ordered.index(first): ordered.index(last) + 1]
+        block = ordered[ordered.index(first) : ordered.index(last) + 1]
         run_requests.append(
             RunRequest(
                 # Same classes in the same state -> same key: Dagster never launches it twice,
@@ -91,18 +93,31 @@ def new_uploads_sensor(context: SensorEvaluationContext, storage: FruitStorage):
         f"{listing.objects} objects in {len(current)} classes: {len(changes.new)} new, "
         f"{len(changes.changed)} changed, {len(plan.gone)} deleted; {len(run_requests)} run(s) requested"
         + (f" for {_shorten(changes.to_run)}" if changes.to_run else "")
-        + (f"; {len(listing.invalid)} class folder(s) skipped for their names: "
-           f"{_shorten([shown(i.name, 40) for i in listing.invalid], 5)}" if listing.invalid else "")
+        + (
+            f"; {len(listing.invalid)} class folder(s) skipped for their names: "
+            f"{_shorten([shown(i.name, 40) for i in listing.invalid], 5)}"
+            if listing.invalid
+            else ""
+        )
     )
-    partition_requests = [fruit_class_partitions.build_add_request(plan.to_register)] if plan.to_register else []
+    partition_requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = (
+        [fruit_class_partitions.build_add_request(plan.to_register)] if plan.to_register else []
+    )
     if plan.to_remove:
         gone = plan.to_remove
-        context.log.info(f"class folder(s) deleted under {layout.training}: {', '.join(gone)}: their partitions "
-                         "are deleted, and pca_model removes their outputs before it refits")
+        context.log.info(
+            f"class folder(s) deleted under {layout.training}: {', '.join(gone)}: their partitions "
+            "are deleted, and pca_model removes their outputs before it refits"
+        )
         if plan.to_deregister:
             partition_requests.append(fruit_class_partitions.build_delete_request(plan.to_deregister))
-        run_requests.append(RunRequest(run_key="removed|" + "|".join(gone), asset_selection=[pca_model.key],
-                                       tags={"fruit_assets/trigger": "new_uploads_sensor"}))
+        run_requests.append(
+            RunRequest(
+                run_key="removed|" + "|".join(gone),
+                asset_selection=[pca_model.key],
+                tags={"fruit_assets/trigger": "new_uploads_sensor"},
+            )
+        )
     if not run_requests and not partition_requests:
         reason = plan.refused or f"no change in {len(current)} classes ({listing.objects} objects)"
         return SensorResult(skip_reason=SkipReason(reason), cursor=encode_cursor(cursor))

@@ -3,7 +3,13 @@ from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Material
 from fruit_assets.assets.checks import EMBEDDING_CHECKS, check_results
 from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
 from fruit_assets.assets.housekeeping import sweep_staging_of_finished_runs
-from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_metadata
+from fruit_assets.assets.metadata import (
+    class_counts,
+    per_class_table,
+    record_by_partition,
+    run_metadata,
+    spark_metadata,
+)
 from fruit_assets.assets.model import embedding_model as embedding_model_asset
 from fruit_assets.assets.plots import class_counts_bars, markdown_image
 from fruit_assets.assets.quality import REVIEW_CHECKS, review_check, review_metadata
@@ -42,9 +48,14 @@ def image_embeddings(
     layout = storage.layout
     with reported_as_one_line():
         classes = list(context.partition_keys)
-        model_report = inference_model(layout, embedding_model.engine_name, embedding_model.weights,
-                                       embedding_model.random_seed, embedding_model.fidelity_limits,
-                                       embedding_model.fidelity_sample_images)
+        model_report = inference_model(
+            layout,
+            embedding_model.engine_name,
+            embedding_model.weights,
+            embedding_model.random_seed,
+            embedding_model.fidelity_limits,
+            embedding_model.fidelity_sample_images,
+        )
         model = model_report.model
         if model_report.fidelity is not None:
             context.log.info(f"fidelity gate (admitted): {model_report.fidelity.summary()}")
@@ -58,28 +69,46 @@ def image_embeddings(
         )
         # A steady pulse in the run log (Dagster UI) while the long step runs: every 10 s or 5%.
         progress = Throttled(lambda p: context.log.info(f"embedding progress: {p.describe()}"))
-        report = build_embeddings(session, layout, classes, model, context.run_id, embedding_model.settings,
-                                  on_progress=[progress])
+        report = build_embeddings(
+            session, layout, classes, model, context.run_id, embedding_model.settings, on_progress=[progress]
+        )
     _log_counts(context, report, model)
     checks = check_results(embedding_checks(session, layout, report, embedding_model.max_quarantine_rate))
     # New images that do not look like their class (a file dropped into the wrong folder).
     # Rows moved in from another path are new to their class too: a misplaced copy must be seen.
-    review = review_new_images(session, layout, {c: n.featurized + n.moved for c, n in report.per_class.items()},
-                               sorted(registered_classes(context.instance)))
+    review = review_new_images(
+        session,
+        layout,
+        {c: n.featurized + n.moved for c, n in report.per_class.items()},
+        sorted(registered_classes(context.instance)),
+    )
     if review.flagged:
-        context.log.warning(f"{len(review.flagged)} new image(s) look unlike their class: listed under "
-                            f"{layout.review}/")
+        context.log.warning(
+            f"{len(review.flagged)} new image(s) look unlike their class: listed under {layout.review}/"
+        )
     checks.append(review_check(review))
-    metadata = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
-    metadata.update(review_metadata(review, layout.review))
-    metadata.update(spark_metadata(spark))
+    of_run = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
+    of_run.update(review_metadata(review, layout.review))
+    of_run.update(spark_metadata(spark))
     if model_report.fidelity is not None:  # the figures this precision was admitted by
-        metadata.update({f"fidelity_{name}" if not name.startswith("fidelity_") else name: value
-                         for name, value in model_report.fidelity.metadata().items()})
+        of_run.update(
+            {
+                f"fidelity_{name}" if not name.startswith("fidelity_") else name: value
+                for name, value in model_report.fidelity.metadata().items()
+            }
+        )
+    record_by_partition(
+        context,
+        {c: class_metadata(report, model, c, published_embeddings_version(layout, [c])) for c in classes},
+        of_run,
+    )
     # Which files are published for these classes: a re-run over unchanged images keeps them, so
-    # downstream automation (automation.py) sees no change.
-    return MaterializeResult(metadata=metadata, check_results=checks,
-                             data_version=DataVersion(published_embeddings_version(layout, classes)))
+    # downstream automation (automation.py) sees no change. Dagster 1.13 gives every partition of a
+    # ranged run this one value (dagster-io/dagster#34013): each partition's own is its metadata's
+    # class_data_version.
+    return MaterializeResult(
+        check_results=checks, data_version=DataVersion(published_embeddings_version(layout, classes))
+    )
 
 
 def _log_counts(context: AssetExecutionContext, report: StepReport, model: InferenceModel) -> None:
@@ -107,14 +136,17 @@ def _seconds(value: float | None) -> float | None:
 
 def describe_cpu(report: StepReport) -> str:
     """One line: the featurization's executor CPU-seconds, split, and images per CPU-second."""
+
     def figure(value: float | None) -> str:
         return "not read" if value is None else f"{value:.1f}"
 
     rate = report.images_per_cpu_second
-    return (f"{figure(report.executor_cpu_seconds)} CPU-s (Python workers {figure(report.python_cpu_seconds)}, "
-            f"JVM {figure(report.jvm_cpu_seconds)})"
-            + (f" over {report.task_seconds:.1f} task-s" if report.task_seconds is not None else "")
-            + (f": {rate:.2f} images per CPU-second" if rate is not None else ""))
+    return (
+        f"{figure(report.executor_cpu_seconds)} CPU-s (Python workers {figure(report.python_cpu_seconds)}, "
+        f"JVM {figure(report.jvm_cpu_seconds)})"
+        + (f" over {report.task_seconds:.1f} task-s" if report.task_seconds is not None else "")
+        + (f": {rate:.2f} images per CPU-second" if rate is not None else "")
+    )
 
 
 def cpu_metadata(report: StepReport) -> dict:
@@ -122,56 +154,85 @@ def cpu_metadata(report: StepReport) -> dict:
     materializations) and a table saying what each one counts."""
     rate = report.images_per_cpu_second
     figures = {
-        "executor_cpu_seconds": (_seconds(report.executor_cpu_seconds),
-                                 "CPU-seconds the executors spent featurizing this run's images: Python workers + "
-                                 "JVM task threads (the Python side alone where the JVM's was not read). "
-                                 "0: nothing featurized"),
-        "python_cpu_seconds": (_seconds(report.python_cpu_seconds),
-                               "of which the Python workers (fetching, decoding, inference, writing Parquet), "
-                               "all their threads, measured by each task"),
-        "jvm_cpu_seconds": (_seconds(report.jvm_cpu_seconds),
-                            "of which the executor JVMs' task threads (Spark's executorCpuTime + deserialization "
-                            "CPU): mostly waiting on the Python worker; empty if Spark's task metrics were not read"),
-        "task_seconds": (_seconds(report.task_seconds),
-                         "wall-clock seconds the embedding tasks ran, summed over tasks (Spark's executorRunTime)"),
+        "executor_cpu_seconds": (
+            _seconds(report.executor_cpu_seconds),
+            "CPU-seconds the executors spent featurizing this run's images: Python workers + "
+            "JVM task threads (the Python side alone where the JVM's was not read). "
+            "0: nothing featurized",
+        ),
+        "python_cpu_seconds": (
+            _seconds(report.python_cpu_seconds),
+            "of which the Python workers (fetching, decoding, inference, writing Parquet), "
+            "all their threads, measured by each task",
+        ),
+        "jvm_cpu_seconds": (
+            _seconds(report.jvm_cpu_seconds),
+            "of which the executor JVMs' task threads (Spark's executorCpuTime + deserialization "
+            "CPU): mostly waiting on the Python worker; empty if Spark's task metrics were not read",
+        ),
+        "task_seconds": (
+            _seconds(report.task_seconds),
+            "wall-clock seconds the embedding tasks ran, summed over tasks (Spark's executorRunTime)",
+        ),
     }
     if rate is not None:
-        figures["images_per_cpu_second"] = (round(rate, 3), "images featurized by this run / executor_cpu_seconds: "
-                                            "x 3600 x vCPUs of an executor node = images per node-hour")
+        figures["images_per_cpu_second"] = (
+            round(rate, 3),
+            "images featurized by this run / executor_cpu_seconds: "
+            "x 3600 x vCPUs of an executor node = images per node-hour",
+        )
     table = "| figure | value | what it counts |\n|---|---:|---|\n" + "".join(
-        f"| {name} | {'' if value is None else value} | {text} |\n" for name, (value, text) in figures.items())
-    metadata = {name: value for name, (value, _text) in figures.items()}
+        f"| {name} | {'' if value is None else value} | {text} |\n" for name, (value, text) in figures.items()
+    )
+    metadata: dict[str, object] = {name: value for name, (value, _text) in figures.items()}
     metadata["executor_cpu"] = MetadataValue.md(table)
     return metadata
 
 
-def embedding_metadata(report: StepReport, model: InferenceModel, spark_master: str, spark_ui: str | None) -> dict:
-    metadata = step_metadata(report)
+EMBEDDING_COUNTS = ("images", "embedded", "quarantined", "featurized", "reused", "moved", "remodeled")
+
+
+def class_metadata(report: StepReport, model: InferenceModel, fruit_class: str, data_version: str) -> dict:
+    """What is true of one class after the run: its own counts and the model its rows are of."""
+    return {
+        **class_counts(report, fruit_class, EMBEDDING_COUNTS),
+        # Its published rows were made from these very images and model: not read again.
+        "up_to_date": fruit_class in report.up_to_date,
+        "class_data_version": data_version,
+        "inference_engine": model.engine,
+        "inference_precision": precision_of(model.engine),
+        "weights_fingerprint": model.fingerprint,
+        "output_path": MetadataValue.path(report.output),
+    }
+
+
+def embedding_metadata(
+    report: StepReport, model: InferenceModel, spark_master: str | None, spark_ui: str | None
+) -> dict:
+    """What describes the run: totals, timings, CPU, the per-class table and chart, the model."""
+    metadata = run_metadata(report, EMBEDDING_COUNTS)
     metadata.update(cpu_metadata(report))
     metadata.update(
         {
-            "num_embedded": report.embedded,
-            "num_quarantined": report.quarantined,
-            "num_featurized": report.featurized,
-            "num_reused": report.reused,
-            "num_moved": report.moved,
-            "num_remodeled": report.remodeled,
             # Classes of the run whose published rows were made from these very images and model.
-            "up_to_date": (f"{len(report.up_to_date)} classes as published, not read again"
-                           if report.up_to_date else "none"),
+            "up_to_date_classes": (
+                f"{len(report.up_to_date)} classes as published, not read again" if report.up_to_date else "none"
+            ),
             # The PCA's next refit reads the moments this step derived, not every embedding.
-            "pca_moments_updated": {None: "nothing published: the saved moments still hold", True: "yes",
-                                    False: "no: the next refit reads every embedding"}[report.moments_updated],
-            "inference_engine": model.engine,
-            "inference_precision": precision_of(model.engine),
+            "pca_moments_updated": {
+                None: "nothing published: the saved moments still hold",
+                True: "yes",
+                False: "no: the next refit reads every embedding",
+            }[report.moments_updated],
             "weights": model.source,
-            "weights_fingerprint": model.fingerprint,
             "per_class": per_class_table(report, ("images", "embedded", "quarantined", "featurized", "reused")),
             "spark_master": spark_master,
-            "class_counts": MetadataValue.md(markdown_image(
-                class_counts_bars({c: (n.embedded, n.quarantined) for c, n in report.per_class.items()}),
-                "images per class",
-            )),
+            "class_counts": MetadataValue.md(
+                markdown_image(
+                    class_counts_bars({c: (n.embedded, n.quarantined) for c, n in report.per_class.items()}),
+                    "images per class",
+                )
+            ),
         }
     )
     if model.location:

@@ -26,10 +26,13 @@ def remove_gone_classes(instance, layout, allow_mass_deletion: bool, spark=None)
 
 
 # Checked where Training/ is listed for the fit: a folder skipped for its name is on the asset page.
-CLASS_NAMES_SPEC = AssetCheckSpec(CLASS_NAMES_CHECK, asset="pca_model",
-                                  description="Every class folder under Training/ has a name that can be a class (not "
-                                              "empty, no control characters, within the storage's key limits, no "
-                                              "Unicode twin of another); the others are skipped.")
+CLASS_NAMES_SPEC = AssetCheckSpec(
+    CLASS_NAMES_CHECK,
+    asset="pca_model",
+    description="Every class folder under Training/ has a name that can be a class (not "
+    "empty, no control characters, within the storage's key limits, no "
+    "Unicode twin of another); the others are skipped.",
+)
 
 
 @asset(
@@ -48,13 +51,18 @@ def pca_model(
 ) -> MaterializeResult:
     with reported_as_one_line():
         # The PCA is fit on the classes Training/ holds now: those gone lose their outputs first.
-        removal = remove_gone_classes(context.instance, storage.layout, storage.allow_mass_deletion,
-                                      spark=spark.get_session)
+        removal = remove_gone_classes(
+            context.instance, storage.layout, storage.allow_mass_deletion, spark=spark.get_session
+        )
         removed, stale = removal.removed, removal.plan.to_deregister
         if removed:
-            context.log.info(f"removed the outputs of {len(removed)} class(es) gone from Training/: {', '.join(removed)}")
+            context.log.info(
+                f"removed the outputs of {len(removed)} class(es) gone from Training/: {', '.join(removed)}"
+            )
         if stale:
-            context.log.info(f"deleted the partitions of {len(stale)} class(es) gone from Training/: {', '.join(stale)}")
+            context.log.info(
+                f"deleted the partitions of {len(stale)} class(es) gone from Training/: {', '.join(stale)}"
+            )
         for invalid in removal.invalid:
             context.log.warning(f"class folder skipped under {storage.layout.training}/ for its name: {invalid}")
         classes = sorted(set(removal.plan.registered) & set(removal.training))
@@ -70,7 +78,11 @@ def pca_model(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "
         f"{model.explained_variance:.4f} (target {model.variance_target})"
         + ("" if refit else "; embeddings unchanged since that fit, the basis is kept (no Spark)")
-        + ("; fit from the saved moments of these embeddings (no embedding read)" if fit and fit.moments_from == "saved" else "")
+        + (
+            "; fit from the saved moments of these embeddings (no embedding read)"
+            if fit and fit.moments_from == "saved"
+            else ""
+        )
     )
     return MaterializeResult(
         metadata={
@@ -88,11 +100,20 @@ def pca_model(
             "embedding_files_read": fit.embedding_files_read if fit else 0,
             "output_path": MetadataValue.path(storage.layout.pca_fitted),
             "explained_variance_curve": MetadataValue.md(
-                markdown_image(explained_variance_curve(model.spectrum, model.k, model.variance_target), "explained variance")
+                markdown_image(
+                    explained_variance_curve(
+                        model.spectrum if model.spectrum is not None else model.explained_variance_ratio,
+                        model.k,
+                        model.variance_target,
+                    ),
+                    "explained variance",
+                )
             ),
             **spark_metadata(spark),
         },
-        check_results=check_results(pca_checks(model) + [class_names_outcome(removal.invalid, storage.layout.training)]),
+        check_results=check_results(
+            pca_checks(model) + [class_names_outcome(removal.invalid, storage.layout.training)]
+        ),
         # The basis itself: a refit that gives the same basis leaves the features up to date in the UI.
         data_version=DataVersion(model.fingerprint),
     )

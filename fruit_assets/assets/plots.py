@@ -66,8 +66,9 @@ def pc_scatter(points: np.ndarray, labels: list[str], max_points: int = 2000) ->
     return _png(plt, fig)
 
 
-def confusion_picture(confusion: dict[tuple[str, str], int], per_class: dict[str, tuple[int, int]],
-                      classes: list[str]) -> bytes:
+def confusion_picture(
+    confusion: dict[tuple[str, str], int], per_class: dict[str, tuple[int, int]], classes: list[str]
+) -> bytes:
     """Row-normalised confusion matrix of the k-NN predictions among ``classes`` (the most confused
     ones): the diagonal is each class's accuracy, off-diagonal cells where its images went."""
     plt, fig = _figure(5.2, 4.4)

@@ -9,12 +9,18 @@ from fruit_assets.assets.plots import confusion_picture, markdown_image, thumbna
 from fruit_assets.steps.review import ReviewReport, SeparabilityReport, flagged_images
 
 REVIEW_CHECKS = [
-    AssetCheckSpec("new_images_look_like_their_class", asset="image_embeddings",
-                   description="New images lie within their class's robust distance range (else: listed under review/)."),
+    AssetCheckSpec(
+        "new_images_look_like_their_class",
+        asset="image_embeddings",
+        description="New images lie within their class's robust distance range (else: listed under review/).",
+    ),
 ]
 SEPARABILITY_CHECKS = [
-    AssetCheckSpec("pca_keeps_class_separability", asset="reduced_features",
-                   description="k-NN accuracy on the reduced features is within 2 points of the full embeddings'."),
+    AssetCheckSpec(
+        "pca_keeps_class_separability",
+        asset="reduced_features",
+        description="k-NN accuracy on the reduced features is within 2 points of the full embeddings'.",
+    ),
 ]
 
 
@@ -32,7 +38,8 @@ def review_metadata(report: ReviewReport, review_root: str, shown: int = 20) -> 
             for r in flagged[:shown]
         )
         metadata["flagged_for_review"] = MetadataValue.md(
-            "| image | class | distance / class limit | looks more like |\n|---|---|---:|---|\n" + rows
+            "| image | class | distance / class limit | looks more like |\n|---|---|---:|---|\n"
+            + rows
             + (f"\n{len(flagged) - shown} more in {review_root}" if len(flagged) > shown else "")
         )
         pictures: dict[str, list[bytes]] = {}
@@ -45,13 +52,21 @@ def review_metadata(report: ReviewReport, review_root: str, shown: int = 20) -> 
 
 def review_check(report: ReviewReport) -> AssetCheckResult:
     count = len(report.flagged)
-    description = (f"{count} of {report.num_checked} new images lie beyond their class's robust distance range"
-                   if count else f"all {report.num_checked} new images lie within their class's range")
+    description = (
+        f"{count} of {report.num_checked} new images lie beyond their class's robust distance range"
+        if count
+        else f"all {report.num_checked} new images lie within their class's range"
+    )
     return AssetCheckResult(
-        check_name="new_images_look_like_their_class", passed=count == 0, severity=AssetCheckSeverity.WARN,
+        check_name="new_images_look_like_their_class",
+        passed=count == 0,
+        severity=AssetCheckSeverity.WARN,
         description=description,
-        metadata={"flagged": count, "reviewed": report.num_checked,
-                  "modes": ", ".join(sorted(set(report.modes.values()))) or "none"},
+        metadata={
+            "flagged": count,
+            "reviewed": report.num_checked,
+            "modes": ", ".join(sorted(set(report.modes.values()))) or "none",
+        },
     )
 
 
@@ -68,7 +83,7 @@ def separability_metadata(report: SeparabilityReport) -> dict:
         "knn_accuracy_reduced_features": round(result.reduced.overall, 4),
         "knn_accuracy_lost_by_pca": round(result.loss, 4),
         "separability_sample": f"{result.sample_size} images ({report.sample_per_class} per class at most), "
-                               f"{result.held_out} held out by path hash; 5-NN, Euclidean",
+        f"{result.held_out} held out by path hash; 5-NN, Euclidean",
         "separability_seconds": round(report.seconds, 3),
         # "projection": the sample came with the projection's pass, no embedding was read again.
         "separability_sample_from": report.sample_from,
@@ -78,29 +93,62 @@ def separability_metadata(report: SeparabilityReport) -> dict:
     }
     confused = result.reduced.most_confused()
     if len(confused) >= 2:
-        metadata["most_confused_classes"] = MetadataValue.md(markdown_image(
-            confusion_picture(result.reduced.confusion, result.reduced.per_class, confused), "k-NN confusion"))
+        metadata["most_confused_classes"] = MetadataValue.md(
+            markdown_image(
+                confusion_picture(result.reduced.confusion, result.reduced.per_class, confused), "k-NN confusion"
+            )
+        )
     return metadata
+
+
+def class_separability(report: SeparabilityReport) -> dict[str, dict]:
+    """Each class's own 5-NN accuracy on its held-out sample, full embeddings and reduced features."""
+    result = report.result
+    if result is None:
+        return {}
+    figures = {}
+    for name, (correct, total) in result.reduced.per_class.items():
+        full = result.full.per_class.get(name, (0, 0))[0]
+        figures[name] = {
+            "class_knn_accuracy_full_embeddings": round(full / max(1, total), 4),
+            "class_knn_accuracy_reduced_features": round(correct / max(1, total), 4),
+            "class_knn_held_out": total,
+        }
+    return figures
 
 
 def separability_check(report: SeparabilityReport, variance_target: float, tolerance: float = 0.02) -> AssetCheckResult:
     result = report.result
     if result is None:
-        return AssetCheckResult(check_name="pca_keeps_class_separability", passed=True,
-                                severity=AssetCheckSeverity.WARN, description=f"not measured: {report.why_not}")
-    description = (f"5-NN accuracy {result.full.overall:.3f} on the full embeddings, {result.reduced.overall:.3f} "
-                   f"on the {result.k} components of target {variance_target:g}")
+        return AssetCheckResult(
+            check_name="pca_keeps_class_separability",
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description=f"not measured: {report.why_not}",
+        )
+    description = (
+        f"5-NN accuracy {result.full.overall:.3f} on the full embeddings, {result.reduced.overall:.3f} "
+        f"on the {result.k} components of target {variance_target:g}"
+    )
     passed = result.loss <= tolerance
     if not passed:
         description += f": PCA loses {100 * result.loss:.1f} points (limit {100 * tolerance:.0f})"
         if result.keeping_target is not None:
-            description += (f"; FRUIT_PCA_VARIANCE={result.keeping_target:g} (k={result.keeping_k}) keeps it within "
-                            f"{100 * tolerance:.0f} points")
+            description += (
+                f"; FRUIT_PCA_VARIANCE={result.keeping_target:g} (k={result.keeping_k}) keeps it within "
+                f"{100 * tolerance:.0f} points"
+            )
         else:
             description += "; no variance target below 1.0 keeps it on this sample"
     return AssetCheckResult(
-        check_name="pca_keeps_class_separability", passed=passed, severity=AssetCheckSeverity.WARN,
+        check_name="pca_keeps_class_separability",
+        passed=passed,
+        severity=AssetCheckSeverity.WARN,
         description=description,
-        metadata={"accuracy_full": round(result.full.overall, 4), "accuracy_reduced": round(result.reduced.overall, 4),
-                  "loss": round(result.loss, 4), "keeping_target": result.keeping_target or 0.0},
+        metadata={
+            "accuracy_full": round(result.full.overall, 4),
+            "accuracy_reduced": round(result.reduced.overall, 4),
+            "loss": round(result.loss, 4),
+            "keeping_target": result.keeping_target or 0.0,
+        },
     )

@@ -1,7 +1,7 @@
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
-from fruit_assets.assets.metadata import per_class_table, step_metadata
+from fruit_assets.assets.metadata import class_counts, per_class_table, record_by_partition, run_metadata
 from fruit_assets.assets.plots import markdown_image, thumbnails
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import fruit_class_partitions
@@ -25,7 +25,15 @@ def raw_images(context: AssetExecutionContext, storage: FruitStorage) -> Materia
         samples = {c: thumbnail_images(storage.layout, c) for c in classes[:12]}
     for fruit_class, counts in sorted(report.per_class.items()):
         context.log.info(f"{fruit_class}: {counts.images} objects")
-    metadata = step_metadata(report)
-    metadata["images_per_class"] = per_class_table(report, ("images",))
-    metadata["thumbnails"] = MetadataValue.md(markdown_image(thumbnails(samples), "sample images"))
-    return MaterializeResult(metadata=metadata)
+    of_run = run_metadata(report, ("images",))
+    of_run["images_per_class"] = per_class_table(report, ("images",))
+    of_run["thumbnails"] = MetadataValue.md(markdown_image(thumbnails(samples), "sample images"))
+    record_by_partition(
+        context,
+        {
+            c: {**class_counts(report, c, ("images",)), "output_path": MetadataValue.path(report.output)}
+            for c in classes
+        },
+        of_run,
+    )
+    return MaterializeResult()

@@ -4,10 +4,21 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from fruit_assets.assets.checks import REDUCED_CHECKS, check_results
 from fruit_assets.assets.embeddings import image_embeddings
 from fruit_assets.assets.failures import RERUN_POLICY, reported_as_one_line
-from fruit_assets.assets.metadata import per_class_table, spark_metadata, step_metadata
+from fruit_assets.assets.metadata import (
+    class_counts,
+    per_class_table,
+    record_by_partition,
+    run_metadata,
+    spark_metadata,
+)
 from fruit_assets.assets.pca import pca_model
 from fruit_assets.assets.plots import markdown_image, pc_scatter
-from fruit_assets.assets.quality import SEPARABILITY_CHECKS, separability_check, separability_metadata
+from fruit_assets.assets.quality import (
+    SEPARABILITY_CHECKS,
+    class_separability,
+    separability_check,
+    separability_metadata,
+)
 from fruit_assets.automation import eager_on_changed_data
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
@@ -29,9 +40,7 @@ from fruit_assets.steps.review import measure_separability, separability_rates
     check_specs=REDUCED_CHECKS + SEPARABILITY_CHECKS,
     description="(embedding - mean) @ componentsᵀ per image, Parquet at output/resultats_features_parquet.",
 )
-def reduced_features(
-    context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource
-) -> MaterializeResult:
+def reduced_features(context: AssetExecutionContext, storage: FruitStorage, spark: SparkResource) -> MaterializeResult:
     layout = storage.layout
     with reported_as_one_line():
         classes = list(context.partition_keys)
@@ -41,26 +50,49 @@ def reduced_features(
         everyone = sorted(registered_classes(context.instance))
         plan = separability_rates(layout, everyone)
         report, model = build_reduced_features(session, layout, classes, context.run_id, sample_rates=plan[0])
-    metadata = step_metadata(report)
-    metadata.update({"k": model.k, "pca_fingerprint": model.fingerprint, "per_class": per_class_table(report, ("images",))})
+    of_run = run_metadata(report, ("images",))
+    of_run["per_class"] = per_class_table(report, ("images",))
     # A new basis is published with every class projected on it, requested or not.
     also = sorted(set(report.per_class) - set(classes))
-    metadata["also_reprojected"] = f"{len(also)} classes (new PCA basis): {', '.join(also[:20])}" if also else "none"
-    metadata["up_to_date"] = (f"{len(report.up_to_date)} classes already projected from their current embeddings "
-                              f"with this basis, left as they are" if report.up_to_date else "none")
+    of_run["also_reprojected"] = f"{len(also)} classes (new PCA basis): {', '.join(also[:20])}" if also else "none"
+    of_run["up_to_date_classes"] = (
+        f"{len(report.up_to_date)} classes already projected from their current "
+        f"embeddings with this basis, left as they are"
+        if report.up_to_date
+        else "none"
+    )
     if report.removed:
-        context.log.warning(f"{len(report.removed)} partition(s) asked for are gone from Training/ (their outputs were "
-                            f"removed): {', '.join(report.removed)}; nothing to project for them")
-        metadata["gone_from_training"] = ", ".join(report.removed)
+        context.log.warning(
+            f"{len(report.removed)} partition(s) asked for are gone from Training/ (their outputs were "
+            f"removed): {', '.join(report.removed)}; nothing to project for them"
+        )
+        of_run["gone_from_training_classes"] = ", ".join(report.removed)
+    of_partition = {
+        c: {
+            **class_counts(report, c, ("images",)),
+            "up_to_date": c in report.up_to_date,
+            "gone_from_training": c in report.removed,
+            "k": model.k,
+            "pca_fingerprint": model.fingerprint,
+            "output_path": MetadataValue.path(report.output),
+        }
+        for c in classes
+    }
     classes = [c for c in classes if c not in report.removed]
     labels, points = first_components(session, layout, classes)
     if len(points) > 1 and model.k >= 2:
-        metadata["first_two_components"] = MetadataValue.md(markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2"))
+        of_run["first_two_components"] = MetadataValue.md(
+            markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2")
+        )
     # Do the features still separate the classes, and what does the PCA cost? On every class, over
     # a bounded sample chosen by path hash (same images every run).
     separability = measure_separability(session, layout, everyone, model, taken=report.sample, plan=plan)
-    metadata.update(separability_metadata(separability))
+    of_run.update(separability_metadata(separability))
+    for fruit_class, figures in class_separability(separability).items():
+        if fruit_class in of_partition:
+            of_partition[fruit_class].update(figures)
     checks = check_results(reduced_checks(session, layout, classes, model, everyone))
     checks.append(separability_check(separability, model.variance_target))
-    metadata.update(spark_metadata(spark))
-    return MaterializeResult(metadata=metadata, check_results=checks)
+    of_run.update(spark_metadata(spark))
+    record_by_partition(context, of_partition, of_run)
+    return MaterializeResult(check_results=checks)

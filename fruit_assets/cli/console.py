@@ -52,7 +52,7 @@ class Terminal:
         self._saved_stderr = None
         self.user_stderr = sys.stderr
 
-    def __enter__(self) -> "Terminal":
+    def __enter__(self) -> Terminal:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         if self.verbosity < VERBOSE:
             sys.stdout.flush()
@@ -109,8 +109,15 @@ class ProgressDisplay:
 
         if self._bar is None or self._bar.total != progress.total:
             self.close()
-            self._bar = tqdm(total=progress.total, unit="img", desc=f"   {self.label}", file=self.stream,
-                             leave=False, dynamic_ncols=True, smoothing=0.1)
+            self._bar = tqdm(
+                total=progress.total,
+                unit="img",
+                desc=f"   {self.label}",
+                file=self.stream,
+                leave=False,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
         self._bar.update(progress.done - self._bar.n)
         if progress.done >= progress.total:
             self.close()

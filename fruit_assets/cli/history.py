@@ -24,13 +24,19 @@ def spark_home() -> str:
 
 
 def history_server_command(cache_dir: str, port: int, host: str) -> tuple[list[str], dict]:
-    env = {**os.environ, "SPARK_HOME": spark_home(), "SPARK_LOCAL_IP": host,
-           "SPARK_HISTORY_OPTS": " ".join([
-               f"-Dspark.history.fs.logDirectory=file://{os.path.abspath(cache_dir)}",
-               f"-Dspark.history.ui.port={port}",
-               "-Dspark.history.fs.update.interval=5s",
-               "-Dspark.history.fs.cleaner.enabled=false",  # the data root keeps the logs; the cache follows it
-           ])}
+    env = {
+        **os.environ,
+        "SPARK_HOME": spark_home(),
+        "SPARK_LOCAL_IP": host,
+        "SPARK_HISTORY_OPTS": " ".join(
+            [
+                f"-Dspark.history.fs.logDirectory=file://{os.path.abspath(cache_dir)}",
+                f"-Dspark.history.ui.port={port}",
+                "-Dspark.history.fs.update.interval=5s",
+                "-Dspark.history.fs.cleaner.enabled=false",  # the data root keeps the logs; the cache follows it
+            ]
+        ),
+    }
     return [os.path.join(spark_home(), "bin", "spark-class"), "org.apache.spark.deploy.history.HistoryServer"], env
 
 
@@ -38,8 +44,9 @@ def run(root: str, port: int, host: str, cache_dir: str | None, interval: float,
     from fruit_assets.spark_jobs.history import events_uri, sync_event_logs
     from fruit_assets.storage import StorageError
 
-    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "fruit_assets-spark-history",
-                                          hashlib.sha256(root.encode()).hexdigest()[:12])
+    cache_dir = cache_dir or os.path.join(
+        tempfile.gettempdir(), "fruit_assets-spark-history", hashlib.sha256(root.encode()).hexdigest()[:12]
+    )
     os.makedirs(cache_dir, exist_ok=True)
     try:
         copied = sync_event_logs(root, cache_dir)
@@ -52,10 +59,14 @@ def run(root: str, port: int, host: str, cache_dir: str | None, interval: float,
     server = None
     if not sync_only:
         command, env = history_server_command(cache_dir, port, host)
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        print(f"Spark History Server at http://{host}:{port} over {events_uri(root)} ({copied} files copied to "
-              f"{cache_dir}); Ctrl-C stops it", flush=True)
+        server = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        print(
+            f"Spark History Server at http://{host}:{port} over {events_uri(root)} ({copied} files copied to "
+            f"{cache_dir}); Ctrl-C stops it",
+            flush=True,
+        )
     else:
         print(f"syncing {events_uri(root)} into {cache_dir} every {interval:g} s; Ctrl-C stops it", flush=True)
     try:

@@ -13,8 +13,10 @@ def cmd_sample(args) -> int:
 
     started = time.perf_counter()
     count = write_sample_dataset(args.dest, args.classes, args.images, args.seed)
-    print(f"wrote {count} images in {args.classes} classes under {args.dest}/Training "
-          f"({time.perf_counter() - started:.1f} s)")
+    print(
+        f"wrote {count} images in {args.classes} classes under {args.dest}/Training "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
     return 0
 
 
@@ -39,15 +41,17 @@ def cmd_upload(args) -> int:
         except (StorageError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    print(f"{report.files} files: {report.uploaded} uploaded ({report.bytes_uploaded / 1e6:.1f} MB), "
-          f"{report.skipped} already there; {time.perf_counter() - started:.1f} s")
+    print(
+        f"{report.files} files: {report.uploaded} uploaded ({report.bytes_uploaded / 1e6:.1f} MB), "
+        f"{report.skipped} already there; {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
 def cmd_bake_model(args) -> int:
     """Image builds: the model for FRUIT_MODEL_WEIGHTS converted into the image (models/baked.py)."""
-    from fruit_assets.models.build import bake
     from fruit_assets.errors import UserFacingError
+    from fruit_assets.models.build import bake
 
     started = time.perf_counter()
     try:
@@ -56,8 +60,10 @@ def cmd_bake_model(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     checked = "weights file SHA-256 as expected" if args.weights_sha256.strip() else "weights SHA-256 not checked"
-    print(f"baked {record.source} ({record.fingerprint}, sha256 {record.sha256[:12]}) into {args.into}: {checked}; "
-          f"parity with TensorFlow {record.parity_max_rel:.1e} relative; {time.perf_counter() - started:.1f} s")
+    print(
+        f"baked {record.source} ({record.fingerprint}, sha256 {record.sha256[:12]}) into {args.into}: {checked}; "
+        f"parity with TensorFlow {record.parity_max_rel:.1e} relative; {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
@@ -74,8 +80,10 @@ def cmd_recover(args) -> int:
     except UserFacingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{root}: {len(dead)} dead publication(s) recovered; files superseded more than "
-          f"{grace_seconds():.0f} s ago deleted")
+    print(
+        f"{root}: {len(dead)} dead publication(s) recovered; files superseded more than "
+        f"{grace_seconds():.0f} s ago deleted"
+    )
     return 0
 
 
@@ -88,11 +96,21 @@ def cmd_ui(args) -> int:
     # location keeps its name, fruit_assets (`dagster dev -m` would name it after the module).
     workspace = os.path.join(home, "workspace.yaml")
     with open(workspace, "w") as handle:
-        handle.write("load_from:\n  - python_module:\n      module_name: fruit_assets.definitions\n"
-                     "      location_name: fruit_assets\n")
+        handle.write(
+            "load_from:\n  - python_module:\n      module_name: fruit_assets.definitions\n"
+            "      location_name: fruit_assets\n"
+        )
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    command = [dagster if os.path.exists(dagster) else "dagster", "dev", "-w", workspace,
-               "--host", args.host, "--port", str(args.port)]
+    command = [
+        dagster if os.path.exists(dagster) else "dagster",
+        "dev",
+        "-w",
+        workspace,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     print(f"starting the Dagster UI at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     os.execvp(command[0], command)
     return 0  # not reached
@@ -110,8 +128,9 @@ def cmd_spark_history(args) -> int:
 def cmd_materialize(args) -> int:
     from fruit_assets.cli.materialize import materialize
 
-    return materialize(args.fruit_class, verbose=args.verbose, quiet=args.quiet,
-                       allow_mass_deletion=args.allow_mass_deletion)
+    return materialize(
+        args.fruit_class, verbose=args.verbose, quiet=args.quiet, allow_mass_deletion=args.allow_mass_deletion
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,19 +154,34 @@ def main(argv: list[str] | None = None) -> int:
     upload.set_defaults(func=cmd_upload)
 
     materialize = commands.add_parser("materialize", help="materialize every asset for all (or some) classes")
-    materialize.add_argument("--class", dest="fruit_class", action="append", metavar="NAME",
-                             help="a class to materialize (repeatable); default all")
-    materialize.add_argument("--allow-mass-deletion", action="store_true",
-                             help="remove the outputs of the classes gone from Training/ even if Training/ is "
-                                  "empty or lost more than half of its classes (refused otherwise)")
+    materialize.add_argument(
+        "--class",
+        dest="fruit_class",
+        action="append",
+        metavar="NAME",
+        help="a class to materialize (repeatable); default all",
+    )
+    materialize.add_argument(
+        "--allow-mass-deletion",
+        action="store_true",
+        help="remove the outputs of the classes gone from Training/ even if Training/ is "
+        "empty or lost more than half of its classes (refused otherwise)",
+    )
     loudness = materialize.add_mutually_exclusive_group()
-    loudness.add_argument("-v", "--verbose", action="store_true",
-                          help="show Dagster's run log (INFO) and Spark/TensorFlow output on the terminal")
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show Dagster's run log (INFO) and Spark/TensorFlow output on the terminal",
+    )
     loudness.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
     materialize.set_defaults(func=cmd_materialize)
 
-    recover = commands.add_parser("recover", help="clean what dead publications left and superseded files past "
-                                                  "the grace period, without waiting for the next publication")
+    recover = commands.add_parser(
+        "recover",
+        help="clean what dead publications left and superseded files past "
+        "the grace period, without waiting for the next publication",
+    )
     recover.add_argument("root", nargs="?", help="the data root (default: FRUIT_DATA_URI, else ./data)")
     recover.set_defaults(func=cmd_recover)
 
@@ -156,24 +190,36 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(func=cmd_ui)
 
-    history = commands.add_parser("spark-history",
-                                  help="Spark's History Server over <FRUIT_DATA_URI>/spark-events (every run's Spark jobs)")
+    history = commands.add_parser(
+        "spark-history", help="Spark's History Server over <FRUIT_DATA_URI>/spark-events (every run's Spark jobs)"
+    )
     history.add_argument("--port", type=int, default=18080)
     history.add_argument("--host", default="127.0.0.1")
     history.add_argument("--cache", help="local folder the event logs are copied into (default: a temporary one)")
     history.add_argument("--interval", type=float, default=10.0, help="seconds between two copies of new logs")
-    history.add_argument("--sync-only", action="store_true",
-                         help="only keep the cache in sync (a sidecar beside a History Server container)")
+    history.add_argument(
+        "--sync-only",
+        action="store_true",
+        help="only keep the cache in sync (a sidecar beside a History Server container)",
+    )
     history.set_defaults(func=cmd_spark_history)
 
     bake_model = commands.add_parser("bake-model", help="convert the model into a container image at build time")
-    bake_model.add_argument("--into", required=True, help="folder of the image's own model registry (FRUIT_BAKED_MODELS)")
-    bake_model.add_argument("--weights", default=os.environ.get("FRUIT_MODEL_WEIGHTS", "imagenet"),
-                            help="imagenet | random | a weights file (default: FRUIT_MODEL_WEIGHTS)")
+    bake_model.add_argument(
+        "--into", required=True, help="folder of the image's own model registry (FRUIT_BAKED_MODELS)"
+    )
+    bake_model.add_argument(
+        "--weights",
+        default=os.environ.get("FRUIT_MODEL_WEIGHTS", "imagenet"),
+        help="imagenet | random | a weights file (default: FRUIT_MODEL_WEIGHTS)",
+    )
     bake_model.add_argument("--seed", type=int, default=DEFAULT_RANDOM_SEED, help="for random weights")
-    bake_model.add_argument("--weights-sha256", default="",
-                            help="refuse a weights file (for imagenet, Keras' download) with another SHA-256; "
-                                 "production builds set it (docker build-arg MODEL_WEIGHTS_SHA256); empty: not checked")
+    bake_model.add_argument(
+        "--weights-sha256",
+        default="",
+        help="refuse a weights file (for imagenet, Keras' download) with another SHA-256; "
+        "production builds set it (docker build-arg MODEL_WEIGHTS_SHA256); empty: not checked",
+    )
     bake_model.set_defaults(func=cmd_bake_model)
 
     args = parser.parse_args(argv)

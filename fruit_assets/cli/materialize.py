@@ -32,8 +32,10 @@ class PlannedRun:
     def tags(self) -> dict[str, str]:
         if not self.key_range:
             return {}
-        return {"dagster/asset_partition_range_start": self.key_range[0],
-                "dagster/asset_partition_range_end": self.key_range[1]}
+        return {
+            "dagster/asset_partition_range_start": self.key_range[0],
+            "dagster/asset_partition_range_end": self.key_range[1],
+        }
 
 
 def plan_runs(selected: list[str], ordered: list[str], convert_model: bool, span: bool = False) -> list[PlannedRun]:
@@ -45,14 +47,26 @@ def plan_runs(selected: list[str], ordered: list[str], convert_model: bool, span
     from fruit_assets.steps.changes import contiguous_ranges, spanning_range
 
     blocks = spanning_range(selected, ordered) if span else contiguous_ranges(selected, ordered)
-    return ([PlannedRun("convert_model")] if convert_model else []) + [
-        PlannedRun("embed_classes", r) for r in blocks
-    ] + [PlannedRun("fit_pca")] + [PlannedRun("reduce_classes", r) for r in contiguous_ranges(ordered, ordered)]
+    return (
+        ([PlannedRun("convert_model")] if convert_model else [])
+        + [PlannedRun("embed_classes", r) for r in blocks]
+        + [PlannedRun("fit_pca")]
+        + [PlannedRun("reduce_classes", r) for r in contiguous_ranges(ordered, ordered)]
+    )
 
 
-def materialize(fruit_classes: list[str] | None, verbose: bool = False, quiet: bool = False,
-                allow_mass_deletion: bool = False) -> int:
-    from fruit_assets.cli.console import NORMAL, QUIET, VERBOSE, ProgressDisplay, Terminal, prepare_dagster_home, run_log_path
+def materialize(
+    fruit_classes: list[str] | None, verbose: bool = False, quiet: bool = False, allow_mass_deletion: bool = False
+) -> int:
+    from fruit_assets.cli.console import (
+        NORMAL,
+        QUIET,
+        VERBOSE,
+        ProgressDisplay,
+        Terminal,
+        prepare_dagster_home,
+        run_log_path,
+    )
 
     verbosity = VERBOSE if verbose else QUIET if quiet else NORMAL
     home = prepare_dagster_home(say=lambda text: print(text) if verbosity >= NORMAL else None)
@@ -68,7 +82,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
 
     started = time.perf_counter()
     try:
-        command_settings().engine  # an engine, precision or pair that cannot work: said before anything starts
+        _ = command_settings().engine  # an engine, precision or pair that cannot work: said before anything starts
     except ConfigurationError as error:
         terminal.error(str(error))
         return 2
@@ -81,7 +95,8 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         # The JVM and the Python workers take seconds to start: do it while the model is looked
         # up and the partitions reconciled (an incremental run is mostly such fixed costs).
         return ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, command_settings().master, layout.root)
+            _start_spark, command_settings().master, layout.root
+        )
 
     unchanged_images = _unchanged_since_publication(layout, classes)
     spark_starting = start_spark() if unchanged_images is None else None
@@ -100,8 +115,10 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
 
         release_runs_of_dead_commands(instance)
         recover_publications(layout)
-        terminal.always(f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
-                        f"images): no run launched; the features are at {layout.reduced_features}")
+        terminal.always(
+            f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
+            f"images): no run launched; the features are at {layout.reduced_features}"
+        )
         return 0
     spark_starting = spark_starting or start_spark()  # the files were as published, the partitions not
     ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
@@ -153,12 +170,17 @@ def command_settings() -> CommandSettings:
     from fruit_assets.definitions import defs
     from fruit_assets.resources.env import resolved
 
-    resources = defs.resources
+    resources = defs.resources or {}
     model = resources["embedding_model"]
     return CommandSettings(
-        data_uri=resolved(resources["storage"].data_uri), master=resolved(resources["spark"].master),
-        weights=resolved(model.weights), random_seed=model.random_seed, engine_setting=resolved(model.engine),
-        precision_setting=resolved(model.precision), variance_target=resolved(resources["pca_settings"].variance_target))
+        data_uri=resolved(resources["storage"].data_uri),
+        master=resolved(resources["spark"].master),
+        weights=resolved(model.weights),
+        random_seed=model.random_seed,
+        engine_setting=resolved(model.engine),
+        precision_setting=resolved(model.precision),
+        variance_target=resolved(resources["pca_settings"].variance_target),
+    )
 
 
 def _discover(fruit_classes, terminal):
@@ -195,7 +217,7 @@ def _discover(fruit_classes, terminal):
 
 
 def _model_tag(layout) -> str | None:
-    """"engine/weights fingerprint" of the configured model, None if it was never converted here."""
+    """ "engine/weights fingerprint" of the configured model, None if it was never converted here."""
     from fruit_assets.models import registry
 
     settings = command_settings()
@@ -256,14 +278,17 @@ def _apply_partitions(instance, layout, classes, selected, new, gone, terminal) 
     for fruit_class in gone:
         if fruit_class in registered:
             instance.delete_dynamic_partition(fruit_class_partitions.name, fruit_class)
-    terminal.say(f"{len(classes)} classes under {layout.training} ({len(new)} newly registered"
-                 + (f", {len(gone)} gone: {', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}" if gone else "")
-                 + f"); materializing {len(selected)}")
+    terminal.say(
+        f"{len(classes)} classes under {layout.training} ({len(new)} newly registered"
+        + (f", {len(gone)} gone: {', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}" if gone else "")
+        + f"); materializing {len(selected)}"
+    )
     return registered_classes(instance)
 
 
-def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
-             allow_mass_deletion: bool = False) -> dict[str, dict] | None:
+def _run_all(
+    runs: list[PlannedRun], instance, terminal, progress_display, allow_mass_deletion: bool = False
+) -> dict[str, dict] | None:
     """Executes the runs in order; {asset: metadata} of their materializations, or None once one
     failed (its one-line reason shown)."""
     from fruit_assets.cli.console import VERBOSE
@@ -271,7 +296,7 @@ def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
 
     # Dagster's event stream: at INFO on the terminal with --verbose, else all of it to the log file.
     log_level = "INFO" if terminal.verbosity >= VERBOSE else "DEBUG"
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config: dict[str, dict] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if allow_mass_deletion:  # checked and said on the command line: pca_model may remove them
         # Run config replaces the resource's whole configuration: the root goes with the flag.
         data_uri = command_settings().data_uri
@@ -279,8 +304,10 @@ def _run_all(runs: list[PlannedRun], instance, terminal, progress_display,
     summary: dict[str, dict] = {}
     released = release_runs_of_dead_commands(instance)
     if released:
-        terminal.say(f"marked {len(released)} run(s) of a fruit-assets command that died failed, freeing the "
-                     f"data root for this one: {', '.join(r[:8] for r in released)}")
+        terminal.say(
+            f"marked {len(released)} run(s) of a fruit-assets command that died failed, freeing the "
+            f"data root for this one: {', '.join(r[:8] for r in released)}"
+        )
     owner = {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
     for number, run in enumerate(runs, 1):
         run_id = str(uuid.uuid4())
@@ -310,9 +337,12 @@ def release_runs_of_dead_commands(instance) -> list[str]:
     import psutil
     from dagster import DagsterRunStatus, RunsFilter
 
-    unfinished = instance.get_runs(RunsFilter(
-        statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED],
-        tags={OWNER_HOST_TAG: socket.gethostname()}))
+    unfinished = instance.get_runs(
+        RunsFilter(
+            statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.NOT_STARTED],
+            tags={OWNER_HOST_TAG: socket.gethostname()},
+        )
+    )
     released = []
     for run in unfinished:
         pid = int(run.tags.get(OWNER_PID_TAG, "0"))
@@ -325,8 +355,9 @@ def release_runs_of_dead_commands(instance) -> list[str]:
     return released
 
 
-def _print_summary(terminal, summary: dict[str, dict], num_classes: int, num_embedded_classes: int,
-                   seconds: float) -> None:
+def _print_summary(
+    terminal, summary: dict[str, dict], num_classes: int, num_embedded_classes: int, seconds: float
+) -> None:
     from fruit_assets.cli.console import VERBOSE
 
     embeddings = summary.get("image_embeddings", {})
@@ -334,24 +365,35 @@ def _print_summary(terminal, summary: dict[str, dict], num_classes: int, num_emb
     reduced = summary.get("reduced_features", {})
     say = terminal.always
     say("\nsummary")
-    say(f"  classes              {num_classes}"
-        + (f" ({num_classes - num_embedded_classes} unchanged since their publication: not embedded again)"
-           if num_embedded_classes < num_classes else ""))
+    say(
+        f"  classes              {num_classes}"
+        + (
+            f" ({num_classes - num_embedded_classes} unchanged since their publication: not embedded again)"
+            if num_embedded_classes < num_classes
+            else ""
+        )
+    )
     if embeddings:
-        say(f"  images               {reduced.get('num_images')} published; in the embedded classes "
-            f"{embeddings.get('num_images')} ({embeddings.get('num_embedded')} embedded, "
-            f"{embeddings.get('num_quarantined')} quarantined)")
-        moved = embeddings.get("num_moved") or 0
-        say(f"  embedding            {embeddings.get('num_featurized')} featurized now, {embeddings.get('num_reused')} reused"
+        say(
+            f"  images               {reduced.get('run_num_images')} published; in the embedded classes "
+            f"{embeddings.get('run_num_images')} ({embeddings.get('run_num_embedded')} embedded, "
+            f"{embeddings.get('run_num_quarantined')} quarantined)"
+        )
+        moved = embeddings.get("run_num_moved") or 0
+        say(
+            f"  embedding            {embeddings.get('run_num_featurized')} featurized now, {embeddings.get('run_num_reused')} reused"
             + (f" ({moved} found by content under another path)" if moved else "")
-            + f", {embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})")
-        if embeddings.get("num_featurized") and "executor_cpu_seconds" in embeddings:
+            + f", {embeddings.get('images_per_second')} images/s ({embeddings.get('inference_engine')})"
+        )
+        if embeddings.get("run_num_featurized") and "executor_cpu_seconds" in embeddings:
             say(f"  embedding CPU        {_cpu_line(embeddings)}")
     else:
-        say(f"  images               {reduced.get('num_images')} published")
+        say(f"  images               {reduced.get('run_num_images')} published")
         say("  embedding            0 featurized now: no class changed")
-    say(f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
-        f"target {pca.get('variance_target')})")
+    say(
+        f"  PCA k                {pca.get('k')} (explained variance {pca.get('explained_variance')}, "
+        f"target {pca.get('variance_target')})"
+    )
     say(f"  reduced features     {reduced.get('output_path')}")
     say(f"  total time           {seconds:.1f} s")
     if terminal.verbosity < VERBOSE:
@@ -361,22 +403,31 @@ def _print_summary(terminal, summary: dict[str, dict], num_classes: int, num_emb
 def _cpu_line(embeddings: dict) -> str:
     """The featurization's executor CPU-seconds (Python workers + JVM) and images per CPU-second,
     from the embedding asset's metadata."""
+
     def figure(key: str) -> str:
         value = embeddings.get(key)
         return "?" if value is None else f"{value:.1f}"
 
     rate = embeddings.get("images_per_cpu_second")
-    return (f"{figure('executor_cpu_seconds')} CPU-s on the executors (Python {figure('python_cpu_seconds')}, "
-            f"JVM {figure('jvm_cpu_seconds')}), {'?' if rate is None else f'{rate:.2f}'} images per CPU-second")
+    return (
+        f"{figure('executor_cpu_seconds')} CPU-s on the executors (Python {figure('python_cpu_seconds')}, "
+        f"JVM {figure('jvm_cpu_seconds')}), {'?' if rate is None else f'{rate:.2f}'} images per CPU-second"
+    )
 
 
 def _materializations(result) -> dict[str, dict]:
+    """{asset: the metadata that describes the run}: of a partitioned asset, the one partition's
+    event that carries the run's figures (assets/metadata.py; Dagster does not write a run's
+    partitions in order); of another, its materialization."""
+    from fruit_assets.assets.metadata import RUN_FIGURES_MARK
+
     out = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
-        out[materialization.asset_key.to_user_string()] = {
-            key: getattr(value, "value", value) for key, value in materialization.metadata.items()
-        }
+        metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+        name = materialization.asset_key.to_user_string()
+        if name not in out or RUN_FIGURES_MARK in metadata:
+            out[name] = metadata
     return out
 
 

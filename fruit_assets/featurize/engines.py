@@ -51,7 +51,8 @@ def engine_for(engine: str, precision: str) -> str:
     if engine != ONNXRUNTIME:
         raise ConfigurationError(
             f"FRUIT_INFERENCE_PRECISION={precision} runs the converted model: it needs "
-            f"FRUIT_INFERENCE_ENGINE=onnxruntime (the default), not {engine}")
+            f"FRUIT_INFERENCE_ENGINE=onnxruntime (the default), not {engine}"
+        )
     return REDUCED_ENGINES[precision]
 
 

@@ -34,8 +34,16 @@ MAX_IMAGE_BYTES = 4 * MAX_IMAGE_PIXELS
 # alone (killed for memory, or crashed; spark_jobs/embed.py). "vanished": listed in the manifest,
 # deleted before its bytes were read. "changed_since_listing": its size is no longer the listed one,
 # so the manifest's ETag names other bytes; like "vanished", read again by the next run.
-QUARANTINE_REASONS = ("empty_file", "not_an_image", "corrupt_image", "too_large", "out_of_memory",
-                      "worker_killed", "vanished", "changed_since_listing")
+QUARANTINE_REASONS = (
+    "empty_file",
+    "not_an_image",
+    "corrupt_image",
+    "too_large",
+    "out_of_memory",
+    "worker_killed",
+    "vanished",
+    "changed_since_listing",
+)
 # Reasons about the object's state at one instant, not its bytes: a later run reads it again.
 RETRIED_REASONS = ("vanished", "changed_since_listing")
 

@@ -59,12 +59,16 @@ def configure_tensorflow_threads(intra_op: int | None, inter_op: int | None = 1)
         pass  # TensorFlow is already initialised in this process: keep its settings
 
 
-def build_mobilenet_v2(weights=None):
+def build_mobilenet_v2(weights: str | None = None):
     """``MobileNetV2(include_top=False, pooling="avg")`` at 224x224: 1280 features per image."""
     import keras
 
     return keras.applications.MobileNetV2(
-        input_shape=INPUT_SHAPE, include_top=False, pooling="avg", weights=weights
+        input_shape=INPUT_SHAPE,
+        include_top=False,
+        pooling="avg",
+        # Unannotated in Keras, so inferred as str from its default; None (random init) is documented.
+        weights=weights,  # pyright: ignore[reportArgumentType]
     )
 
 

@@ -10,6 +10,7 @@ Spark workers on this engine never load TensorFlow (a second of import and ~1 GB
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -95,5 +96,6 @@ class OnnxEmbedder:
         out = np.empty((len(preprocessed), EMBEDDING_SIZE), dtype=np.float32)
         for start in range(0, len(preprocessed), self.batch_size):
             chunk = np.ascontiguousarray(preprocessed[start : start + self.batch_size], dtype=np.float32)
-            out[start : start + len(chunk)] = self.session.run(None, {self.input_name: chunk})[0]
+            # The model's one output is a dense tensor; run() is typed for any ONNX value (sparse, maps...).
+            out[start : start + len(chunk)] = cast(np.ndarray, self.session.run(None, {self.input_name: chunk})[0])
         return out

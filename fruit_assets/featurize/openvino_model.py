@@ -76,7 +76,8 @@ def require_native(precision: str) -> None:
     if precision not in native_precisions():
         raise PrecisionUnsupportedError(
             f"{cpu_name()} has no native {precision} (it needs AMX or AVX-512 BF16): running it would "
-            f"be emulated or silently fp32; set FRUIT_INFERENCE_PRECISION=fp32 or run on such a CPU")
+            f"be emulated or silently fp32; set FRUIT_INFERENCE_PRECISION=fp32 or run on such a CPU"
+        )
 
 
 class OpenVinoEmbedder:

@@ -57,7 +57,9 @@ def render_fruit(rng: np.random.Generator, colour, aspect: float, size: int = 10
         box[1] -= step * height * 0.015
         draw.ellipse(box, fill=tuple(shade))
     stem_top = cy - height / 2
-    draw.line([cx, stem_top + 8, cx + rng.uniform(-12, 12), stem_top - canvas * 0.06], fill=(80, 50, 20), width=scale * 3)
+    draw.line(
+        [cx, stem_top + 8, cx + rng.uniform(-12, 12), stem_top - canvas * 0.06], fill=(80, 50, 20), width=scale * 3
+    )
     image = image.rotate(rng.uniform(-40, 40), resample=Image.Resampling.BILINEAR, fillcolor=(255, 255, 255))
     image = image.filter(ImageFilter.GaussianBlur(radius=scale * 0.6))
     return image.resize((size, size), Image.Resampling.LANCZOS)

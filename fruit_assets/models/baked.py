@@ -31,7 +31,9 @@ def adopt(layout: DataLayout, key: str) -> registry.ConvertedModel | None:
     if baked is None or baked.root == layout.root:
         return None
     record = registry.find(baked, key)
-    onnx_bytes = registry.read_model(baked, record) if record else None
+    if record is None:
+        return None
+    onnx_bytes = registry.read_model(baked, record)
     if onnx_bytes is None:
         return None
     registry.save(layout, record, onnx_bytes)

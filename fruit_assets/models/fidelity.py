@@ -54,11 +54,13 @@ class FidelityLimits:
     max_median_relative_l2: float = 0.25
 
     @classmethod
-    def parse(cls, max_accuracy_drop, max_median_relative_l2) -> "FidelityLimits":
+    def parse(cls, max_accuracy_drop, max_median_relative_l2) -> FidelityLimits:
         """From settings that may be strings (Dagster's EnvVar feeds str fields)."""
         values = []
-        for name, value in (("FRUIT_PRECISION_MAX_ACCURACY_DROP", max_accuracy_drop),
-                            ("FRUIT_PRECISION_MAX_MEDIAN_RELATIVE_L2", max_median_relative_l2)):
+        for name, value in (
+            ("FRUIT_PRECISION_MAX_ACCURACY_DROP", max_accuracy_drop),
+            ("FRUIT_PRECISION_MAX_MEDIAN_RELATIVE_L2", max_median_relative_l2),
+        ):
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -101,8 +103,10 @@ class Fidelity:
         reasons = []
         drop = self.accuracy_drop
         if drop is not None and drop > self.limits.max_accuracy_drop + 1e-12:
-            reasons.append(f"kNN class accuracy {self.knn_accuracy_fp32:.3f} -> {self.knn_accuracy_reduced:.3f} "
-                           f"(drop {drop:.3f} > {self.limits.max_accuracy_drop:g})")
+            reasons.append(
+                f"kNN class accuracy {self.knn_accuracy_fp32:.3f} -> {self.knn_accuracy_reduced:.3f} "
+                f"(drop {drop:.3f} > {self.limits.max_accuracy_drop:g})"
+            )
         if not self.median_relative_l2 <= self.limits.max_median_relative_l2:
             reasons.append(f"median relative L2 {self.median_relative_l2:.3f} > {self.limits.max_median_relative_l2:g}")
         if self.images < 2:
@@ -116,22 +120,29 @@ class Fidelity:
         return self.refusal is None
 
     def summary(self) -> str:
-        accuracy = ("kNN class accuracy not measured (fewer than two classes with two images)"
-                    if self.accuracy_drop is None else
-                    f"kNN class accuracy {self.knn_accuracy_fp32:.3f} fp32, {self.knn_accuracy_reduced:.3f} {self.precision}")
-        return (f"{self.precision} against fp32 on {self.images} images of {self.classes} classes: median relative L2 "
-                f"{self.median_relative_l2:.3f} (p99 {self.p99_relative_l2:.3f}), min cosine {self.min_cosine:.3f}, "
-                f"same nearest neighbour {self.nearest_neighbour_agreement:.3f}, {accuracy}")
+        accuracy = (
+            "kNN class accuracy not measured (fewer than two classes with two images)"
+            if self.accuracy_drop is None
+            else f"kNN class accuracy {self.knn_accuracy_fp32:.3f} fp32, {self.knn_accuracy_reduced:.3f} {self.precision}"
+        )
+        return (
+            f"{self.precision} against fp32 on {self.images} images of {self.classes} classes: median relative L2 "
+            f"{self.median_relative_l2:.3f} (p99 {self.p99_relative_l2:.3f}), min cosine {self.min_cosine:.3f}, "
+            f"same nearest neighbour {self.nearest_neighbour_agreement:.3f}, {accuracy}"
+        )
 
     def refused_error(self) -> FidelityRefusedError:
         return FidelityRefusedError(
             f"{self.precision} refused for this dataset: {self.refusal} on {self.images} of its images; "
-            f"set FRUIT_INFERENCE_PRECISION=fp32 (or loosen the gate's limits knowingly)")
+            f"set FRUIT_INFERENCE_PRECISION=fp32 (or loosen the gate's limits knowingly)"
+        )
 
     def metadata(self) -> dict:
         figures = {
-            "fidelity_images": self.images, "fidelity_classes": self.classes,
-            "median_relative_l2": round(self.median_relative_l2, 5), "p99_relative_l2": round(self.p99_relative_l2, 5),
+            "fidelity_images": self.images,
+            "fidelity_classes": self.classes,
+            "median_relative_l2": round(self.median_relative_l2, 5),
+            "p99_relative_l2": round(self.p99_relative_l2, 5),
             "min_cosine": round(self.min_cosine, 5),
             "nearest_neighbour_agreement": round(self.nearest_neighbour_agreement, 5),
             "fidelity_unreadable": self.unreadable,
@@ -139,13 +150,18 @@ class Fidelity:
             "max_accuracy_drop": self.limits.max_accuracy_drop,
             "max_median_relative_l2": self.limits.max_median_relative_l2,
         }
-        if self.accuracy_drop is not None:
-            figures.update({"knn_accuracy_fp32": round(self.knn_accuracy_fp32, 5),
-                            "knn_accuracy_reduced": round(self.knn_accuracy_reduced, 5),
-                            "knn_accuracy_drop": round(self.accuracy_drop, 5)})
+        fp32, reduced = self.knn_accuracy_fp32, self.knn_accuracy_reduced
+        if fp32 is not None and reduced is not None:  # accuracy_drop: measured only when both are
+            figures.update(
+                {
+                    "knn_accuracy_fp32": round(fp32, 5),
+                    "knn_accuracy_reduced": round(reduced, 5),
+                    "knn_accuracy_drop": round(fp32 - reduced, 5),
+                }
+            )
         return figures
 
-    def judged_by(self, limits: FidelityLimits) -> "Fidelity":
+    def judged_by(self, limits: FidelityLimits) -> Fidelity:
         """The same figures under other limits (a setting changed: nothing to measure again)."""
         return Fidelity(**{**self._fields(), "limits": limits})
 
@@ -156,14 +172,15 @@ class Fidelity:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Fidelity":
+    def from_json(cls, data: bytes) -> Fidelity:
         fields = json.loads(data)
         fields["limits"] = FidelityLimits(**fields["limits"])
         return cls(**fields)
 
 
-def compare(reference: np.ndarray, reduced: np.ndarray, labels: list[str], precision: str,
-            limits: FidelityLimits) -> Fidelity:
+def compare(
+    reference: np.ndarray, reduced: np.ndarray, labels: list[str], precision: str, limits: FidelityLimits
+) -> Fidelity:
     """The gate's figures for embeddings of the same images (rows aligned) and their classes."""
     reference = np.asarray(reference, dtype=np.float64)
     reduced = np.asarray(reduced, dtype=np.float64)
@@ -174,7 +191,9 @@ def compare(reference: np.ndarray, reduced: np.ndarray, labels: list[str], preci
     fp32_neighbours, reduced_neighbours = _neighbours(reference), _neighbours(reduced)
     agreement = float(np.mean(fp32_neighbours[:, 0] == reduced_neighbours[:, 0])) if len(labels) > 1 else 1.0
     return Fidelity(
-        precision=precision, images=len(labels), classes=len(set(labels)),
+        precision=precision,
+        images=len(labels),
+        classes=len(set(labels)),
         median_relative_l2=float(np.median(relative)) if len(labels) else math.inf,
         p99_relative_l2=float(np.quantile(relative, 0.99)) if len(labels) else math.inf,
         min_cosine=float(np.min(cosine)) if len(labels) else -1.0,
@@ -205,11 +224,12 @@ def _knn_accuracy(neighbours: np.ndarray, labels: np.ndarray) -> float | None:
         return None
     right = 0
     for index in np.flatnonzero(scorable):
+        near = labels[neighbours[index]]  # the classes of its nearest, nearest first
         votes: dict[str, int] = {}
-        for neighbour in neighbours[index]:
-            votes[labels[neighbour]] = votes.get(labels[neighbour], 0) + 1
+        for label in near:
+            votes[label] = votes.get(label, 0) + 1
         best = max(votes.values())
-        predicted = next(labels[n] for n in neighbours[index] if votes[labels[n]] == best)
+        predicted = next(label for label in near if votes[label] == best)
         right += predicted == labels[index]
     return right / int(scorable.sum())
 
@@ -268,8 +288,11 @@ def draw_sample(layout: DataLayout, images: int = DEFAULT_SAMPLE_IMAGES) -> list
             # Enough to choose from without listing a class of 100,000 images whole.
             objects = open_store(folder).list_objects(folder, content_hash=False)
             # .tmp-*: a local write not yet renamed into place (steps/manifest.images_only).
-            listed = ((info.uri, info.etag) for info in islice(objects, 20 * per_class)
-                      if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-"))
+            listed = (
+                (info.uri, info.etag)
+                for info in islice(objects, 20 * per_class)
+                if not info.uri.rsplit("/", 1)[-1].startswith(".tmp-")
+            )
         ranked = sorted(listed, key=lambda item: path_hash(item[0], "fidelity"))
         return [SampledImage(uri, fruit_class, etag) for uri, etag in ranked[:per_class]]
 
@@ -304,8 +327,14 @@ def read_sample(sample: list[SampledImage]) -> tuple[np.ndarray, list[str], int]
     return preprocess_batch(np.stack([pixels for pixels, _c in kept])), [c for _p, c in kept], len(sample) - len(kept)
 
 
-def measure(layout: DataLayout, onnx_bytes: bytes, precision: str, limits: FidelityLimits,
-            images: int = DEFAULT_SAMPLE_IMAGES, reduced_onnx_bytes: bytes | None = None) -> Fidelity:
+def measure(
+    layout: DataLayout,
+    onnx_bytes: bytes,
+    precision: str,
+    limits: FidelityLimits,
+    images: int = DEFAULT_SAMPLE_IMAGES,
+    reduced_onnx_bytes: bytes | None = None,
+) -> Fidelity:
     """The gate's figures for the converted model ``onnx_bytes`` run in fp32 (ONNX Runtime, the
     product's fp32 engine) and in ``precision`` (``reduced_onnx_bytes``, the same model unless a
     test hands a damaged one) on a sample of the dataset at ``layout``."""
@@ -318,6 +347,12 @@ def measure(layout: DataLayout, onnx_bytes: bytes, precision: str, limits: Fidel
     reference = OnnxEmbedder(onnx_bytes, threads=0).embed(preprocessed)
     reduced = reduced_model.embed(preprocessed)
     fidelity = compare(reference, reduced, labels, precision, limits)
-    return Fidelity(**{**fidelity._fields(), "sample_digest": sample_digest(sample),
-                       "sample_classes": sorted({image.fruit_class for image in sample}), "unreadable": unreadable,
-                       "measured_on": measured_on()})
+    return Fidelity(
+        **{
+            **fidelity._fields(),
+            "sample_digest": sample_digest(sample),
+            "sample_classes": sorted({image.fruit_class for image in sample}),
+            "unreadable": unreadable,
+            "measured_on": measured_on(),
+        }
+    )

@@ -44,7 +44,7 @@ class ConvertedModel:
         return within_parity(self.parity_max_rel)
 
     @classmethod
-    def from_json(cls, data: bytes) -> "ConvertedModel":
+    def from_json(cls, data: bytes) -> ConvertedModel:
         return cls(**json.loads(data))
 
     def to_json(self) -> bytes:

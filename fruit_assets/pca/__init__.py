@@ -7,8 +7,8 @@ covariance with ``eigh``: 0.4 s instead of Spark ML's 15 s, in one pass over the
 
 from fruit_assets.pca.fit import (
     Moments,
-    check_variance_target,
     PcaModel,
+    check_variance_target,
     choose_k,
     fit_from_moments,
     load_pca,
@@ -16,4 +16,13 @@ from fruit_assets.pca.fit import (
     save_pca,
 )
 
-__all__ = ["Moments", "check_variance_target", "PcaModel", "choose_k", "fit_from_moments", "load_pca", "project", "save_pca"]
+__all__ = [
+    "Moments",
+    "check_variance_target",
+    "PcaModel",
+    "choose_k",
+    "fit_from_moments",
+    "load_pca",
+    "project",
+    "save_pca",
+]

@@ -18,11 +18,11 @@ class Moments:
     scatter: np.ndarray  # (d, d) float64: sum of (x - mean)(x - mean)ᵀ
 
     @classmethod
-    def empty(cls, dim: int) -> "Moments":
+    def empty(cls, dim: int) -> Moments:
         return cls(0, np.zeros(dim), np.zeros((dim, dim)))
 
     @classmethod
-    def of(cls, rows: np.ndarray) -> "Moments":
+    def of(cls, rows: np.ndarray) -> Moments:
         rows = np.asarray(rows, dtype=np.float64)
         if len(rows) == 0:
             return cls.empty(rows.shape[1])
@@ -30,7 +30,7 @@ class Moments:
         centred = rows - mean
         return cls(len(rows), mean, centred.T @ centred)
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         if other.count == 0:
             return self
         if self.count == 0:
@@ -41,7 +41,7 @@ class Moments:
         scatter = self.scatter + other.scatter + np.outer(delta, delta) * (self.count * other.count / total)
         return Moments(total, mean, scatter)
 
-    def subtract(self, part: "Moments") -> "Moments":
+    def subtract(self, part: Moments) -> Moments:
         """The moments of the other rows: ``self.subtract(part).merge(part)`` equals ``self``.
         (``part`` must be rows that ``self`` counts: those of a file being superseded.)"""
         if part.count == 0:
@@ -62,7 +62,7 @@ class Moments:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Moments":
+    def from_bytes(cls, data: bytes) -> Moments:
         arrays = np.load(io.BytesIO(data))
         return cls(int(arrays["count"]), arrays["mean"], arrays["scatter"])
 
@@ -157,8 +157,11 @@ def save_pca(model: PcaModel, with_basis: bool = True) -> bytes:
         explained_variance_ratio=model.explained_variance_ratio.astype(np.float64),
         variance_target=np.float64(model.variance_target),
         num_samples=np.int64(model.num_samples),
-        explained_variance_ratio_all=(model.spectrum if model.spectrum is not None else model.explained_variance_ratio).astype(np.float64),
-        **extra,
+        explained_variance_ratio_all=(
+            model.spectrum if model.spectrum is not None else model.explained_variance_ratio
+        ).astype(np.float64),
+        # The stubs match **extra against allow_pickle: bool; it only ever holds "basis".
+        **extra,  # pyright: ignore[reportArgumentType]
     )
     return buffer.getvalue()
 

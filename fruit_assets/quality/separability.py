@@ -46,8 +46,9 @@ def sample_rates(counts: dict[str, int], per_class: int) -> dict[str, float]:
     return {c: min(1.0, per_class / n) if n else 0.0 for c, n in counts.items()}
 
 
-def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k: int = 5,
-                chunk: int = 1024) -> np.ndarray:
+def knn_predict(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k: int = 5, chunk: int = 1024
+) -> np.ndarray:
     """Majority label among the ``k`` nearest training points (Euclidean); a tie goes to the label
     whose tied neighbours are nearer in total."""
     train = np.asarray(train, dtype=np.float64)
@@ -67,6 +68,7 @@ def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k
                 votes, total = int((labels == label).sum()), float(near[labels == label].sum())
                 if best is None or (votes, -total) > (best[1], -best[2]):
                     best = (label, votes, total)
+            assert best is not None  # k >= 1 neighbours: at least one label voted
             predictions[start + row] = best[0]
     return predictions
 
@@ -87,12 +89,12 @@ class Accuracy:
 
 
 def knn_accuracy(vectors: np.ndarray, labels: list[str], test_mask: np.ndarray, k: int = 5) -> Accuracy:
-    labels = np.asarray(labels, dtype=object)
+    label_array = np.asarray(labels, dtype=object)
     train, test = ~test_mask, test_mask
     if not test.any() or not train.any():
         return Accuracy(float("nan"), {})
-    predicted = knn_predict(vectors[train], labels[train], vectors[test], k)
-    truth = labels[test]
+    predicted = knn_predict(vectors[train], label_array[train], vectors[test], k)
+    truth = label_array[test]
     per_class = {c: (int(((truth == c) & (predicted == c)).sum()), int((truth == c).sum())) for c in np.unique(truth)}
     confusion: dict[tuple[str, str], int] = {}
     for true, guess in zip(truth, predicted):
@@ -117,9 +119,18 @@ class Separability:
         return self.full.overall - self.reduced.overall
 
 
-def separability(embeddings: np.ndarray, labels: list[str], paths: list[str], mean: np.ndarray,
-                 basis: np.ndarray, spectrum: np.ndarray, k: int, tolerance: float = 0.02,
-                 neighbours: int = 5, targets=(0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)) -> Separability:
+def separability(
+    embeddings: np.ndarray,
+    labels: list[str],
+    paths: list[str],
+    mean: np.ndarray,
+    basis: np.ndarray,
+    spectrum: np.ndarray,
+    k: int,
+    tolerance: float = 0.02,
+    neighbours: int = 5,
+    targets=(0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0),
+) -> Separability:
     """k-NN accuracy of the full ``embeddings`` and of their projection on the first ``k`` rows of
     ``basis`` (the PCA's eigenvectors by decreasing variance), on the split given by the paths.
     When the projection loses more than ``tolerance``, the smallest of ``targets`` whose k (from

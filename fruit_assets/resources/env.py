@@ -9,6 +9,11 @@ def env_or_default(name: str, default: str):
     return EnvVar(name) if os.environ.get(name) else default
 
 
-def resolved(value):
+def resolved(value: str) -> str:
     """The value behind a field that may hold an ``EnvVar`` (outside a run's resource init)."""
-    return value.get_value() if isinstance(value, EnvVar) else value
+    if not isinstance(value, EnvVar):
+        return value
+    setting = value.get_value()
+    if setting is None:  # env_or_default makes an EnvVar only of a variable that is set
+        raise ValueError(f"the environment variable {value.env_var_name} is not set")
+    return setting

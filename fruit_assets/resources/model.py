@@ -21,18 +21,18 @@ class EmbeddingModelResource(ConfigurableResource):
     precision: str = Field(
         default=FP32,
         description="FRUIT_INFERENCE_PRECISION: 'fp32' (exact, the default) or 'bf16' (OpenVINO, ~2x images per "
-                    "CPU-second on CPUs with AMX or AVX-512 BF16), admitted per dataset by the fidelity gate.",
+        "CPU-second on CPUs with AMX or AVX-512 BF16), admitted per dataset by the fidelity gate.",
     )
     # Strings because Dagster's EnvVar feeds str fields; parsed by FidelityLimits.parse.
     max_accuracy_drop: str = Field(
         default="0.01",
         description="FRUIT_PRECISION_MAX_ACCURACY_DROP: the reduced precision is refused if the kNN class accuracy "
-                    "of the dataset's sample drops by more than this against fp32.",
+        "of the dataset's sample drops by more than this against fp32.",
     )
     max_median_relative_l2: str = Field(
         default="0.25",
         description="FRUIT_PRECISION_MAX_MEDIAN_RELATIVE_L2: ... or if the median image's embedding moves by more "
-                    "than this (relative L2) from its fp32 embedding.",
+        "than this (relative L2) from its fp32 embedding.",
     )
     fidelity_sample_images: int = Field(
         default=DEFAULT_SAMPLE_IMAGES, description="Images of the dataset, spread over its classes, the gate compares."

@@ -18,7 +18,6 @@ from fruit_assets.spark_jobs.session import (
     run_sizing_conf,
 )
 
-
 # Sessions this process already runs and lends to the runs it executes: `fruit-assets materialize`
 # keeps one Spark application (and each worker's model) across its runs. Dagster builds a run's
 # resource anew from its config, so a session cannot travel on the resource instance the command
@@ -61,11 +60,15 @@ class SparkResource(ConfigurableResource):
     # name is shown in Spark's UIs and the History Server.
     app_name: ClassVar[str] = "fruit_assets"
     conf: dict[str, str] = Field(
-        default_factory=dict, description="Sizing only (memory, cores, executor counts, partitions): "
-                                          "spark.* keys outside session.RUN_CONFIG_SPARK_KEYS fail the run.")
+        default_factory=dict,
+        description="Sizing only (memory, cores, executor counts, partitions): "
+        "spark.* keys outside session.RUN_CONFIG_SPARK_KEYS fail the run.",
+    )
     data_uri: str = Field(
-        default="", description="FRUIT_DATA_URI: the event log of every application goes to <root>/spark-events/ "
-                                "when its session stops (empty: no event log).")
+        default="",
+        description="FRUIT_DATA_URI: the event log of every application goes to <root>/spark-events/ "
+        "when its session stops (empty: no event log).",
+    )
     # k8s:// masters only: executor pod size and count.
     k8s_executor_cores: int = 2
     k8s_executor_memory: str = "1g"
@@ -77,7 +80,9 @@ class SparkResource(ConfigurableResource):
     def __init__(self, *, deployment: SparkDeployment | None = None, **values):
         # Dagster rebuilds the resource from its config at run init, passing ``deployment`` back.
         pinned = {name: resolved(values.pop(name)) for name in SparkDeployment.field_names() if name in values}
-        super().__init__(deployment=replace(deployment or SparkDeployment.from_environ(), **pinned), **values)
+        deployment = replace(deployment or SparkDeployment.from_environ(), **pinned)
+        # Checkers see ConfigurableResource's own, field-less __init__; pydantic's takes this class's fields.
+        super().__init__(deployment=deployment, **values)  # pyright: ignore[reportCallIssue]
 
     @property
     def master(self) -> str:
@@ -92,8 +97,11 @@ class SparkResource(ConfigurableResource):
             # no public API returns the process's session): used, never stopped, by a run whose
             # master is theirs. Building a second one would share, then stop, the same SparkContext.
             candidates = [*reversed(_LENT_SESSIONS), SparkSession.getActiveSession(), SparkSession._instantiatedSession]
-            reusable = [session for session in candidates if session is not None and session._sc._jsc is not None
-                        and session.sparkContext.master == self.master]
+            reusable = [
+                session
+                for session in candidates
+                if session is not None and session._sc._jsc is not None and session.sparkContext.master == self.master
+            ]
             if reusable:
                 self._session, self._owned = reusable[0], False
             else:
@@ -104,18 +112,30 @@ class SparkResource(ConfigurableResource):
     def settings(self) -> SparkSettings:
         deployment, conf = self.deployment, {}
         if self.master.startswith("k8s://"):
-            conf.update(kubernetes_conf(KubernetesSettings(
-                namespace=deployment.k8s_namespace, service_account=deployment.k8s_service_account,
-                executor_service_account=deployment.k8s_executor_service_account, image=deployment.k8s_image,
-                driver_pod_name=deployment.k8s_driver_pod_name, driver_pod_ip=deployment.k8s_driver_pod_ip,
-                executor_cores=self.k8s_executor_cores,
-                executor_memory=check_sizing_value("k8s_executor_memory", self.k8s_executor_memory),
-                max_executors=self.k8s_max_executors,
-            )))
+            conf.update(
+                kubernetes_conf(
+                    KubernetesSettings(
+                        namespace=deployment.k8s_namespace,
+                        service_account=deployment.k8s_service_account,
+                        executor_service_account=deployment.k8s_executor_service_account,
+                        image=deployment.k8s_image,
+                        driver_pod_name=deployment.k8s_driver_pod_name,
+                        driver_pod_ip=deployment.k8s_driver_pod_ip,
+                        executor_cores=self.k8s_executor_cores,
+                        executor_memory=check_sizing_value("k8s_executor_memory", self.k8s_executor_memory),
+                        max_executors=self.k8s_max_executors,
+                    )
+                )
+            )
         conf.update(run_sizing_conf(self.conf))
-        return SparkSettings(self.master, self.app_name, conf, event_log_dir=self._event_log_dir(),
-                             auth_secret_file=deployment.auth_secret_file,
-                             executor_wait_seconds=deployment.executor_wait())
+        return SparkSettings(
+            self.master,
+            self.app_name,
+            conf,
+            event_log_dir=self._event_log_dir(),
+            auth_secret_file=deployment.auth_secret_file,
+            executor_wait_seconds=deployment.executor_wait(),
+        )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Resource init, before any step can start Spark: a run config outside the allowlist (or an

@@ -14,7 +14,7 @@ class FruitStorage(ConfigurableResource):
     allow_mass_deletion: bool = Field(
         default=False,
         description="Delete the outputs of the classes gone from Training/ even when Training/ is empty or lost "
-                    "more than half of its classes at once (otherwise refused: a wrong prefix or an outage).",
+        "more than half of its classes at once (otherwise refused: a wrong prefix or an outage).",
     )
 
     @property

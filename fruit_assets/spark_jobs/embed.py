@@ -12,9 +12,9 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -45,8 +45,10 @@ DEATHS_TO_QUARANTINE = 2
 # in one thread, the MemoryError came from numpy's preprocessing, ONNX Runtime's arena or Arrow's
 # writer in another. Either way the worker process is gone (PySpark ends a worker after a task's
 # exception) and the task's images are run again one at a time in a fresh one.
-_LOST_TO_MEMORY = re.compile(r"Python worker exited unexpectedly|ExecutorLostFailure|MemoryError"
-                             r"|Failed to allocate memory")
+_LOST_TO_MEMORY = re.compile(
+    r"Python worker exited unexpectedly|ExecutorLostFailure|MemoryError"
+    r"|Failed to allocate memory"
+)
 
 
 class WorkerDeathsError(UserFacingError):
@@ -95,9 +97,15 @@ def plan_slices(num_images: int, parallelism: int, max_per_task: int) -> int:
     return max(1, min(tasks, num_images))
 
 
-def embed_images(spark, manifest_rows: list[tuple], model, staging_uri: str,
-                 settings: EmbedSettings = EmbedSettings(), file_tag: str = "",
-                 on_progress: list | None = None) -> EmbedOutcome:
+def embed_images(
+    spark,
+    manifest_rows: list[tuple],
+    model,
+    staging_uri: str,
+    settings: EmbedSettings = EmbedSettings(),
+    file_tag: str = "",
+    on_progress: list | None = None,
+) -> EmbedOutcome:
     """``manifest_rows``: (path, fruit_class, etag, listed size), any order (without the size, no
     object is refused unread for its size); ``model`` an ``InferenceModel``
     (its payload, ONNX bytes or weight arrays, is broadcast once). ``on_progress``: callbacks
@@ -121,11 +129,18 @@ def embed_images(spark, manifest_rows: list[tuple], model, staging_uri: str,
         rdd = sc.parallelize(chunks, len(chunks))
 
         def job(index: int, isolation_round: int) -> list[tuple]:
-            def run(partition_index: int, chunks: Iterator[list]) -> Iterator[tuple]:
+            def run(partition_index: int, chunks: Iterator[list]) -> Iterable[tuple]:
                 task_rows = [row for part in chunks for row in part]
                 return embed_partition(
-                    partition_index, task_rows, engine, fingerprint, lambda: payload_broadcast.value,
-                    staging_uri, settings, file_tag, isolation_round,
+                    partition_index,
+                    task_rows,
+                    engine,
+                    fingerprint,
+                    lambda: payload_broadcast.value,
+                    staging_uri,
+                    settings,
+                    file_tag,
+                    isolation_round,
                 )
 
             return sc.runJob(rdd.mapPartitionsWithIndex(run), lambda summaries: summaries, [index])
@@ -166,6 +181,7 @@ def run_contained(spark, group: str, labels: list[str], job, max_rounds: int) ->
     from pyspark.util import inheritable_thread_target
 
     def contained(index: int) -> list[tuple]:
+        last: Exception | None = None  # set by every round that does not return (max_rounds >= 0: one at least)
         for isolation_round in range(max_rounds + 1):
             try:
                 return job(index, isolation_round)
@@ -187,10 +203,10 @@ def run_contained(spark, group: str, labels: list[str], job, max_rounds: int) ->
     with ThreadPoolExecutor(max_workers=min(len(labels), MAX_JOBS_IN_FLIGHT), thread_name_prefix="embed-job") as pool:
         futures = [pool.submit(target, index) for index in range(len(labels))]
         done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
+        failed = [error for error in (f.exception() for f in futures if f in done) if error is not None]
         if failed:
             spark.sparkContext.cancelJobGroup(group)
-            raise failed[0].exception()
+            raise failed[0]
     return [summary for future in futures for summary in future.result()]
 
 
@@ -211,10 +227,15 @@ def fetch_and_decode(path: str, listed_size: int | None = None, max_bytes: int =
         if listed_size is not None and len(data) != listed_size:
             # The manifest's ETag names the listed bytes: these are others, which must not be
             # embedded under it. Quarantined for this run only; the next listing has the new ETag.
-            read = (f"more than the {listed_size} bytes listed (not read further)" if len(data) > listed_size
-                    else f"{len(data)} bytes read, {listed_size} listed")
-            return None, ("changed_since_listing", f"{read}: the object changed after the manifest was made; "
-                          "read again once listed again")
+            read = (
+                f"more than the {listed_size} bytes listed (not read further)"
+                if len(data) > listed_size
+                else f"{len(data)} bytes read, {listed_size} listed"
+            )
+            return None, (
+                "changed_since_listing",
+                f"{read}: the object changed after the manifest was made; read again once listed again",
+            )
         return decode_image(data), None
     except MissingObjectError as error:
         return None, ("vanished", str(error))
@@ -253,7 +274,8 @@ class Isolation:
     def ran_out_of_memory(self, path: str, error: MemoryError) -> tuple[str, str]:
         self.out_of_memory[path] = (
             f"MemoryError decoding it alone{': ' + str(error) if str(error) else ''}: it needs more than "
-            "the Python worker's memory limit (spark.executor.pyspark.memory) allows")
+            "the Python worker's memory limit (spark.executor.pyspark.memory) allows"
+        )
         self.decoding(None)
         _release_freed_memory()
         return "out_of_memory", self.out_of_memory[path]
@@ -263,16 +285,19 @@ class Isolation:
         if path in self.out_of_memory:
             return "out_of_memory", self.out_of_memory[path]
         if self.deaths.get(path, 0) >= DEATHS_TO_QUARANTINE:
-            return "worker_killed", (f"its Python worker died {self.deaths[path]} times while decoding it alone "
-                                     "(killed for memory, or crashed): not read again until the file changes")
+            return "worker_killed", (
+                f"its Python worker died {self.deaths[path]} times while decoding it alone "
+                "(killed for memory, or crashed): not read again until the file changes"
+            )
         return None
 
     def order(self, rows: list) -> list[int]:
         """Row indices to decode: the suspects first (right after the model is loaded, nothing else
         in flight), then the rest in order; those with a verdict not at all."""
         undecided = [i for i, row in enumerate(rows) if self.verdict(row[0]) is None]
-        return ([i for i in undecided if rows[i][0] in self.deaths]
-                + [i for i in undecided if rows[i][0] not in self.deaths])
+        return [i for i in undecided if rows[i][0] in self.deaths] + [
+            i for i in undecided if rows[i][0] not in self.deaths
+        ]
 
 
 def _release_freed_memory() -> None:
@@ -306,9 +331,17 @@ def _prefetched(items: list, fn, threads: int, lookahead: int) -> Iterator:
             yield result
 
 
-def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: str, load_payload,
-                    staging_uri: str, settings: EmbedSettings, file_tag: str = "",
-                    isolation_round: int = 0) -> Iterable[tuple]:
+def embed_partition(
+    partition_index: int,
+    rows: list,
+    engine: str,
+    fingerprint: str,
+    load_payload,
+    staging_uri: str,
+    settings: EmbedSettings,
+    file_tag: str = "",
+    isolation_round: int = 0,
+) -> Iterable[tuple]:
     """One task: embeds ``rows`` (path, fruit_class, etag[, listed size]), then stages one embeddings file and one
     quarantine file per class it touched. Returns the summary rows the driver commits from.
 
@@ -319,7 +352,8 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
     from pyspark import TaskContext
 
     started, cpu_started = time.perf_counter(), python_cpu_time()
-    attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
+    task_context = TaskContext.get()
+    attempt = task_context.attemptNumber() if task_context else 0
     isolation = None
     if isolation_round or attempt:
         isolation = Isolation(f"{staging_uri}/_isolation/part-{partition_index:05d}.json")
@@ -329,18 +363,21 @@ def embed_partition(partition_index: int, rows: list, engine: str, fingerprint: 
         raise WorkerDeathsError(
             f"the Python workers embedding {rows[0][0]} .. {rows[-1][0]} died on {killed} different images "
             f"(over {settings.max_killed_per_task}): not a few bad images; give them more memory "
-            "(spark.executor.memoryOverhead, or spark.executor.pyspark.memory where it is set)")
+            "(spark.executor.memoryOverhead, or spark.executor.pyspark.memory where it is set)"
+        )
     round_tag = f"i{isolation_round}" if isolation_round else ""
     name = f"part-{partition_index:05d}-{file_tag}-{round_tag}a{attempt}.parquet"
-    summaries = stage_class_files(rows, embeddings, ok, failures, engine, fingerprint, staging_uri, name,
-                                  time.perf_counter() - started)
+    summaries = stage_class_files(
+        rows, embeddings, ok, failures, engine, fingerprint, staging_uri, name, time.perf_counter() - started
+    )
     # The worker's CPU time over the whole task, writing its files included: on the first row.
     cpu_seconds = python_cpu_time() - cpu_started
     return [(*summary, cpu_seconds if number == 0 else 0.0) for number, summary in enumerate(summaries)]
 
 
-def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings: EmbedSettings,
-               isolation: Isolation | None = None) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
+def infer_rows(
+    rows: list, engine: str, fingerprint: str, load_payload, settings: EmbedSettings, isolation: Isolation | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
     """The inference loop: images fetched and decoded ahead on threads, embedded in batches by this
     worker's one embedder (with ``isolation``: one at a time, each named first, nothing ahead).
     -> (embeddings (n, 1280), embedded mask, {row index: (reason, message)})."""
@@ -367,17 +404,18 @@ def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings
         row = rows[index]
         return fetch_and_decode(row[0], row[3] if len(row) > 3 else None, settings.max_image_bytes)
 
-    def fetch_alone(index):
-        isolation.decoding(rows[index][0])
-        try:
-            return fetch(index)
-        except MemoryError as error:
-            return None, isolation.ran_out_of_memory(rows[index][0], error)
-
     if isolation is None:
         order = list(range(len(rows)))
         decoded = _prefetched(order, fetch, settings.fetch_threads, 2 * batch_size)
     else:
+
+        def fetch_alone(index):
+            isolation.decoding(rows[index][0])
+            try:
+                return fetch(index)
+            except MemoryError as error:
+                return None, isolation.ran_out_of_memory(rows[index][0], error)
+
         order = isolation.order(rows)
         failures.update({i: verdict for i, row in enumerate(rows) if (verdict := isolation.verdict(row[0]))})
         decoded = map(fetch_alone, order)  # in this thread: nothing else in flight while an image decodes
@@ -400,8 +438,17 @@ def infer_rows(rows: list, engine: str, fingerprint: str, load_payload, settings
     return embeddings, ok, failures
 
 
-def stage_class_files(rows: list, embeddings: np.ndarray, ok: np.ndarray, failures: dict[int, tuple[str, str]],
-                      engine: str, fingerprint: str, staging_uri: str, name: str, elapsed: float) -> list[tuple]:
+def stage_class_files(
+    rows: list,
+    embeddings: np.ndarray,
+    ok: np.ndarray,
+    failures: dict[int, tuple[str, str]],
+    engine: str,
+    fingerprint: str,
+    staging_uri: str,
+    name: str,
+    elapsed: float,
+) -> list[tuple]:
     """Per class of ``rows``: its embedded rows to ``<staging>/embeddings/fruit_class=<c>/<name>``
     (tagged with engine and weights), its failures to ``<staging>/quarantine/...``."""
     import pyarrow as pa
@@ -417,15 +464,19 @@ def stage_class_files(rows: list, embeddings: np.ndarray, ok: np.ndarray, failur
         good = in_class & ok
         if good.any():
             table = pa.table(
-                [pa.array(paths[good], pa.string()), pa.array(classes[good], pa.string()),
-                 pa.array(etags[good], pa.string()), vectors_column(embeddings[good])],
+                [
+                    pa.array(paths[good], pa.string()),
+                    pa.array(classes[good], pa.string()),
+                    pa.array(etags[good], pa.string()),
+                    vectors_column(embeddings[good]),
+                ],
                 schema=schemas.embeddings_schema(engine, fingerprint),
             )
             uri = class_folder(f"{staging_uri}/embeddings", fruit_class) + "/" + name
             write_table(uri, table)
             summaries.append((fruit_class, "embeddings", uri, int(good.sum()), elapsed))
             elapsed = 0.0  # the task's time is reported once, on its first file
-        bad = [i for i in np.flatnonzero(in_class) if i in failures]
+        bad = [i for i in np.flatnonzero(in_class).tolist() if i in failures]
         if bad:
             table = pa.table(
                 {
@@ -443,9 +494,15 @@ def stage_class_files(rows: list, embeddings: np.ndarray, ok: np.ndarray, failur
     return summaries
 
 
-def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: dict[str, str],
-                  engine: str, fingerprint: str, staging_uri: str,
-                  file_tag: str = "") -> list[tuple[str, str, str, list[str], int, bool]]:
+def carry_forward(
+    spark,
+    work: list[tuple[str, str, list[str]]],
+    manifest_uris: dict[str, str],
+    engine: str,
+    fingerprint: str,
+    staging_uri: str,
+    file_tag: str = "",
+) -> list[tuple[str, str, str, list[str], int, bool]]:
     """Reuse what an earlier materialization computed, inside Spark tasks.
 
     ``work``: (kind, fruit_class, committed files) with kind 'embeddings' or 'quarantine'. Each task
@@ -456,6 +513,7 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
     the driver learns which images need no work from the paths alone; the vectors never leave the
     executors.
     """
+
     def task(items):
         import numpy as np
         import pyarrow as pa
@@ -464,7 +522,9 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
 
         from fruit_assets.storage.parquet_io import read_table, write_table
 
-        attempt = TaskContext.get().attemptNumber()
+        task_context = TaskContext.get()
+        assert task_context is not None  # set in every Spark task, and this runs in one
+        attempt = task_context.attemptNumber()
         for kind, fruit_class, uris in items:
             manifest = read_table(manifest_uris[fruit_class], ["path", "etag"])
             current = dict(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist()))
@@ -488,18 +548,28 @@ def carry_forward(spark, work: list[tuple[str, str, list[str]]], manifest_uris: 
                 yield kind, fruit_class, "", [], remodeled, complete and not uris
                 continue
             kept = pa.concat_tables(kept_tables)
-            kept = kept.take(pc.sort_indices(kept, [("path", "ascending")]))
+            # Generated into pyarrow.compute at import from the C++ function registry: the stubs miss it.
+            order = pc.sort_indices(kept, [("path", "ascending")])  # pyright: ignore[reportAttributeAccessIssue]
+            kept = kept.take(order)
             schema = schemas.embeddings_schema(engine, fingerprint) if kind == "embeddings" else schemas.QUARANTINE
-            target = (class_folder(f"{staging_uri}/{kind}", fruit_class)
-                      + f"/{CARRIED_PREFIX}{file_tag}-a{attempt}.parquet")  # one per class and run
+            target = (
+                class_folder(f"{staging_uri}/{kind}", fruit_class) + f"/{CARRIED_PREFIX}{file_tag}-a{attempt}.parquet"
+            )  # one per class and run
             write_table(target, kept.select(schema.names).cast(schema))
             yield kind, fruit_class, target, kept["path"].to_pylist(), remodeled, complete
 
     return collect_over_files(spark, work, task)
 
 
-def reuse_by_content(spark, sources: list[tuple[str, str]], wanted: dict[str, list[tuple[str, str]]],
-                     engine: str, fingerprint: str, staging_uri: str, file_tag: str = "") -> list[tuple[str, str, list[str]]]:
+def reuse_by_content(
+    spark,
+    sources: list[tuple[str, str]],
+    wanted: dict[str, list[tuple[str, str]]],
+    engine: str,
+    fingerprint: str,
+    staging_uri: str,
+    file_tag: str = "",
+) -> list[tuple[str, str, list[str]]]:
     """Embeddings of identical bytes found under another path (a class renamed, an image moved to
     another class), inside Spark tasks: ``wanted`` maps a content ETag to the (path, fruit_class)
     rows that need it; ``sources`` are (fruit_class, committed embeddings file). Only rows of the
@@ -523,7 +593,7 @@ def reuse_by_content(spark, sources: list[tuple[str, str]], wanted: dict[str, li
                 if found:
                     yield uri, found
 
-        chosen: dict[str, list[str]] = {}
+        chosen: dict[str, str] = {}  # etag -> the file it is taken from
         for uri, etags in sorted(collect_over_files(spark, sources, find)):
             for etag in etags:
                 chosen.setdefault(etag, uri)
@@ -535,9 +605,11 @@ def reuse_by_content(spark, sources: list[tuple[str, str]], wanted: dict[str, li
             import pyarrow as pa
             from pyspark import TaskContext
 
-            from fruit_assets.storage.parquet_io import read_table, vectors_column, write_table
+            from fruit_assets.storage.parquet_io import read_table, write_table
 
-            attempt = TaskContext.get().attemptNumber()
+            task_context = TaskContext.get()
+            assert task_context is not None  # set in every Spark task, and this runs in one
+            attempt = task_context.attemptNumber()
             for number, source, etags in items:
                 table = read_table(source, ["etag", "embedding"])
                 taken = set(etags)
@@ -551,12 +623,18 @@ def reuse_by_content(spark, sources: list[tuple[str, str]], wanted: dict[str, li
                     rows.sort()
                     picked = vectors.take(pa.array([r for _p, _e, r in rows]))
                     out = pa.table(
-                        [pa.array([p for p, _e, _r in rows], pa.string()), pa.array([fruit_class] * len(rows), pa.string()),
-                         pa.array([e for _p, e, _r in rows], pa.string()), picked.combine_chunks().cast(pa.list_(pa.float32()))],
+                        [
+                            pa.array([p for p, _e, _r in rows], pa.string()),
+                            pa.array([fruit_class] * len(rows), pa.string()),
+                            pa.array([e for _p, e, _r in rows], pa.string()),
+                            picked.combine_chunks().cast(pa.list_(pa.float32())),
+                        ],
                         schema=schemas.embeddings_schema(engine, fingerprint),
                     )
-                    target = (class_folder(f"{staging_uri}/embeddings", fruit_class)
-                              + f"/{MOVED_PREFIX}{number:05d}-{file_tag}-a{attempt}.parquet")
+                    target = (
+                        class_folder(f"{staging_uri}/embeddings", fruit_class)
+                        + f"/{MOVED_PREFIX}{number:05d}-{file_tag}-a{attempt}.parquet"
+                    )
                     write_table(target, out)
                     yield fruit_class, target, [p for p, _e, _r in rows]
 

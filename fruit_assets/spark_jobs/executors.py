@@ -20,13 +20,17 @@ POLL_SECONDS = 2.0
 
 def never_joined_message(master: str, driver_address: str, waited_seconds: int) -> str:
     if master.startswith("k8s://"):
-        causes = ("the executor image (SPARK_K8S_IMAGE: pull errors, a crash at start: kubectl get pods -l "
-                  "spark-role=executor, kubectl logs), the executor service account, the namespace's quota or "
-                  "admission policy (kubectl get events), or a NetworkPolicy between the executor pods and the run pod")
+        causes = (
+            "the executor image (SPARK_K8S_IMAGE: pull errors, a crash at start: kubectl get pods -l "
+            "spark-role=executor, kubectl logs), the executor service account, the namespace's quota or "
+            "admission policy (kubectl get events), or a NetworkPolicy between the executor pods and the run pod"
+        )
     else:
         causes = "a cluster with no worker that has free cores and memory, or workers that cannot reach the driver"
-    return (f"no Spark executor registered with the driver at {driver_address} for {waited_seconds} s while a job "
-            f"waited for one ({master}): check {causes}")
+    return (
+        f"no Spark executor registered with the driver at {driver_address} for {waited_seconds} s while a job "
+        f"waited for one ({master}): check {causes}"
+    )
 
 
 class ExecutorWatch(threading.Thread):
@@ -60,7 +64,9 @@ class ExecutorWatch(threading.Thread):
             conf = self.spark_context.getConf()
             message = never_joined_message(
                 self.spark_context.master,
-                f"{conf.get('spark.driver.host', '?')}:{conf.get('spark.driver.port', '?')}", self.timeout_seconds)
+                f"{conf.get('spark.driver.host', '?')}:{conf.get('spark.driver.port', '?')}",
+                self.timeout_seconds,
+            )
             logging.getLogger(__name__).error("%s", message)
             # Spark appends the reason to "Job N cancelled": on a line of its own, it reads as the
             # error's one-line message wherever the failure surfaces.

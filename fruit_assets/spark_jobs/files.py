@@ -7,7 +7,7 @@ vectors never pass through the driver.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 
 def file_task_slices(spark_context, count: int) -> int:

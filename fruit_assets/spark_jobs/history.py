@@ -75,7 +75,7 @@ def sync_event_logs(root: str, cache_dir: str) -> int:
     store = open_store(source)
     copied = 0
     for info in store.list_objects(source, content_hash=False):
-        relative = info.uri[len(source) + 1:]
+        relative = info.uri[len(source) + 1 :]
         target = os.path.join(cache_dir, *relative.split("/"))
         if os.path.exists(target) and os.path.getsize(target) == info.size:
             continue

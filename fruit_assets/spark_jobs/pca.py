@@ -35,8 +35,14 @@ def embedding_moments(spark, file_uris: list[str]) -> Moments:
     return Moments.from_bytes(over_files(spark, file_uris, task).treeReduce(merge, depth=2))
 
 
-def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_dataset: str,
-                  file_tag: str = "", sample_rates: dict[str, float] | None = None) -> list[tuple]:
+def project_files(
+    spark,
+    work: list[tuple[str, str]],
+    pca_bytes: bytes,
+    staging_dataset: str,
+    file_tag: str = "",
+    sample_rates: dict[str, float] | None = None,
+) -> list[tuple]:
     """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced
     file per input file; returns (fruit_class, staged uri, rows, "engine/weights fingerprint" of the
     embeddings it projected, sample) per file. With ``sample_rates`` (class -> share), the sample is
@@ -56,7 +62,9 @@ def project_files(spark, work: list[tuple[str, str]], pca_bytes: bytes, staging_
             from fruit_assets.storage.parquet_io import column_matrix, read_table, vectors_column, write_table
 
             model = load_pca(pca_broadcast.value)
-            attempt = TaskContext.get().attemptNumber()
+            task_context = TaskContext.get()
+            assert task_context is not None  # set in every Spark task, and this runs in one
+            attempt = task_context.attemptNumber()
             for fruit_class, uri in items:
                 table = read_table(uri, ["path", "fruit_class", "embedding"])
                 engine, weights = schemas.embedding_model_tag(table.schema)

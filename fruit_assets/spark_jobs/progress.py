@@ -18,8 +18,14 @@ class JobProgress:
     task as its ``task_sizes[partition]`` images (the partition a task ran is not exposed by the
     status tracker, so equal-sized tasks are assumed: exact to within one task)."""
 
-    def __init__(self, spark_context, group: str, task_sizes: list[int], callbacks: list[ProgressCallback],
-                 interval: float = 0.25):
+    def __init__(
+        self,
+        spark_context,
+        group: str,
+        task_sizes: list[int],
+        callbacks: list[ProgressCallback],
+        interval: float = 0.25,
+    ):
         self.sc = spark_context
         self.group = group
         self.total = sum(task_sizes)
@@ -56,7 +62,7 @@ class JobProgress:
                 last = done
                 self._report(done)
 
-    def __enter__(self) -> "JobProgress":
+    def __enter__(self) -> JobProgress:
         self._started = time.monotonic()
         self._report(0)
         self.sc.setJobGroup(self.group, f"fruit_assets: embed {self.total} images", interruptOnCancel=False)

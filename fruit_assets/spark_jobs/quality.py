@@ -13,9 +13,9 @@ from fruit_assets.spark_jobs.embed import CARRIED_PREFIX
 from fruit_assets.spark_jobs.files import collect_over_files
 
 
-
-def sample_embeddings(spark, work: list[tuple[str, str]], rates: dict[str, float]
-                      ) -> tuple[list[str], list[str], np.ndarray]:
+def sample_embeddings(
+    spark, work: list[tuple[str, str]], rates: dict[str, float]
+) -> tuple[list[str], list[str], np.ndarray]:
     """(paths, classes, float32 vectors) of the rows whose path hash falls under their class's rate."""
 
     def task(items):
@@ -65,7 +65,9 @@ def review_new_images(spark, work: list[tuple[str, list[str]]]) -> list[tuple]:
                 yield fruit_class, "none", 0, []
                 continue
             new_matrix = np.concatenate(new)
-            reference_matrix = np.concatenate(reference) if reference else np.zeros((0, new_matrix.shape[1]), np.float32)
+            reference_matrix = (
+                np.concatenate(reference) if reference else np.zeros((0, new_matrix.shape[1]), np.float32)
+            )
             if len(reference_matrix) >= MIN_REFERENCE:
                 mode, candidates = "against earlier images", new_matrix
                 flagged = flag_against_reference(reference_matrix, new_matrix)
@@ -73,9 +75,12 @@ def review_new_images(spark, work: list[tuple[str, list[str]]]) -> list[tuple]:
                 mode = "leave-one-out"
                 candidates = np.concatenate([new_matrix, reference_matrix])
                 flagged = [f for f in flag_leave_one_out(candidates) if f.index < len(new_paths)]
-            yield fruit_class, mode, len(new_paths), [
-                (new_paths[f.index], f.distance, f.threshold, candidates[f.index].tobytes()) for f in flagged
-            ]
+            yield (
+                fruit_class,
+                mode,
+                len(new_paths),
+                [(new_paths[f.index], f.distance, f.threshold, candidates[f.index].tobytes()) for f in flagged],
+            )
 
     return collect_over_files(spark, work, task)
 

@@ -88,7 +88,8 @@ def run_sizing_conf(conf: dict[str, str]) -> dict[str, str]:
         raise RunConfigNotAllowed(
             f"run config may not set {', '.join(refused)} on the Spark resource: only the sizing keys "
             f"{', '.join(sorted(RUN_CONFIG_SPARK_KEYS))} (and the k8s_executor_* fields) are set per run; "
-            "everything else comes from the deployment")
+            "everything else comes from the deployment"
+        )
     for key, value in conf.items():
         check_sizing_value(key, value, RUN_CONFIG_SPARK_KEYS[key])
     return dict(conf)
@@ -120,10 +121,14 @@ def read_auth_secret(path: str) -> str:
         with open(path, encoding="utf-8") as handle:
             secret = handle.read().strip()
     except OSError as error:
-        raise ConfigurationError(f"{AUTH_FILE_VARIABLE}={path} cannot be read ({error.strerror}): it must name "
-                                 "the file holding the Spark cluster's shared secret") from None
+        raise ConfigurationError(
+            f"{AUTH_FILE_VARIABLE}={path} cannot be read ({error.strerror}): it must name "
+            "the file holding the Spark cluster's shared secret"
+        ) from None
     if not secret:
-        raise ConfigurationError(f"{AUTH_FILE_VARIABLE}={path} is empty: it must hold the Spark cluster's shared secret")
+        raise ConfigurationError(
+            f"{AUTH_FILE_VARIABLE}={path} is empty: it must hold the Spark cluster's shared secret"
+        )
     return secret
 
 
@@ -149,15 +154,17 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf["spark.redaction.regex"] = REDACTION_REGEX
     if settings.event_log_dir:
-        conf.update({
-            "spark.eventLog.enabled": "true",
-            "spark.eventLog.dir": "file://" + os.path.abspath(settings.event_log_dir),
-            "spark.eventLog.compress": "true",
-            "spark.eventLog.compression.codec": "zstd",
-            # Long runs roll into files of at most 128 MB; the History Server reads them as one log.
-            "spark.eventLog.rolling.enabled": "true",
-            "spark.eventLog.rolling.maxFileSize": "128m",
-        })
+        conf.update(
+            {
+                "spark.eventLog.enabled": "true",
+                "spark.eventLog.dir": "file://" + os.path.abspath(settings.event_log_dir),
+                "spark.eventLog.compress": "true",
+                "spark.eventLog.compression.codec": "zstd",
+                # Long runs roll into files of at most 128 MB; the History Server reads them as one log.
+                "spark.eventLog.rolling.enabled": "true",
+                "spark.eventLog.rolling.maxFileSize": "128m",
+            }
+        )
     conf.update(settings.conf)
     # Not a default: applied last, so no conf turns it off.
     conf.update(network_security_conf(settings))
@@ -183,7 +190,9 @@ def build_spark_session(settings: SparkSettings):
     elif settings.master.startswith("spark://"):
         logging.getLogger(__name__).warning(
             "Spark traffic with %s is neither authenticated nor encrypted: set %s (docs/operations.md)",
-            settings.master, AUTH_FILE_VARIABLE)
+            settings.master,
+            AUTH_FILE_VARIABLE,
+        )
     builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -212,9 +221,10 @@ def warm_up_workers(session) -> None:
     sc = session.sparkContext
 
     def warm(_):
+        import onnxruntime  # noqa: F401
+
         import fruit_assets.featurize.images  # noqa: F401
         import fruit_assets.storage.parquet_io  # noqa: F401
-        import onnxruntime  # noqa: F401
 
         return []
 
@@ -243,9 +253,11 @@ class SparkDeployment:
     executor_wait_seconds: str = "600"
 
     @classmethod
-    def from_environ(cls, environ=None) -> "SparkDeployment":
+    def from_environ(cls, environ=None) -> SparkDeployment:
         environ = os.environ if environ is None else environ
-        return cls(**{name: environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items() if environ.get(variable)})
+        return cls(
+            **{name: environ[variable] for name, variable in DEPLOYMENT_VARIABLES.items() if environ.get(variable)}
+        )
 
     def executor_wait(self) -> int:
         try:
@@ -253,8 +265,10 @@ class SparkDeployment:
         except ValueError:
             seconds = -1
         if seconds < 0:
-            raise ConfigurationError(f"{DEPLOYMENT_VARIABLES['executor_wait_seconds']}={self.executor_wait_seconds!r}: "
-                                     "it must be a whole number of seconds (0: wait for executors without a bound)")
+            raise ConfigurationError(
+                f"{DEPLOYMENT_VARIABLES['executor_wait_seconds']}={self.executor_wait_seconds!r}: "
+                "it must be a whole number of seconds (0: wait for executors without a bound)"
+            )
         return seconds
 
     @classmethod
@@ -300,8 +314,11 @@ class KubernetesSettings:
 
 def kubernetes_conf(k8s: KubernetesSettings) -> dict[str, str]:
     """spark.* settings for ``k8s://`` masters. Every value comes from configuration."""
-    missing = [name for name in ("namespace", "service_account", "image", "driver_pod_name", "driver_pod_ip")
-               if not getattr(k8s, name)]
+    missing = [
+        name
+        for name in ("namespace", "service_account", "image", "driver_pod_name", "driver_pod_ip")
+        if not getattr(k8s, name)
+    ]
     if missing:
         raise ConfigurationError(
             f"Spark on Kubernetes needs {', '.join(missing)}: set SPARK_K8S_NAMESPACE, SPARK_K8S_SERVICE_ACCOUNT, "
@@ -314,7 +331,8 @@ def kubernetes_conf(k8s: KubernetesSettings) -> dict[str, str]:
         "spark.kubernetes.authenticate.driver.serviceAccountName": k8s.service_account,
         # Executors reach S3 through their own IRSA-annotated account when the deployment names one
         # (they need no Kubernetes API), else through the driver's.
-        "spark.kubernetes.authenticate.executor.serviceAccountName": k8s.executor_service_account or k8s.service_account,
+        "spark.kubernetes.authenticate.executor.serviceAccountName": k8s.executor_service_account
+        or k8s.service_account,
         "spark.kubernetes.driver.pod.name": k8s.driver_pod_name,
         "spark.kubernetes.executor.podTemplateFile": k8s.pod_template,
         "spark.kubernetes.executor.deleteOnTermination": "true",

@@ -42,8 +42,9 @@ def python_cpu_time() -> float:
     return time.process_time()
 
 
-def group_task_time(spark_context, group: str, wait_seconds: float = 10.0,
-                    poll_seconds: float = 0.05) -> JvmTaskTime | None:
+def group_task_time(
+    spark_context, group: str, wait_seconds: float = 10.0, poll_seconds: float = 0.05
+) -> JvmTaskTime | None:
     """The JVM task time of the jobs of ``group`` once they have ended, or None where it cannot
     be read. Spark's listener updates the status store a moment after a job returns: waits up to
     ``wait_seconds`` for the listener bus to drain (so every job of the group is listed) and for
@@ -58,8 +59,14 @@ def group_task_time(spark_context, group: str, wait_seconds: float = 10.0,
             scala_context.listenerBus().waitUntilEmpty(int(wait_seconds * 1000))
         except Exception:  # noqa: BLE001 - a timeout, or a Spark without it: the stages' statuses still tell
             pass
-        stage_ids = sorted({stage_id for job_id in tracker.getJobIdsForGroup(group)
-                            if (job := tracker.getJobInfo(job_id)) is not None for stage_id in job.stageIds})
+        stage_ids = sorted(
+            {
+                stage_id
+                for job_id in tracker.getJobIdsForGroup(group)
+                if (job := tracker.getJobInfo(job_id)) is not None
+                for stage_id in job.stageIds
+            }
+        )
         while True:
             attempts = [attempt for stage_id in stage_ids for attempt in _stage_attempts(store, stage_id)]
             if all(attempt.status().toString() in _FINAL for attempt in attempts):
@@ -67,7 +74,10 @@ def group_task_time(spark_context, group: str, wait_seconds: float = 10.0,
             if time.monotonic() > deadline:
                 logging.getLogger(__name__).warning(
                     "Spark's status store had not caught up with the stages of %s after %.0f s: "
-                    "their JVM task time is not recorded", group, wait_seconds)
+                    "their JVM task time is not recorded",
+                    group,
+                    wait_seconds,
+                )
                 return None
             time.sleep(poll_seconds)
         return JvmTaskTime(
@@ -76,8 +86,11 @@ def group_task_time(spark_context, group: str, wait_seconds: float = 10.0,
             stages=len(stage_ids),
         )
     except Exception as error:  # noqa: BLE001 - py4j errors, a stopped context, another Spark's API
-        logging.getLogger(__name__).warning("JVM task time of %s not read from Spark's status store: %s",
-                                            group, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        logging.getLogger(__name__).warning(
+            "JVM task time of %s not read from Spark's status store: %s",
+            group,
+            str(error).splitlines()[0] if str(error) else type(error).__name__,
+        )
         return None
 
 

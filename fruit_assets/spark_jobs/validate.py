@@ -19,7 +19,9 @@ def vector_file_stats(spark, work: list[tuple[str, str]], column: str, dim: int)
         for fruit_class, uri in items:
             table = read_table(uri, ["path", column])
             vectors = table[column].combine_chunks()
-            lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+            # Generated into pyarrow.compute at import from the C++ function registry: the stubs miss it.
+            value_lengths = pc.list_value_length(vectors)  # pyright: ignore[reportAttributeAccessIssue]
+            lengths = value_lengths.to_numpy(zero_copy_only=False)
             bad = lengths != dim
             # Rows of the right length are then checked for finite values (a NaN beside a short row counts too).
             right_length = vectors.filter(pa.array(~bad))
@@ -49,7 +51,9 @@ def reduced_file_bases(spark, work: list[tuple[str, str]]) -> dict[str, set[tupl
 
         for fruit_class, uri in items:
             table = read_table(uri, ["features"])
-            lengths = set(pc.list_value_length(table["features"]).to_pylist()) or {0}
+            # Generated into pyarrow.compute at import from the C++ function registry: the stubs miss it.
+            value_lengths = pc.list_value_length(table["features"])  # pyright: ignore[reportAttributeAccessIssue]
+            lengths = set(value_lengths.to_pylist()) or {0}
             for length in lengths:
                 yield fruit_class, pca_fingerprint_of(table.schema), int(length)
 
@@ -59,7 +63,9 @@ def reduced_file_bases(spark, work: list[tuple[str, str]]) -> dict[str, set[tupl
     return bases
 
 
-def sample_first_components(spark, work: list[tuple[str, str]], per_file: int = 300) -> tuple[list[str], list[list[float]]]:
+def sample_first_components(
+    spark, work: list[tuple[str, str]], per_file: int = 300
+) -> tuple[list[str], list[list[float]]]:
     """(labels, [pc1, pc2]) for up to ``per_file`` rows of each reduced-features file."""
 
     def task(items):

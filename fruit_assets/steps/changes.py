@@ -13,16 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.steps.classes import ClassPlan, InvalidClass, check_class_names, plan_classes
-from fruit_assets.steps.classes import MassDeletionError  # noqa: F401 - raised by remove_ghost_classes, caught from here
+from fruit_assets.steps.classes import (
+    ClassPlan,
+    InvalidClass,
+    MassDeletionError,  # noqa: F401 - raised by remove_ghost_classes, caught from here
+    check_class_names,
+    plan_classes,
+)
+from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_folders
 from fruit_assets.steps.moments import publish_keeping_moments
 from fruit_assets.steps.pca import pca_record
-from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any, training_folders
 from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest, published_entries
 from fruit_assets.storage import StorageError, open_store
 from fruit_assets.storage.partitions import classes_in
@@ -50,8 +55,9 @@ class TrainingListing:
     invalid: list[InvalidClass]  # folders skipped for their names
 
 
-def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests: bool = False,
-                       keep: Iterable[str] = ()) -> TrainingListing:
+def class_fingerprints(
+    layout: DataLayout, threads: int = 16, against_manifests: bool = False, keep: Iterable[str] = ()
+) -> TrainingListing:
     """One listing of each class prefix, the prefixes listed concurrently: a tick costs about one
     S3 page round-trip per 1,000 objects / threads. Folder names are checked first
     (steps/classes.py; ``keep``: the known classes, which win a tie between twin names). With
@@ -67,7 +73,7 @@ def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests:
         # first tick, which compares a class with its manifest, keeps that one class's listing.
         listing, count = [], 0
         for info in store.list_objects(folder, content_hash=False):
-            digest.update(f"{info.uri[len(folder) + 1:]}\0{info.etag}\0{info.size}\n".encode())
+            digest.update(f"{info.uri[len(folder) + 1 :]}\0{info.etag}\0{info.size}\n".encode())
             count += 1
             if against_manifests:
                 listing.append(info)
@@ -82,8 +88,12 @@ def class_fingerprints(layout: DataLayout, threads: int = 16, against_manifests:
         return [name for name, (_v, count, _u) in results.items() if count]
 
     classes, invalid = check_class_names(store.list_folders(layout.training), layout, keep, present)
-    return TrainingListing({c: results[c][0] for c in classes}, sum(results[c][1] for c in classes),
-                           {c for c in classes if results[c][2]}, invalid)
+    return TrainingListing(
+        {c: results[c][0] for c in classes},
+        sum(results[c][1] for c in classes),
+        {c for c in classes if results[c][2]},
+        invalid,
+    )
 
 
 def matches_manifest(layout: DataLayout, fruit_class: str, listing: list, manifest=None) -> bool:
@@ -177,8 +187,10 @@ def _named_output_classes(layout: DataLayout) -> set[str]:
 
 def _holding_objects(layout: DataLayout, named: Iterable[str], threads: int) -> set[str]:
     def has_objects(fruit_class: str) -> bool:
-        return any(open_store(dataset).holds_objects(layout.class_folder(dataset, fruit_class))
-                   for dataset in layout.class_datasets)
+        return any(
+            open_store(dataset).holds_objects(layout.class_folder(dataset, fruit_class))
+            for dataset in layout.class_datasets
+        )
 
     named = sorted(named)
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -207,8 +219,9 @@ class GhostRemoval:
     plan: ClassPlan
 
 
-def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, also_known=(),
-                         spark=None) -> GhostRemoval:
+def remove_ghost_classes(
+    layout: DataLayout, allow_mass_deletion: bool = False, also_known=(), spark=None
+) -> GhostRemoval:
     """Deletes every output of the classes whose folder is gone from Training/. The published
     features go first, the manifests last, so a removal that stops midway is found again (and
     finished) by the next one. ``also_known``: the registered partitions, known classes too
@@ -218,8 +231,10 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, 
     outputs = output_classes(layout)  # one listing of the output folders serves every question below
     training, invalid = training_folders(layout, keep=outputs | set(also_known))
     if not training and not outputs:
-        raise StorageError(f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
-                           "Training/<Class>/<images> (try `fruit-assets sample <root>`)")
+        raise StorageError(
+            f"no class folders under {layout.training}/: FRUIT_DATA_URI must hold "
+            "Training/<Class>/<images> (try `fruit-assets sample <root>`)"
+        )
     plan = plan_classes(training, also_known, outputs, allow_mass_deletion, layout.training)
     plan.raise_if_refused()
     ghosts = [c for c in plan.to_remove if c in outputs]
@@ -238,7 +253,9 @@ def remove_ghost_classes(layout: DataLayout, allow_mass_deletion: bool = False, 
     return GhostRemoval(training, ghosts, invalid, plan)
 
 
-def unchanged_since_publication(layout: DataLayout, classes: list[str], model_tag: str, variance_target: float) -> int | None:
+def unchanged_since_publication(
+    layout: DataLayout, classes: list[str], model_tag: str, variance_target: float
+) -> int | None:
     """The number of images if the published features are exactly what ``classes`` (Training/ now),
     the model ``model_tag`` ("engine/weights fingerprint") and the variance target would give
     again; None as soon as anything differs. Listings and small files only: no Spark."""
@@ -277,8 +294,9 @@ def _images_if_as_published(layout: DataLayout, fruit_class: str, entry: dict | 
     if manifest is None or manifest_digest(manifest) != entry["manifest"]:
         return None
     folder = layout.training_class(fruit_class)
-    if not matches_manifest(layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False)),
-                            manifest):
+    if not matches_manifest(
+        layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False)), manifest
+    ):
         return None
     return manifest.num_rows
 

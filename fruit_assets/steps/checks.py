@@ -46,21 +46,42 @@ def embedding_checks(spark, layout: DataLayout, report: StepReport, max_quaranti
         got = stats.get(fruit_class, {"rows": 0, "distinct_paths": 0})
         expected = counts.images - counts.quarantined
         if got["rows"] != expected or got["distinct_paths"] != got["rows"]:
-            mismatched[fruit_class] = {"expected": expected, "rows": got["rows"], "distinct_paths": got["distinct_paths"]}
-    all_bad = sorted(c for c, counts in report.per_class.items() if counts.images and counts.quarantined == counts.images)
+            mismatched[fruit_class] = {
+                "expected": expected,
+                "rows": got["rows"],
+                "distinct_paths": got["distinct_paths"],
+            }
+    all_bad = sorted(
+        c for c, counts in report.per_class.items() if counts.images and counts.quarantined == counts.images
+    )
     rate = report.quarantined / report.images if report.images else 0.0
-    description = f"{report.quarantined} of {report.images} images quarantined ({rate:.1%}; threshold {max_quarantine_rate:.1%})"
+    description = (
+        f"{report.quarantined} of {report.images} images quarantined ({rate:.1%}; threshold {max_quarantine_rate:.1%})"
+    )
     if all_bad:
         description = f"every image of {', '.join(all_bad)} was quarantined: nothing to embed. " + description
     return [
-        CheckOutcome(f"embeddings_are_{EMBEDDING_SIZE}_finite_floats", not bad,
-                     {"rows_checked": sum(s["rows"] for s in stats.values()), "bad_rows": sum(bad.values())}),
-        CheckOutcome("one_row_per_image", not mismatched,
-                     {"mismatched_classes": ClassTable(mismatched)} if mismatched else {"classes": len(report.per_class)}),
-        CheckOutcome("quarantine_rate", rate <= max_quarantine_rate and not all_bad,
-                     {"quarantine_rate": round(rate, 4), "threshold": max_quarantine_rate,
-                      "fully_quarantined_classes": ", ".join(all_bad) or "none"},
-                     description=description, warn_only=True),
+        CheckOutcome(
+            f"embeddings_are_{EMBEDDING_SIZE}_finite_floats",
+            not bad,
+            {"rows_checked": sum(s["rows"] for s in stats.values()), "bad_rows": sum(bad.values())},
+        ),
+        CheckOutcome(
+            "one_row_per_image",
+            not mismatched,
+            {"mismatched_classes": ClassTable(mismatched)} if mismatched else {"classes": len(report.per_class)},
+        ),
+        CheckOutcome(
+            "quarantine_rate",
+            rate <= max_quarantine_rate and not all_bad,
+            {
+                "quarantine_rate": round(rate, 4),
+                "threshold": max_quarantine_rate,
+                "fully_quarantined_classes": ", ".join(all_bad) or "none",
+            },
+            description=description,
+            warn_only=True,
+        ),
     ]
 
 
@@ -70,16 +91,22 @@ def pca_checks(model: PcaModel) -> list[CheckOutcome]:
     reached = model.explained_variance >= model.variance_target - 1e-9
     return [
         CheckOutcome(
-            "pca_reaches_target_with_orthonormal_components", bool(reached and deviation < 1e-6),
-            {"explained_variance": round(model.explained_variance, 6), "target": model.variance_target,
-             "max_orthonormality_error": deviation},
+            "pca_reaches_target_with_orthonormal_components",
+            bool(reached and deviation < 1e-6),
+            {
+                "explained_variance": round(model.explained_variance, 6),
+                "target": model.variance_target,
+                "max_orthonormality_error": deviation,
+            },
         )
     ]
 
 
 def reduced_checks(spark, layout: DataLayout, classes, model: PcaModel, published_classes) -> list[CheckOutcome]:
     """``classes``: those this run projected; ``published_classes``: every class of the table."""
-    return _reduced_rows_check(spark, layout, classes, model.k) + [_one_basis_check(spark, layout, model, published_classes)]
+    return _reduced_rows_check(spark, layout, classes, model.k) + [
+        _one_basis_check(spark, layout, model, published_classes)
+    ]
 
 
 def _one_basis_check(spark, layout: DataLayout, model: PcaModel, published_classes) -> CheckOutcome:
@@ -87,12 +114,17 @@ def _one_basis_check(spark, layout: DataLayout, model: PcaModel, published_class
     current basis (a refit followed by a partial projection leaves rows of two bases)."""
     bases = reduced_file_bases(spark, class_files(layout.reduced_features, published_classes))
     current = (model.fingerprint, model.k)
-    stale = {c: {"bases": ", ".join(f"{fp or 'unrecorded'} (k={k})" for fp, k in sorted(found))}
-             for c, found in bases.items() if found != {current}}
-    description = (f"every published class is projected with the current basis {model.fingerprint} (k={model.k})"
-                   if not stale else
-                   f"{len(stale)} of {len(bases)} published classes are not projected with the current basis "
-                   f"{model.fingerprint} (k={model.k}): materialize reduced_features for every class")
+    stale = {
+        c: {"bases": ", ".join(f"{fp or 'unrecorded'} (k={k})" for fp, k in sorted(found))}
+        for c, found in bases.items()
+        if found != {current}
+    }
+    description = (
+        f"every published class is projected with the current basis {model.fingerprint} (k={model.k})"
+        if not stale
+        else f"{len(stale)} of {len(bases)} published classes are not projected with the current basis "
+        f"{model.fingerprint} (k={model.k}): materialize reduced_features for every class"
+    )
     metadata = {"pca_fingerprint": model.fingerprint, "classes_checked": len(bases)}
     if stale:
         metadata["stale_classes"] = ClassTable(stale)
@@ -109,6 +141,9 @@ def _reduced_rows_check(spark, layout: DataLayout, classes, k: int) -> list[Chec
         if r["rows"] != e["rows"] or r["bad"]:
             problems[fruit_class] = {"reduced_rows": r["rows"], "embedding_rows": e["rows"], "bad_rows": r["bad"]}
     return [
-        CheckOutcome("reduced_rows_match_embeddings", not problems,
-                     {"problems": ClassTable(problems)} if problems else {"k": k, "classes": len(classes)})
+        CheckOutcome(
+            "reduced_rows_match_embeddings",
+            not problems,
+            {"problems": ClassTable(problems)} if problems else {"k": k, "classes": len(classes)},
+        )
     ]

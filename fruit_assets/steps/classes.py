@@ -17,8 +17,8 @@ an outage or a half-listed prefix, the losses the guard is for, brings no new na
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
@@ -39,9 +39,12 @@ class InvalidClass:
         return f"{shown(self.name)}: {self.reason}"
 
 
-def check_class_names(names: Iterable[str], layout: DataLayout, keep: Iterable[str] = (),
-                      present: Callable[[list[str]], Iterable[str]] | None = None
-                      ) -> tuple[list[str], list[InvalidClass]]:
+def check_class_names(
+    names: Iterable[str],
+    layout: DataLayout,
+    keep: Iterable[str] = (),
+    present: Callable[[list[str]], Iterable[str]] | None = None,
+) -> tuple[list[str], list[InvalidClass]]:
     """(the valid class names, sorted; the invalid ones with why). ``present`` (optional) keeps,
     of the names that are valid so far, those that are classes (folders holding objects: an
     emptied one lingers as a prefix); it is never asked about an invalid name (an empty one would
@@ -72,8 +75,13 @@ def check_class_names(names: Iterable[str], layout: DataLayout, keep: Iterable[s
         kept = normal if normal in candidates else candidates[0]
         for name in group:
             if name != kept:
-                invalid.append(InvalidClass(name, f"the same name as {shown(kept)} in another Unicode normalization "
-                                                  "(NFC/NFD): two folders that read as one class; rename or merge them"))
+                invalid.append(
+                    InvalidClass(
+                        name,
+                        f"the same name as {shown(kept)} in another Unicode normalization "
+                        "(NFC/NFD): two folders that read as one class; rename or merge them",
+                    )
+                )
     skipped = {i.name for i in invalid}
     return [n for n in valid if n not in skipped], sorted(invalid, key=lambda i: i.name)
 
@@ -92,8 +100,10 @@ def _name_problem(name: str, limit: int) -> str | None:
         return "holds '...', Dagster's partition-range separator"
     size = len(escape_partition_value(name).encode())
     if size > limit:
-        return (f"{size} bytes as a folder name: over the {limit} a class name may take under this root, "
-                "where the longest file derived from it must stay within the storage's key limit")
+        return (
+            f"{size} bytes as a folder name: over the {limit} a class name may take under this root, "
+            "where the longest file derived from it must stay within the storage's key limit"
+        )
     return None
 
 
@@ -123,8 +133,9 @@ class ClassPlan:
             raise MassDeletionError(self.refused)
 
 
-def plan_classes(training: Iterable[str], registered: Iterable[str], published: Iterable[str],
-                 allow_mass_deletion: bool, where: str) -> ClassPlan:
+def plan_classes(
+    training: Iterable[str], registered: Iterable[str], published: Iterable[str], allow_mass_deletion: bool, where: str
+) -> ClassPlan:
     """``training``: the valid classes with objects under Training/ (``where``); ``registered``:
     the instance's partitions; ``published``: classes with outputs under the root (a caller may
     leave out those it passes as registered: the union is what counts). Refused, unless
@@ -137,20 +148,33 @@ def plan_classes(training: Iterable[str], registered: Iterable[str], published: 
     on_training = set(training)
     gone = [c for c in known if c not in on_training]
     in_view = len(set(known) | on_training)
-    plan = dict(known=known, in_view=in_view, to_register=[c for c in training if c not in set(registered)],
-                gone=gone, registered=registered)
+    plan = ClassPlan(
+        known=known,
+        in_view=in_view,
+        to_register=[c for c in training if c not in set(registered)],
+        gone=gone,
+        registered=registered,
+    )
     if allow_mass_deletion or not gone:
-        return ClassPlan(**plan)
+        return plan
     if not training:
-        return ClassPlan(**plan, refused=(
-            f"no class folders under {where}/ (a wrong FRUIT_DATA_URI or an outage?): refusing to delete the "
-            f"outputs of {len(gone)} classes; allow a deliberate mass deletion to proceed"))
+        return replace(
+            plan,
+            refused=(
+                f"no class folders under {where}/ (a wrong FRUIT_DATA_URI or an outage?): refusing to delete the "
+                f"outputs of {len(gone)} classes; allow a deliberate mass deletion to proceed"
+            ),
+        )
     if len(gone) * 2 > in_view:
-        return ClassPlan(**plan, refused=(
-            f"{len(gone)} of {in_view} classes are gone from {where}/ at once ({', '.join(gone[:5])}"
-            f"{', ...' if len(gone) > 5 else ''}): refusing to delete their outputs; allow a deliberate mass "
-            "deletion to proceed"))
-    return ClassPlan(**plan)
+        return replace(
+            plan,
+            refused=(
+                f"{len(gone)} of {in_view} classes are gone from {where}/ at once ({', '.join(gone[:5])}"
+                f"{', ...' if len(gone) > 5 else ''}): refusing to delete their outputs; allow a deliberate mass "
+                "deletion to proceed"
+            ),
+        )
+    return plan
 
 
 def shown(name: str, limit: int = 80) -> str:
@@ -164,15 +188,22 @@ def class_names_outcome(invalid: list[InvalidClass], where: str) -> CheckOutcome
     """The asset check over the class folders' names: a warning, since the valid classes are
     complete without the skipped ones; a person renames or removes the folder."""
     if not invalid:
-        return CheckOutcome(CLASS_NAMES_CHECK, True, {"invalid_class_folders": 0},
-                            description=f"every class folder under {where}/ has a usable name", warn_only=True)
+        return CheckOutcome(
+            CLASS_NAMES_CHECK,
+            True,
+            {"invalid_class_folders": 0},
+            description=f"every class folder under {where}/ has a usable name",
+            warn_only=True,
+        )
     return CheckOutcome(
-        CLASS_NAMES_CHECK, False,
+        CLASS_NAMES_CHECK,
+        False,
         {"invalid_class_folders": ClassTable({shown(i.name): {"reason": i.reason} for i in invalid})},
         description=f"{len(invalid)} class folder(s) under {where}/ skipped for their names (never registered nor "
-                    f"embedded): {'; '.join(shown(i.name, 40) + ': ' + i.reason for i in invalid[:3])}"
-                    f"{'; ...' if len(invalid) > 3 else ''}",
-        warn_only=True)
+        f"embedded): {'; '.join(shown(i.name, 40) + ': ' + i.reason for i in invalid[:3])}"
+        f"{'; ...' if len(invalid) > 3 else ''}",
+        warn_only=True,
+    )
 
 
 CLASS_NAMES_CHECK = "class_folder_names_are_valid"

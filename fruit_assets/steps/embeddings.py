@@ -20,8 +20,8 @@ from fruit_assets.steps.moments import publish_keeping_moments
 from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest
 from fruit_assets.steps.reports import ClassCounts, StepReport
 from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
-from fruit_assets.storage.versions import Version, current_version
 from fruit_assets.storage.partitions import classes_in
+from fruit_assets.storage.versions import Version, current_version
 
 KINDS = ("embeddings", "quarantine")
 
@@ -30,9 +30,16 @@ class AccountingError(UserFacingError):
     """Images in the manifest != images embedded + images quarantined."""
 
 
-def build_embeddings(spark, layout: DataLayout, classes: list[str], model: InferenceModel, run_token: str,
-                     settings: EmbedSettings = EmbedSettings(), incremental: bool = True,
-                     on_progress: list | None = None) -> StepReport:
+def build_embeddings(
+    spark,
+    layout: DataLayout,
+    classes: list[str],
+    model: InferenceModel,
+    run_token: str,
+    settings: EmbedSettings = EmbedSettings(),
+    incremental: bool = True,
+    on_progress: list | None = None,
+) -> StepReport:
     """Embeds the classes' images with ``model``; with ``incremental``, only images whose (path,
     content ETag), engine or weights differ from the previous materialization. Deleted images
     drop out."""
@@ -62,13 +69,15 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
     tag = run_token[:8]
     try:
         staged: dict[tuple[str, str], list[str]] = {}
-        kept_paths, untouched = (_carry_forward(spark, layout, classes, model, staging, tag, report, staged)
-                                 if incremental else ({}, set()))
+        kept_paths, untouched = (
+            _carry_forward(spark, layout, classes, model, staging, tag, report, staged) if incremental else ({}, set())
+        )
         rows = [
             (path, fruit_class, etag, size)  # the listed size: an oversize object is refused unread
             for fruit_class, manifest in manifests.items()
-            for path, etag, size in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(),
-                                        manifest["size"].to_pylist())
+            for path, etag, size in zip(
+                manifest["path"].to_pylist(), manifest["etag"].to_pylist(), manifest["size"].to_pylist()
+            )
             if path not in kept_paths.get(fruit_class, ())
         ]
         if incremental:
@@ -80,16 +89,22 @@ def build_embeddings(spark, layout: DataLayout, classes: list[str], model: Infer
         for key, uris in outcome.staged.items():
             staged.setdefault(key, []).extend(uris)
         for fruit_class, counts in report.per_class.items():
-            _account(fruit_class, counts, outcome.count(fruit_class, "embeddings"), outcome.count(fruit_class, "quarantine"))
+            _account(
+                fruit_class, counts, outcome.count(fruit_class, "embeddings"), outcome.count(fruit_class, "quarantine")
+            )
         # A class whose every previous row still stands and that gained none keeps its published
         # files as they are: same names, so the PCA and the projection see them unchanged.
         unchanged = {c for c in untouched if report.per_class[c].featurized == 0 and report.per_class[c].moved == 0}
         changed = [c for c in classes if c not in unchanged]
         if changed:  # nothing changed: nothing to publish, the version stays
             _version, report.moments_updated = publish_keeping_moments(
-                spark, layout, run_token, {c: staged.get((c, "embeddings"), []) for c in changed},
+                spark,
+                layout,
+                run_token,
+                {c: staged.get((c, "embeddings"), []) for c in changed},
                 changes={kind: {c: staged.get((c, kind), []) for c in changed} for kind in KINDS},
-                expected_base=published.number)
+                expected_base=published.number,
+            )
     finally:
         discard_staging(staging)
     report.seconds = time.perf_counter() - started
@@ -101,13 +116,25 @@ def _as_published(published: Version, fruit_class: str, manifest, model_tag: str
     digest, as the projection recorded it, from these very files) with this model? A class with
     quarantine files takes the long way: a quarantined image that vanished and is back is read again."""
     entry = current_made_from(published, fruit_class)
-    return (entry is not None and not published.class_uris("quarantine", fruit_class)
-            and made_with(entry, model_tag) and entry.get("rows") == len(manifest)
-            and entry.get("manifest") == manifest_digest(manifest))
+    return (
+        entry is not None
+        and not published.class_uris("quarantine", fruit_class)
+        and made_with(entry, model_tag)
+        and entry.get("rows") == len(manifest)
+        and entry.get("manifest") == manifest_digest(manifest)
+    )
 
 
-def _carry_forward(spark, layout: DataLayout, classes: list[str], model: InferenceModel, staging: str, tag: str,
-                   report: StepReport, staged: dict) -> tuple[dict[str, set[str]], set[str]]:
+def _carry_forward(
+    spark,
+    layout: DataLayout,
+    classes: list[str],
+    model: InferenceModel,
+    staging: str,
+    tag: str,
+    report: StepReport,
+    staged: dict,
+) -> tuple[dict[str, set[str]], set[str]]:
     """Stages the previous rows still valid (same path and ETag, same engine and weights), counts
     them in ``report`` and ``staged``; returns the paths kept per class (they need no work) and the
     classes whose every previously published row was kept."""
@@ -121,8 +148,9 @@ def _carry_forward(spark, layout: DataLayout, classes: list[str], model: Inferen
     kept_paths: dict[str, set[str]] = {c: set() for c in classes}
     # Only a class with published rows can be untouched (a first materialization publishes).
     complete = {c: True for _kind, c, _files in work}
-    for kind, fruit_class, uri, paths, remodeled, whole in carry_forward(spark, work, manifest_uris, model.engine,
-                                                                         model.fingerprint, staging, tag):
+    for kind, fruit_class, uri, paths, remodeled, whole in carry_forward(
+        spark, work, manifest_uris, model.engine, model.fingerprint, staging, tag
+    ):
         complete[fruit_class] = complete[fruit_class] and whole
         if uri:
             staged.setdefault((fruit_class, kind), []).append(uri)
@@ -137,8 +165,16 @@ def _carry_forward(spark, layout: DataLayout, classes: list[str], model: Inferen
     return kept_paths, {c for c, whole in complete.items() if whole}
 
 
-def _reuse_by_content(spark, layout: DataLayout, rows: list[tuple[str, str, str, int]], model: InferenceModel,
-                      staging: str, tag: str, report: StepReport, staged: dict) -> set[str]:
+def _reuse_by_content(
+    spark,
+    layout: DataLayout,
+    rows: list[tuple[str, str, str, int]],
+    model: InferenceModel,
+    staging: str,
+    tag: str,
+    report: StepReport,
+    staged: dict,
+) -> set[str]:
     """Stages, for the rows still to embed, the embeddings of the same bytes under another path;
     returns the paths served so. Which classes may hold them is read from the manifests (small),
     so a run whose new images are new content reads no embeddings file."""
@@ -154,15 +190,18 @@ def _reuse_by_content(spark, layout: DataLayout, rows: list[tuple[str, str, str,
     def holds_wanted(fruit_class: str) -> bool:
         """Its manifest lists one of the wanted contents under another path than the one wanting it."""
         manifest = read_manifest_if_any(layout, fruit_class)
-        return manifest is not None and any(etag in wanted_paths and path not in wanted_paths[etag]
-                   for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist()))
+        return manifest is not None and any(
+            etag in wanted_paths and path not in wanted_paths[etag]
+            for path, etag in zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist())
+        )
 
     listed = classes_in(layout.manifests)
     with ThreadPoolExecutor(max_workers=16) as pool:
         holders = [c for c, holds in zip(listed, pool.map(holds_wanted, listed)) if holds]
     moved: set[str] = set()
-    for fruit_class, uri, paths in reuse_by_content(spark, class_files(layout.embeddings, holders), wanted,
-                                                    model.engine, model.fingerprint, staging, tag):
+    for fruit_class, uri, paths in reuse_by_content(
+        spark, class_files(layout.embeddings, holders), wanted, model.engine, model.fingerprint, staging, tag
+    ):
         staged.setdefault((fruit_class, "embeddings"), []).append(uri)
         counts = report.per_class[fruit_class]
         counts.embedded += len(paths)

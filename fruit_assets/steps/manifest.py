@@ -69,7 +69,7 @@ def list_class_images(layout: DataLayout, fruit_class: str) -> pa.Table:
             "fruit_class": [fruit_class] * len(objects),
             "size": [info.size for info in objects],
             "etag": [info.etag for info in objects],
-            "mtime": [dt.datetime.fromtimestamp(info.mtime, dt.timezone.utc) for info in objects],
+            "mtime": [dt.datetime.fromtimestamp(info.mtime, dt.UTC) for info in objects],
         },
         schema=schemas.MANIFEST,
     )
@@ -84,8 +84,9 @@ def write_manifest(layout: DataLayout, fruit_class: str, manifest: pa.Table) -> 
 def read_manifest(layout: DataLayout, fruit_class: str) -> pa.Table:
     manifest = read_manifest_if_any(layout, fruit_class)
     if manifest is None:
-        raise StorageError(f"no manifest for class {fruit_class!r} at {layout.manifest(fruit_class)}: "
-                           "materialize raw_images first")
+        raise StorageError(
+            f"no manifest for class {fruit_class!r} at {layout.manifest(fruit_class)}: materialize raw_images first"
+        )
     return manifest
 
 

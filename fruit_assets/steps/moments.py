@@ -25,8 +25,8 @@ import io
 
 import numpy as np
 
-from fruit_assets.pca import Moments
 from fruit_assets.layout import DataLayout
+from fruit_assets.pca import Moments
 from fruit_assets.spark_jobs.pca import embedding_moments, file_moments
 from fruit_assets.steps.publication import embeddings_digest
 from fruit_assets.storage import StorageError, open_store
@@ -81,8 +81,7 @@ def save_moments(layout: DataLayout, version: Version, moments: Moments, updates
     np.savez(buffer, count=moments.count, mean=moments.mean, scatter=moments.scatter, updates=updates)
     store = open_store(uri)
     store.write_bytes(uri, buffer.getvalue())
-    store.delete(info.uri for info in store.list_objects(moments_folder(layout), content_hash=False)
-                 if info.uri != uri)
+    store.delete(info.uri for info in store.list_objects(moments_folder(layout), content_hash=False) if info.uri != uri)
     return uri
 
 
@@ -120,12 +119,14 @@ class MomentsUpdate:
         the base (no other writer in between); True if saved."""
         if self.updated is None or published.number != self.base.number + 1:
             return False
+        assert self.prior is not None  # updated is only ever derived from prior
         save_moments(self.layout, published, self.updated, self.prior[1] + 1)
         return True
 
 
-def publish_keeping_moments(spark, layout: DataLayout, writer: str, embeddings_after: dict[str, list[str]],
-                            **publication) -> tuple[Version, bool]:
+def publish_keeping_moments(
+    spark, layout: DataLayout, writer: str, embeddings_after: dict[str, list[str]], **publication
+) -> tuple[Version, bool]:
     """``storage.versions.publish(layout.root, writer, **publication)``, the kept moments carried
     over to the version it publishes: ``embeddings_after`` names, for each class whose embeddings
     it changes, its files in that version (staged URIs; [] for a class that loses them). Returns

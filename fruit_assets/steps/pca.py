@@ -56,9 +56,16 @@ def fit_pca_reporting(spark, layout: DataLayout, classes: list[str], variance_ta
         save_moments(layout, published, moments, classes=classes)
     model = fit_from_moments(moments, variance_target)
     open_store(layout.pca_fitted).write_bytes(layout.pca_fitted, save_pca(model))
-    write_json(layout.pca_fitted_record, {"fingerprint": model.fingerprint, "k": model.k,
-                                          "variance_target": model.variance_target,
-                                          "num_samples": model.num_samples, "embeddings": fitted_on})
+    write_json(
+        layout.pca_fitted_record,
+        {
+            "fingerprint": model.fingerprint,
+            "k": model.k,
+            "variance_target": model.variance_target,
+            "num_samples": model.num_samples,
+            "embeddings": fitted_on,
+        },
+    )
     return PcaFit(model, moments_from, read)
 
 
@@ -70,8 +77,11 @@ def unchanged_fit(layout: DataLayout, classes: list[str], variance_target: float
     record = pca_record(layout)
     published = current_version(layout.root)
     embedding_files(layout, classes, published)  # the same "materialize image_embeddings first" error as a fit
-    if (record is None or abs(record["variance_target"] - variance_target) > 1e-12
-            or record.get("embeddings") != embeddings_digest(published, classes)):
+    if (
+        record is None
+        or abs(record["variance_target"] - variance_target) > 1e-12
+        or record.get("embeddings") != embeddings_digest(published, classes)
+    ):
         return None
     try:
         model = read_pca(layout)

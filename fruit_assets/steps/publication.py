@@ -18,11 +18,13 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.storage import open_store
 from fruit_assets.storage.versions import Version, current_version
 
+
 def manifest_digest(manifest: pa.Table) -> str:
     """Of the (path, etag, size) triples, in path order: what raw_images saw of the class."""
     digest = hashlib.sha256()
-    for path, etag, size in sorted(zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(),
-                                       manifest["size"].to_pylist())):
+    for path, etag, size in sorted(
+        zip(manifest["path"].to_pylist(), manifest["etag"].to_pylist(), manifest["size"].to_pylist())
+    ):
         digest.update(f"{path}\0{etag}\0{size}\n".encode())
     return digest.hexdigest()[:20]
 
@@ -45,7 +47,9 @@ def embeddings_digest(version: Version, classes) -> str:
     every new one gets a new name, so an equal digest means the very same embeddings."""
     digest = hashlib.sha256()
     for fruit_class in sorted(classes):
-        digest.update(f"{fruit_class}\0{chr(31).join(version.files.get('embeddings', {}).get(fruit_class, ()))}\n".encode())
+        digest.update(
+            f"{fruit_class}\0{chr(31).join(version.files.get('embeddings', {}).get(fruit_class, ()))}\n".encode()
+        )
     return digest.hexdigest()[:20]
 
 

@@ -23,8 +23,9 @@ class MixedModelsError(UserFacingError):
     """The table would hold embeddings of more than one model (weights, engine or precision)."""
 
 
-def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_token: str,
-                           sample_rates: dict[str, float] | None = None) -> tuple[StepReport, PcaModel]:
+def build_reduced_features(
+    spark, layout: DataLayout, classes: list[str], run_token: str, sample_rates: dict[str, float] | None = None
+) -> tuple[StepReport, PcaModel]:
     """Projects ``classes`` onto the current basis and publishes them with it. If the basis is not
     the published one, every published class is projected too (one version, one basis): a
     materialization of a few partitions after a refit, from the UI or a partial backfill, never
@@ -47,7 +48,9 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
             report.per_class[fruit_class] = ClassCounts(images=rows, embedded=rows)
     # A class asked for (a partition not yet deleted) whose folder is gone and whose outputs were
     # removed has nothing to project: reported, not a failure of the others.
-    unpublished = [c for c in classes if not published.class_uris("embeddings", c) and not published.class_uris("quarantine", c)]
+    unpublished = [
+        c for c in classes if not published.class_uris("embeddings", c) and not published.class_uris("quarantine", c)
+    ]
     if unpublished:
         on_training = set(training_classes(layout))
         report.removed = [c for c in unpublished if c not in on_training]
@@ -63,8 +66,9 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
         staged: dict[str, list[str]] = {}
         models: dict[str, set[str]] = {c: set() for c in classes}
         samples = []
-        for fruit_class, uri, rows, model_tag, sample in project_files(spark, work, pca_bytes, f"{staging}/reduced",
-                                                                       run_token[:8], sample_rates):
+        for fruit_class, uri, rows, model_tag, sample in project_files(
+            spark, work, pca_bytes, f"{staging}/reduced", run_token[:8], sample_rates
+        ):
             if sample is not None:
                 samples.append((fruit_class, *sample))
             staged.setdefault(fruit_class, []).append(uri)
@@ -81,10 +85,22 @@ def build_reduced_features(spark, layout: DataLayout, classes: list[str], run_to
         basis_uri = f"{staging}/pca/{model.fingerprint}.npz"
         open_store(basis_uri).write_bytes(basis_uri, save_pca(model))
         publish(
-            layout.root, run_token, {"reduced_features": {c: staged.get(c, []) for c in classes}},
-            pca={"fingerprint": model.fingerprint, "k": model.k}, pca_model_uri=basis_uri,
-            made_from={c: _published_entry(layout, c, models[c], model.fingerprint, embeddings_digest(published, [c]),
-                                           report.per_class[c].images) for c in classes},
+            layout.root,
+            run_token,
+            {"reduced_features": {c: staged.get(c, []) for c in classes}},
+            pca={"fingerprint": model.fingerprint, "k": model.k},
+            pca_model_uri=basis_uri,
+            made_from={
+                c: _published_entry(
+                    layout,
+                    c,
+                    models[c],
+                    model.fingerprint,
+                    embeddings_digest(published, [c]),
+                    report.per_class[c].images,
+                )
+                for c in classes
+            },
             expected_base=published.number,
         )
     finally:
@@ -110,6 +126,7 @@ def _require_one_model(published: Version, projected: dict[str, set[str]], on_tr
             engine, _, weights = tag.partition("/")
             classes_by_model.setdefault(f"{precision_of(engine)} {weights}", []).append(fruit_class)
     if len(classes_by_model) > 1:
+
         def named(classes: list[str]) -> str:
             return ", ".join(classes[:3]) + (f" and {len(classes) - 3} more" if len(classes) > 3 else "")
 
@@ -117,24 +134,35 @@ def _require_one_model(published: Version, projected: dict[str, set[str]], on_tr
         raise MixedModelsError(
             f"the feature table would mix embeddings of {len(classes_by_model)} models: {mixed}; materialize "
             "image_embeddings for every class with the model now configured (FRUIT_INFERENCE_PRECISION, "
-            "FRUIT_MODEL_WEIGHTS, FRUIT_INFERENCE_ENGINE), then reduced_features")
+            "FRUIT_MODEL_WEIGHTS, FRUIT_INFERENCE_ENGINE), then reduced_features"
+        )
 
 
-def _published_entry(layout: DataLayout, fruit_class: str, model_tags: set[str], pca_fingerprint: str,
-                     embeddings: str, rows: int) -> dict:
+def _published_entry(
+    layout: DataLayout, fruit_class: str, model_tags: set[str], pca_fingerprint: str, embeddings: str, rows: int
+) -> dict:
     manifest = read_manifest_if_any(layout, fruit_class)
-    return {"manifest": manifest_digest(manifest) if manifest is not None else "",
-            # A class of quarantined images only has no embeddings, hence no model tag.
-            "model": ",".join(sorted(model_tags)), "pca": pca_fingerprint,
-            # Which embeddings files (immutable, uniquely named) the rows were projected from.
-            "embeddings": embeddings, "rows": rows}
+    return {
+        "manifest": manifest_digest(manifest) if manifest is not None else "",
+        # A class of quarantined images only has no embeddings, hence no model tag.
+        "model": ",".join(sorted(model_tags)),
+        "pca": pca_fingerprint,
+        # Which embeddings files (immutable, uniquely named) the rows were projected from.
+        "embeddings": embeddings,
+        "rows": rows,
+    }
 
 
 def _up_to_date(published: Version, fruit_class: str, pca_fingerprint: str) -> bool:
     entry = published.made_from.get(fruit_class) or {}
-    projected = bool(published.class_uris("reduced_features", fruit_class)) or not published.class_uris("embeddings", fruit_class)
-    return (projected and entry.get("pca") == pca_fingerprint
-            and entry.get("embeddings") == embeddings_digest(published, [fruit_class]))
+    projected = bool(published.class_uris("reduced_features", fruit_class)) or not published.class_uris(
+        "embeddings", fruit_class
+    )
+    return (
+        projected
+        and entry.get("pca") == pca_fingerprint
+        and entry.get("embeddings") == embeddings_digest(published, [fruit_class])
+    )
 
 
 def first_components(spark, layout: DataLayout, classes: list[str]) -> tuple[list[str], list[list[float]]]:

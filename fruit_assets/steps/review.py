@@ -18,22 +18,25 @@ import pyarrow as pa
 from fruit_assets.layout import DataLayout
 from fruit_assets.quality.outliers import nearest_class
 from fruit_assets.quality.separability import Separability, sample_rates, separability
+from fruit_assets.spark_jobs.quality import class_centroids, sample_arrays, sample_embeddings
+from fruit_assets.spark_jobs.quality import review_new_images as review_job
 from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.steps.reports import TakenSample
-from fruit_assets.spark_jobs.quality import class_centroids, review_new_images as review_job, sample_arrays, sample_embeddings
 from fruit_assets.storage import open_store
 from fruit_assets.storage.commit import class_files, dataset_files
 from fruit_assets.storage.parquet_io import write_table
 
-REVIEW_SCHEMA = pa.schema([
-    ("path", pa.string()),
-    ("fruit_class", pa.string()),
-    ("distance", pa.float64()),  # to the class centroid
-    ("threshold", pa.float64()),  # the class's robust limit
-    ("nearest_class", pa.string()),  # the other class whose centroid is nearest
-    ("nearest_class_distance", pa.float64()),
-    ("mode", pa.string()),  # "against earlier images" or "leave-one-out"
-])
+REVIEW_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("fruit_class", pa.string()),
+        ("distance", pa.float64()),  # to the class centroid
+        ("threshold", pa.float64()),  # the class's robust limit
+        ("nearest_class", pa.string()),  # the other class whose centroid is nearest
+        ("nearest_class_distance", pa.float64()),
+        ("mode", pa.string()),  # "against earlier images" or "leave-one-out"
+    ]
+)
 
 
 @dataclass
@@ -65,10 +68,17 @@ def review_new_images(spark, layout: DataLayout, featurized: dict[str, int], all
     rows_by_class: dict[str, list[dict]] = {c: [] for c in report.checked}
     for fruit_class, mode, path, distance, threshold, vector in candidates:
         other, other_distance = nearest_class(np.frombuffer(vector, np.float32), centroids, exclude=fruit_class)
-        rows_by_class[fruit_class].append({
-            "path": path, "fruit_class": fruit_class, "distance": distance, "threshold": threshold,
-            "nearest_class": other, "nearest_class_distance": other_distance, "mode": mode,
-        })
+        rows_by_class[fruit_class].append(
+            {
+                "path": path,
+                "fruit_class": fruit_class,
+                "distance": distance,
+                "threshold": threshold,
+                "nearest_class": other,
+                "nearest_class_distance": other_distance,
+                "mode": mode,
+            }
+        )
     for fruit_class, rows in rows_by_class.items():
         rows.sort(key=lambda r: -r["distance"] / r["threshold"])
         write_table(layout.review_table(fruit_class), pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA))
@@ -101,8 +111,9 @@ class SeparabilityReport:
     sample_from: str = "embeddings"
 
 
-def separability_rates(layout: DataLayout, classes: list[str], max_sample: int = 10_000,
-                       per_class_cap: int = 200) -> tuple[dict[str, float], int]:
+def separability_rates(
+    layout: DataLayout, classes: list[str], max_sample: int = 10_000, per_class_cap: int = 200
+) -> tuple[dict[str, float], int]:
     """(class -> share of its images to sample, images per class): at most ``max_sample`` images,
     ``per_class_cap`` a class, chosen by path hash. Classes without a manifest yet are left out."""
     manifests = {c: read_manifest_if_any(layout, c) for c in classes}
@@ -111,10 +122,17 @@ def separability_rates(layout: DataLayout, classes: list[str], max_sample: int =
     return sample_rates(counts, per_class), per_class
 
 
-def measure_separability(spark, layout: DataLayout, classes: list[str], pca, max_sample: int = 10_000,
-                         per_class_cap: int = 200, tolerance: float = 0.02,
-                         taken: TakenSample | None = None,
-                         plan: tuple[dict[str, float], int] | None = None) -> SeparabilityReport:
+def measure_separability(
+    spark,
+    layout: DataLayout,
+    classes: list[str],
+    pca,
+    max_sample: int = 10_000,
+    per_class_cap: int = 200,
+    tolerance: float = 0.02,
+    taken: TakenSample | None = None,
+    plan: tuple[dict[str, float], int] | None = None,
+) -> SeparabilityReport:
     """Both accuracies on a sample of at most ``max_sample`` images (``per_class_cap`` per class),
     chosen by path hash: the cost stays flat however large the collection grows. Classes without a
     manifest yet are left out. ``taken``: the sample a projection took of the current embeddings;
@@ -123,13 +141,16 @@ def measure_separability(spark, layout: DataLayout, classes: list[str], pca, max
     classes and sizes, when the caller already has it (the manifests are not read again)."""
     started = time.perf_counter()
     rates, per_class = plan or separability_rates(layout, classes, max_sample, per_class_cap)
-    sample_from = "projection" if taken is not None and taken.rates == rates else "embeddings"
-    if sample_from == "projection":
+    if taken is not None and taken.rates == rates:
+        sample_from = "projection"
         # In the order of the same files' pass (sorted work items).
         paths, labels, vectors = sample_arrays(taken.rows)
     else:
+        sample_from = "embeddings"
         paths, labels, vectors = sample_embeddings(spark, class_files(layout.embeddings, sorted(rates)), rates)
     if len(set(labels)) < 2:
-        return SeparabilityReport(None, per_class, time.perf_counter() - started, "needs at least two classes", sample_from)
+        return SeparabilityReport(
+            None, per_class, time.perf_counter() - started, "needs at least two classes", sample_from
+        )
     result = separability(vectors, labels, paths, pca.mean, pca.basis, pca.spectrum, pca.k, tolerance)
     return SeparabilityReport(result, per_class, time.perf_counter() - started, sample_from=sample_from)

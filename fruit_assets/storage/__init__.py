@@ -16,5 +16,14 @@ from fruit_assets.storage.objects import (
     open_store,
 )
 
-__all__ = ["AccessDeniedError", "MissingObjectError", "ObjectInfo", "ObjectStore", "StorageError",
-           "TransientStorageError", "join_uri", "normalize_uri", "open_store"]
+__all__ = [
+    "AccessDeniedError",
+    "MissingObjectError",
+    "ObjectInfo",
+    "ObjectStore",
+    "StorageError",
+    "TransientStorageError",
+    "join_uri",
+    "normalize_uri",
+    "open_store",
+]

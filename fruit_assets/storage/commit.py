@@ -9,7 +9,7 @@ published in one version (storage/versions.publish).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from fruit_assets.storage.objects import open_store
 from fruit_assets.storage.versions import current_version, dataset_location

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import random
@@ -9,9 +8,8 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from fruit_assets.errors import TransientError, UserFacingError
@@ -73,7 +71,7 @@ def join_uri(base: str, *parts: str) -> str:
     return uri
 
 
-def open_store(uri: str) -> "ObjectStore":
+def open_store(uri: str) -> ObjectStore:
     """The store that serves ``uri``; one per process, scheme and AWS configuration (clients are
     thread-safe; a process whose AWS variables change gets a client that uses the new ones)."""
     if uri.startswith("s3://"):
@@ -89,10 +87,20 @@ def open_store(uri: str) -> "ObjectStore":
         return store
 
 
-_AWS_CLIENT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
-                         "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                         "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
-_STORES: dict[tuple, "ObjectStore"] = {}
+_AWS_CLIENT_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+)
+_STORES: dict[tuple, ObjectStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -250,8 +258,17 @@ class LocalObjectStore(ObjectStore):
 
 
 # Answers that say "not now" rather than "not like this": throttling, the server failing inside.
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
-                    "BandwidthLimitExceeded", "TooManyRequestsException", "InternalError", "ServiceUnavailable"}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestTimeout",
+    "BandwidthLimitExceeded",
+    "TooManyRequestsException",
+    "InternalError",
+    "ServiceUnavailable",
+}
 
 
 def _is_transient(error) -> bool:
@@ -264,7 +281,7 @@ def _is_transient(error) -> bool:
 # What the identity needs for each operation the store makes, as infra/iam/ grants it.
 _NEEDS = {
     "s3:GetObject": "s3:GetObject on the key (and s3:ListBucket on the bucket so that a deleted object "
-                    "answers 404 not 403)",
+    "answers 404 not 403)",
     "s3:PutObject": "s3:PutObject on the key",
     "s3:ListBucket": "s3:ListBucket on the bucket, its s3:prefix condition matching that prefix",
     "s3:DeleteObject": "s3:DeleteObject on the keys",
@@ -307,8 +324,13 @@ def _explain_s3_errors(action: str):
     def decorate(method):
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
-            from botocore.exceptions import (BotoCoreError, ClientError, HTTPClientError, IncompleteReadError,
-                                             NoCredentialsError)
+            from botocore.exceptions import (
+                BotoCoreError,
+                ClientError,
+                HTTPClientError,
+                IncompleteReadError,
+                NoCredentialsError,
+            )
 
             target = args[0] if args and isinstance(args[0], str) else ""
             try:
@@ -322,8 +344,10 @@ def _explain_s3_errors(action: str):
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code in ("NoSuchKey", "404", "NotFound"):
-                    raise MissingObjectError(f"no object at {target} on S3 at {self.endpoint}: deleted since it was "
-                                             f"listed, or never written ({code})") from error
+                    raise MissingObjectError(
+                        f"no object at {target} on S3 at {self.endpoint}: deleted since it was "
+                        f"listed, or never written ({code})"
+                    ) from error
                 if code in ("AccessDenied", "403"):  # "403": a HEAD's answer, which has no body to name a code
                     message = error.response.get("Error", {}).get("Message") or ""
                     raise self._access_denied(action, target, message, headless=code == "403") from error
@@ -362,7 +386,7 @@ class S3ObjectStore(ObjectStore):
     (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3): any S3 API (AWS, MinIO, SeaweedFS) without code changes."""
 
     def __init__(self) -> None:
-        import boto3
+        import boto3.session
         from botocore.config import Config
 
         # S3 answers a burst with 503 SlowDown and drops the odd connection; both pass. "standard"
@@ -380,7 +404,10 @@ class S3ObjectStore(ObjectStore):
         self._client = boto3.session.Session().client(
             "s3",
             config=Config(
-                retries={"total_max_attempts": self.max_attempts, "mode": os.environ.get("AWS_RETRY_MODE") or "standard"},
+                retries={
+                    "total_max_attempts": self.max_attempts,
+                    "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
+                },
                 connect_timeout=5,
                 read_timeout=60,
                 max_pool_connections=32,
@@ -399,8 +426,10 @@ class S3ObjectStore(ObjectStore):
             said = ""
         else:
             said = f" (S3: {_one_line(server_message)})"
-        return AccessDeniedError(f"access denied: {action} on {target or 'the objects'} as {who}: that {noun} "
-                                 f"needs {_NEEDS[action]}: see infra/iam/{said}")
+        return AccessDeniedError(
+            f"access denied: {action} on {target or 'the objects'} as {who}: that {noun} "
+            f"needs {_NEEDS[action]}: see infra/iam/{said}"
+        )
 
     def _caller(self, server_message: str) -> str:
         """The identity S3 refused, for the message only (never on a request's way). Whom AWS names
@@ -420,13 +449,16 @@ class S3ObjectStore(ObjectStore):
     def _ask_sts(self) -> str:
         if not _AWS_ENDPOINT.match(self.endpoint or ""):
             return f"the credentials configured for {self.endpoint} (AWS_ROLE_ARN unset)"
-        import boto3
+        import boto3.session
         from botocore.config import Config
 
         try:
             # The S3 client's region: STS refuses to sign without one, and the S3 client has always one.
-            sts = boto3.session.Session().client("sts", region_name=self._client.meta.region_name, config=Config(
-                connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1}))
+            sts = boto3.session.Session().client(
+                "sts",
+                region_name=self._client.meta.region_name,
+                config=Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1}),
+            )
             return _as_role_arn(sts.get_caller_identity()["Arn"])
         except Exception as error:  # noqa: BLE001 - the message must still be made, naming why
             return f"an identity STS did not name (AWS_ROLE_ARN unset; GetCallerIdentity: {type(error).__name__})"
@@ -495,6 +527,7 @@ class S3ObjectStore(ObjectStore):
                 time.sleep(random.random() * min(0.05 * 2 ** (attempt - 1), 20))
             finally:
                 body.close()
+        raise AssertionError("unreachable: botocore's Config refuses total_max_attempts < 1, so max_attempts >= 1")
 
     @_explain_s3_errors("s3:PutObject")
     def write_bytes(self, uri: str, data: bytes) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fruit_assets.storage.objects import join_uri, open_store
 
 # The characters Spark escapes in partition folder names (ExternalCatalogUtils.charToEscape).
-_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(0x20)}
+_ESCAPED = set("\"#%'*/:=?\\\x7f{[]^") | {chr(c) for c in range(0x20)}
 
 
 def escape_partition_value(value: str) -> str:
@@ -21,8 +21,8 @@ def unescape_partition_value(escaped: str) -> str:
     """The class name a folder name holds (Spark's ExternalCatalogUtils.unescapePathName)."""
     out, index = [], 0
     while index < len(escaped):
-        if escaped[index] == "%" and _is_hex(escaped[index + 1:index + 3]):
-            out.append(chr(int(escaped[index + 1:index + 3], 16)))
+        if escaped[index] == "%" and _is_hex(escaped[index + 1 : index + 3]):
+            out.append(chr(int(escaped[index + 1 : index + 3], 16)))
             index += 3
         else:
             out.append(escaped[index])
@@ -37,5 +37,8 @@ def _is_hex(text: str) -> bool:
 def classes_in(dataset_uri: str) -> list[str]:
     """The classes that have a folder in a dataset (``fruit_class=<name>/``), by name."""
     prefix = "fruit_class="
-    return sorted(unescape_partition_value(name[len(prefix):])
-                  for name in open_store(dataset_uri).list_folders(dataset_uri) if name.startswith(prefix))
+    return sorted(
+        unescape_partition_value(name[len(prefix) :])
+        for name in open_store(dataset_uri).list_folders(dataset_uri)
+        if name.startswith(prefix)
+    )

@@ -34,11 +34,17 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from fruit_assets.storage.objects import (
-    LocalObjectStore, ObjectStore, StorageError, TransientStorageError, join_uri, normalize_uri, open_store,
+    LocalObjectStore,
+    ObjectStore,
+    StorageError,
+    TransientStorageError,
+    join_uri,
+    normalize_uri,
+    open_store,
 )
 from fruit_assets.storage.partitions import class_folder
 
@@ -46,8 +52,11 @@ LOG = "_publications"
 PENDING = "_pending"
 # Dataset name -> folder under the root. The order is the order files are copied in: the published
 # features last, so an interrupted copy leaves the least visible part behind.
-DATASETS = {"embeddings": "embeddings", "quarantine": "quarantine",
-            "reduced_features": "output/resultats_features_parquet"}
+DATASETS = {
+    "embeddings": "embeddings",
+    "quarantine": "quarantine",
+    "reduced_features": "output/resultats_features_parquet",
+}
 KEEP_VERSIONS = 20  # version objects kept for history and for readers of slightly older versions
 # A writer renews its intent every third of this while it works; an intent not renewed for this
 # long (by the storage's clock) belongs to a dead writer, whom recovery fences off before deleting
@@ -92,17 +101,29 @@ class Version:
         return paths
 
     def to_json(self) -> bytes:
-        return json.dumps({"version": self.number, "created": self.created, "pca": self.pca,
-                           "made_from": self.made_from,
-                           "files": {d: {c: list(f) for c, f in classes.items()} for d, classes in self.files.items()}},
-                          indent=1, sort_keys=True).encode()
+        return json.dumps(
+            {
+                "version": self.number,
+                "created": self.created,
+                "pca": self.pca,
+                "made_from": self.made_from,
+                "files": {d: {c: list(f) for c, f in classes.items()} for d, classes in self.files.items()},
+            },
+            indent=1,
+            sort_keys=True,
+        ).encode()
 
     @classmethod
-    def from_json(cls, root: str, data: bytes) -> "Version":
+    def from_json(cls, root: str, data: bytes) -> Version:
         record = json.loads(data)
-        return cls(root, record["version"], {d: {c: tuple(f) for c, f in classes.items()}
-                                             for d, classes in record["files"].items()},
-                   record.get("pca"), record.get("made_from") or {}, record.get("created", 0.0))
+        return cls(
+            root,
+            record["version"],
+            {d: {c: tuple(f) for c, f in classes.items()} for d, classes in record["files"].items()},
+            record.get("pca"),
+            record.get("made_from") or {},
+            record.get("created", 0.0),
+        )
 
 
 def dataset_location(dataset_uri: str) -> tuple[str, str]:
@@ -220,7 +241,7 @@ class _Lease:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="publication-lease", daemon=True)
 
-    def __enter__(self) -> "_Lease":
+    def __enter__(self) -> _Lease:
         self.store.write_bytes(self.intent_uri, self.record)
         self._thread.start()
         return self
@@ -238,9 +259,17 @@ class _Lease:
                 pass  # a missed renewal shortens the lease; the fence keeps a late switch out
 
 
-def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | None = None,
-            removed_classes: Iterable[str] = (), pca: dict | None = None, pca_model_uri: str = "",
-            made_from: dict | None = None, grace: float | None = None, expected_base: int | None = None) -> Version:
+def publish(
+    root: str,
+    writer: str,
+    changes: dict[str, dict[str, list[str]]] | None = None,
+    removed_classes: Iterable[str] = (),
+    pca: dict | None = None,
+    pca_model_uri: str = "",
+    made_from: dict | None = None,
+    grace: float | None = None,
+    expected_base: int | None = None,
+) -> Version:
     """Publishes the next version: for each dataset and class in ``changes``, exactly the staged
     files listed (an empty list: the class has no file in that dataset); ``removed_classes`` leave
     every dataset; ``pca`` (with ``pca_model_uri``, the basis file, copied in under its
@@ -261,8 +290,11 @@ def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | N
     if expected_base is not None and base.number != expected_base:
         touched = _touched_since(store, root, expected_base, base, changes, removed, pca is not None)
         if touched:
-            raise _concurrent(root, base.number, f"since version {expected_base}, which this step read, "
-                                                 f"changing what this step changes ({touched})")
+            raise _concurrent(
+                root,
+                base.number,
+                f"since version {expected_base}, which this step read, changing what this step changes ({touched})",
+            )
 
     moves: list[tuple[str, str]] = []  # (staged uri, final path)
     taken = base.all_paths()
@@ -305,14 +337,21 @@ def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | N
         latest, fenced = _latest_number(store, root), not store.exists(intent_uri)
         if fenced or latest != base.number:
             _undo(store, root, intent_uri, finals, base)
-            raise _concurrent(root, latest, "(this writer stalled past its lease and was fenced off)" if fenced
-                              else "while this one copied its files")
+            raise _concurrent(
+                root,
+                latest,
+                "(this writer stalled past its lease and was fenced off)"
+                if fenced
+                else "while this one copied its files",
+            )
         switched = _switch(store, _version_uri(root, version.number), version.to_json())
     if switched is None:
         # Neither confirmed nor refused: the intent stays, so nothing it names is deleted before
         # its lease runs out, and the recovery after that settles it by the version log.
-        raise StorageError(f"the switch to version {version.number} of {root} got no answer that could be settled "
-                           "by reading it back: nothing was deleted; the next publication settles it")
+        raise StorageError(
+            f"the switch to version {version.number} of {root} got no answer that could be settled "
+            "by reading it back: nothing was deleted; the next publication settles it"
+        )
     if not switched:
         _undo(store, root, intent_uri, finals, base)
         raise _concurrent(root, version.number, "")
@@ -329,8 +368,9 @@ def publish(root: str, writer: str, changes: dict[str, dict[str, list[str]]] | N
     return version
 
 
-def _touched_since(store: ObjectStore, root: str, read: int, base: Version, changes: dict, removed: set[str],
-                   changes_pca: bool) -> str:
+def _touched_since(
+    store: ObjectStore, root: str, read: int, base: Version, changes: dict, removed: set[str], changes_pca: bool
+) -> str:
     """What versions published after ``read`` changed among what this publication changes ("" if
     nothing: its changes apply to the newer base as they would have to the one it read)."""
     try:
@@ -339,7 +379,7 @@ def _touched_since(store: ObjectStore, root: str, read: int, base: Version, chan
         return f"version {read} is no longer in the log"
     touched = []
     for dataset in DATASETS:
-        for fruit_class in sorted(set((changes.get(dataset) or {})) | removed):
+        for fruit_class in sorted(set(changes.get(dataset) or {}) | removed):
             if before.files.get(dataset, {}).get(fruit_class) != base.files.get(dataset, {}).get(fruit_class):
                 touched.append(f"{dataset} of {fruit_class}")
     if changes_pca and before.pca != base.pca:
@@ -350,7 +390,8 @@ def _touched_since(store: ObjectStore, root: str, read: int, base: Version, chan
 def _concurrent(root: str, number: int, when: str) -> ConcurrentPublicationError:
     return ConcurrentPublicationError(
         f"another writer published version {number} of {root} {when}".rstrip() + ": nothing of this run was "
-        "published; run it again (two Dagster instances writing one data root?)")
+        "published; run it again (two Dagster instances writing one data root?)"
+    )
 
 
 def _latest_number(store: ObjectStore, root: str) -> int:
@@ -446,11 +487,16 @@ def cleanup(root: str, grace: float | None = None) -> None:
     # List first, then learn what is protected: a file a concurrent writer adds after the listing is
     # not in it, and one added before it has its writer's intent (written before any copy) or its
     # writer's finished version in place by the time they are read below.
-    listed = [info.uri for folder in DATASETS.values()
-              for info in store.list_objects(join_uri(root, folder), content_hash=False)]
-    listed += [info.uri for info in store.list_objects(join_uri(root, "models", "pca"), recursive=False,
-                                                       content_hash=False)
-               if info.uri.endswith(".npz") and info.uri.rsplit("/", 1)[-1] != "pca.npz"]
+    listed = [
+        info.uri
+        for folder in DATASETS.values()
+        for info in store.list_objects(join_uri(root, folder), content_hash=False)
+    ]
+    listed += [
+        info.uri
+        for info in store.list_objects(join_uri(root, "models", "pca"), recursive=False, content_hash=False)
+        if info.uri.endswith(".npz") and info.uri.rsplit("/", 1)[-1] != "pca.npz"
+    ]
     entries = _log_entries(store, root)
     numbers = sorted(entries)
     if not numbers:
@@ -464,12 +510,15 @@ def cleanup(root: str, grace: float | None = None) -> None:
             continue
     live, _dead = _live_intents(store, root)
     protected |= live
-    doomed = [uri for uri in listed
-              if uri[len(root) + 1:] not in protected and not uri.rsplit("/", 1)[-1].startswith(".tmp-")]
+    doomed = [
+        uri
+        for uri in listed
+        if uri[len(root) + 1 :] not in protected and not uri.rsplit("/", 1)[-1].startswith(".tmp-")
+    ]
     # One file at a time locally (a crash test stops between any two), S3's batch size there.
     batch = 1 if isinstance(store, LocalObjectStore) else 1000
     for start in range(0, len(doomed), batch):
-        store.delete(doomed[start:start + batch])
+        store.delete(doomed[start : start + batch])
         _checkpoint("delete", ("cleanup",))
     store.delete(_version_uri(root, n) for n in numbers[:-KEEP_VERSIONS] if n not in recent)
 

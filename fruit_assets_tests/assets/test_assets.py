@@ -11,6 +11,7 @@ import pytest
 from dagster import materialize
 
 from fruit_assets.assets import embedding_model, image_embeddings, pca_model, raw_images, reduced_features
+from fruit_assets.layout import DataLayout
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, PcaSettings, SparkResource
 from fruit_assets_tests.conftest import SPARK_MASTER
@@ -42,12 +43,26 @@ def run_graph(instance, root, weights_file, classes=CLASSES):
     return results
 
 
-def metadata_of(result, asset_name):
-    [event] = [
-        e for e in result.get_asset_materialization_events()
+def metadata_by_partition(result, asset_name) -> dict:
+    """{partition (None if unpartitioned): its materialization's metadata} of one run, in event order."""
+    return {
+        e.event_specific_data.materialization.partition: {
+            k: getattr(v, "value", v) for k, v in e.event_specific_data.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
         if e.event_specific_data.materialization.asset_key.to_user_string() == asset_name
-    ][:1]
-    return {k: getattr(v, "value", v) for k, v in event.event_specific_data.materialization.metadata.items()}
+    }
+
+
+def metadata_of(result, asset_name):
+    """The metadata that describes the run: of a partitioned asset, its partition that carries
+    the run's figures (the end of the run's range); of another, its one materialization."""
+    from fruit_assets.assets.metadata import RUN_FIGURES_MARK
+
+    by_partition = metadata_by_partition(result, asset_name)
+    if list(by_partition) == [None]:
+        return by_partition[None]
+    [run_wide] = [meta for meta in by_partition.values() if RUN_FIGURES_MARK in meta]
+    return run_wide
 
 
 def read(root, folder):
@@ -62,7 +77,30 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
         keys = dagster_instance.get_materialized_partitions(image_embeddings.key if asset == "image_embeddings" else raw_images.key)
         assert keys == set(CLASSES)
     embed_meta = metadata_of(embed_run, "image_embeddings")
-    assert embed_meta["num_images"] == 36 and embed_meta["num_embedded"] == 36 and embed_meta["num_quarantined"] == 0
+    assert embed_meta["run_num_images"] == 36 and embed_meta["run_num_embedded"] == 36
+    assert embed_meta["run_num_quarantined"] == 0 and embed_meta["run_num_classes"] == 3
+    # Each partition's materialization describes its own class: its counts, its own published
+    # files' digest; the run's figures and pictures are on the run's last partition only.
+    from fruit_assets.steps.publication import published_embeddings_version
+
+    for asset_name, run in (("raw_images", embed_run), ("image_embeddings", embed_run), ("reduced_features", reduce_run)):
+        by_partition = metadata_by_partition(run, asset_name)
+        assert sorted(by_partition) == sorted(CLASSES)
+        assert all(meta["num_images"] == 12 for meta in by_partition.values()), asset_name
+        run_wide = {key for key in by_partition[CLASSES[-1]] if key.startswith("run_") or key == "per_class"}
+        assert run_wide and not any(run_wide & set(by_partition[c]) for c in CLASSES[:-1]), asset_name
+    embedded = metadata_by_partition(embed_run, "image_embeddings")
+    assert {c: (m["num_embedded"], m["num_featurized"], m["num_reused"]) for c, m in embedded.items()} == {
+        c: (12, 12, 0) for c in CLASSES}
+    assert {c: m["class_data_version"] for c, m in embedded.items()} == {
+        c: published_embeddings_version(DataLayout.at(sample_root), [c]) for c in CLASSES}
+    assert len({m["class_data_version"] for m in embedded.values()}) == 3
+    assert not any("class_counts" in embedded[c] or "executor_cpu_seconds" in embedded[c] for c in CLASSES[:-1])
+    assert {"thumbnails", "images_per_class"} <= set(metadata_of(embed_run, "raw_images"))
+    # What a reader of the instance finds as the asset's latest run: the partition carrying the run's figures.
+    from fruit_assets.assets.metadata import latest_run_figures
+
+    assert latest_run_figures(dagster_instance, image_embeddings.key)["run_num_images"].value == 36
     assert embed_meta["images_per_second"] > 0 and embed_meta["elapsed_seconds"] > 0
     per_class = {row["class"]: row for row in markdown_table(embed_meta["per_class"])}
     assert {c: (row["images"], row["embedded"], row["quarantined"], row["featurized"], row["reused"])
@@ -116,7 +154,7 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     features = np.stack(reduced["features"].to_numpy(zero_copy_only=False))
     assert features.dtype == np.float32 and features.shape == (36, k)
     np.testing.assert_allclose(features, (vectors - pca["mean"]) @ pca["components"].T, rtol=1e-4, atol=1e-4)
-    assert metadata_of(reduce_run, "reduced_features")["num_images"] == 36
+    assert metadata_of(reduce_run, "reduced_features")["run_num_images"] == 36
 
     # Spark reads the output folder too, with fruit_class from the files and the folder names.
     spark_rows = spark.read.parquet(os.path.join(sample_root, "output", "resultats_features_parquet"))
@@ -167,7 +205,7 @@ def test_unchanged_inputs_are_recognised_and_a_stale_partition_of_a_deleted_clas
             == first_fit["dagster/data_version"])
     reduced = materialize(ALL_ASSETS, selection=[reduced_features], instance=dagster_instance, resources=res, tags=everything)
     meta = metadata_of(reduced, "reduced_features")
-    assert meta["up_to_date"].startswith("3 classes") and meta["num_images"] == 36
+    assert meta["up_to_date_classes"].startswith("3 classes") and meta["run_num_images"] == 36
     assert all(e.passed for e in reduced.get_asset_check_evaluations() if e.check_name == "reduced_features_share_one_basis")
 
     # A class folder deleted: pca_model removes its outputs and its partition, and refits.
@@ -189,7 +227,8 @@ def test_unchanged_inputs_are_recognised_and_a_stale_partition_of_a_deleted_clas
                         raise_on_error=False)
     assert stale.success
     meta = metadata_of(stale, "reduced_features")
-    assert meta["gone_from_training"] == "Banana" and meta["num_images"] == 24
+    assert meta["gone_from_training_classes"] == "Banana" and meta["run_num_images"] == 24
+    assert metadata_by_partition(stale, "reduced_features")["Banana"]["gone_from_training"] is True
     table = read(sample_root, "output/resultats_features_parquet")
     assert set(table["fruit_class"].to_pylist()) == {"Apple Red 1", "Pepper Red"} and table.num_rows == 24
     assert all(e.passed for e in stale.get_asset_check_evaluations() if e.check_name != "pca_keeps_class_separability"
@@ -266,7 +305,7 @@ def test_bad_files_are_quarantined_and_an_all_bad_class_fails_its_check(spark, s
     )
     assert result.success  # bad files never fail the run
     meta = metadata_of(result, "image_embeddings")
-    assert (meta["num_images"], meta["num_embedded"], meta["num_quarantined"]) == (40, 36, 4)
+    assert (meta["run_num_images"], meta["run_num_embedded"], meta["run_num_quarantined"]) == (40, 36, 4)
 
     quarantine = read(sample_root, "quarantine")
     reasons = dict(zip([p.rsplit("/", 1)[1] for p in quarantine["path"].to_pylist()], quarantine["reason"].to_pylist()))
@@ -351,7 +390,7 @@ def test_odd_keys_a_huge_photo_and_a_bomb_on_s3(spark, s3_bucket, sample_source,
     )
     assert result.success
     meta = metadata_of(result, "image_embeddings")
-    assert (meta["num_images"], meta["num_embedded"], meta["num_quarantined"]) == (6, 5, 1)
+    assert (meta["run_num_images"], meta["run_num_embedded"], meta["run_num_quarantined"]) == (6, 5, 1)
 
     from fruit_assets.layout import DataLayout
     from fruit_assets.storage.commit import dataset_files

@@ -57,7 +57,7 @@ def test_bf16_is_gated_keyed_apart_and_never_mixed_with_fp32(spark, sample_root,
                            tags=range_tags(CLASSES))
     assert embedded.success
     figures = metadata_of(embedded, "image_embeddings")
-    assert figures["inference_precision"] == "bf16" and figures["num_remodeled"] == 36 == figures["num_featurized"]
+    assert figures["inference_precision"] == "bf16" and figures["run_num_remodeled"] == 36 == figures["run_num_featurized"]
     assert engines_of(sample_root) == {"openvino-bf16"}
 
     # One class back to fp32 while the others stay bf16: the table is not published mixed.

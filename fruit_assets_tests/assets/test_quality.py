@@ -17,7 +17,15 @@ from PIL import Image, ImageFilter
 
 from fruit_assets.assets import image_embeddings, raw_images
 from fruit_assets.steps.review import SeparabilityReport
-from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, metadata_of, read, resources, run_graph
+from fruit_assets_tests.assets.test_assets import (
+    ALL_ASSETS,
+    CLASSES,
+    metadata_by_partition,
+    metadata_of,
+    read,
+    resources,
+    run_graph,
+)
 from fruit_assets_tests.harness.markdown import markdown_table
 
 
@@ -64,6 +72,10 @@ def test_photographs_dropped_into_a_fruit_folder_are_flagged_with_their_class(sp
     assert abs(reduced["knn_accuracy_lost_by_pca"] - (reduced["knn_accuracy_full_embeddings"] - reduced["knn_accuracy_reduced_features"])) < 1e-3
     accuracy = {row["class"]: row for row in markdown_table(reduced["knn_accuracy_per_class"])}
     assert set(accuracy) == set(classes)
+    # Each partition carries its own class's figures: the table's row.
+    own = {c: (round(m["class_knn_accuracy_full_embeddings"], 2), m["class_knn_held_out"])
+           for c, m in metadata_by_partition(reduce_run, "reduced_features").items()}
+    assert own == {c: (float(accuracy[c]["full"]), int(accuracy[c]["held out"])) for c in classes}
     assert all(0 <= float(row[column]) <= 1 for row in accuracy.values() for column in ("full", "reduced"))
     # 18 images held out by path hash. Measured 0.944 (one of the 4 held-out peppers missed); random
     # weights 0.667. At least 0.85 leaves room for one more miss.

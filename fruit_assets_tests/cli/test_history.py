@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterInstance
 
+from fruit_assets.assets.metadata import latest_run_figures
 from fruit_assets.storage import open_store
 from fruit_assets_tests.harness.dagster_dev import free_port
 from fruit_assets_tests.harness.postgres import PostgresServer
@@ -46,7 +47,7 @@ def test_every_run_s_spark_jobs_stay_visible_in_the_history_server(root, weights
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     with DagsterInstance.from_config(str(home)) as instance:
-        metadata = instance.get_latest_materialization_event(AssetKey("image_embeddings")).asset_materialization.metadata
+        metadata = latest_run_figures(instance, AssetKey("image_embeddings"))
     application = metadata["spark_application_id"].value
     assert metadata["spark_history"].value == f"http://127.0.0.1:18080/history/{application}/jobs/"
     assert metadata["spark_failed_task_attempts"].value == 0 and metadata["spark_executors"].value == 0  # local[2]

@@ -69,8 +69,8 @@ def test_the_summary_prints_the_embedding_s_cpu_seconds_and_images_per_cpu_secon
 
     report = StepReport(per_class={"Banana": ClassCounts(images=40, embedded=40, featurized=40)},
                         python_cpu_seconds=9.5, jvm_cpu_seconds=0.5, task_seconds=12.0)
-    embeddings = {"num_images": 40, "num_embedded": 40, "num_quarantined": 0, "num_featurized": 40,
-                  "num_reused": 0, "images_per_second": 3.3, "inference_engine": "onnxruntime",
+    embeddings = {"run_num_images": 40, "run_num_embedded": 40, "run_num_quarantined": 0, "run_num_featurized": 40,
+                  "run_num_reused": 0, "images_per_second": 3.3, "inference_engine": "onnxruntime",
                   # As _materializations reads them back from the materialization's metadata.
                   **{key: getattr(value, "value", value) for key, value in cpu_metadata(report).items()}}
     terminal = Terminal(NORMAL, str(tmp_path / "log"))
@@ -79,7 +79,7 @@ def test_the_summary_prints_the_embedding_s_cpu_seconds_and_images_per_cpu_secon
     assert "  embedding CPU        10.0 CPU-s on the executors (Python 9.5, JVM 0.5), 4.00 images per CPU-second" in lines
 
     # Nothing featurized: no CPU line. The JVM side unread: the Python side, marked.
-    _print_summary(terminal, {"image_embeddings": {**embeddings, "num_featurized": 0}}, 1, 1, 1.0)
+    _print_summary(terminal, {"image_embeddings": {**embeddings, "run_num_featurized": 0}}, 1, 1, 1.0)
     assert "embedding CPU" not in capsys.readouterr().out
     report.jvm_cpu_seconds = None
     unread = {**embeddings, **{key: getattr(value, "value", value) for key, value in cpu_metadata(report).items()}}

@@ -86,9 +86,10 @@ def test_run_survives_a_worker_killed_mid_embedding(spark_cluster, sample_source
     # application's event log is in the data root for the History Server.
     from dagster import AssetKey, DagsterInstance
 
+    from fruit_assets.assets.metadata import latest_run_figures
+
     with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
-        event = instance.get_latest_materialization_event(AssetKey("image_embeddings"))
-    metadata = event.asset_materialization.metadata
+        metadata = latest_run_figures(instance, AssetKey("image_embeddings"))
     assert metadata["spark_failed_task_attempts"].value >= 1
     application = metadata["spark_application_id"].value
     assert os.path.isdir(root / "spark-events" / f"eventlog_v2_{application}")
