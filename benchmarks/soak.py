@@ -200,7 +200,7 @@ def soak(args, work: str, root: str) -> int:
     phase("from scratch over the final images (baseline)", from_scratch)
 
     from fruit_assets.pca import load_pca
-    from fruit_assets.storage.commit import dataset_files
+    from fruit_assets.storage.published_files import dataset_files
     from fruit_assets.storage.parquet_io import column_matrix, read_tables
 
     def rows(dataset_of, column):

@@ -36,7 +36,7 @@ defs = Definitions(
         "spark": SparkResource(
             deployment=SparkDeployment.from_environ(), data_uri=env_or_default("FRUIT_DATA_URI", "./data")
         ),
-        "embedding_model": EmbeddingModelResource(
+        "embedding_settings": EmbeddingModelResource(
             weights=env_or_default("FRUIT_MODEL_WEIGHTS", "imagenet"),
             engine=env_or_default("FRUIT_INFERENCE_ENGINE", "onnxruntime"),
             precision=env_or_default("FRUIT_INFERENCE_PRECISION", "fp32"),

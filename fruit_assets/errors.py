@@ -54,7 +54,7 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _raised_in_task() -> re.Pattern:
-    # Spark reports a failed Python task as text: "...fruit_assets.storage.objects.StorageError: <msg>".
+    # Spark reports a failed Python task as text: "...fruit_assets.storage.errors.StorageError: <msg>".
     names = "|".join(sorted(map(re.escape, UserFacingError.registered)))
     # Only this package's classes (or a bare class name): another library's ConfigurationError is not ours.
     return re.compile(rf"^(?:fruit_assets[\w.]*\.)?({names}): (.+)$", re.M)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fruit_assets.storage import join_uri, normalize_uri
-from fruit_assets.storage.partitions import class_folder, escape_partition_value
+from fruit_assets.storage.class_folders import class_folder, escape_partition_value
 
 # The storage's limits on a name, in UTF-8 bytes: an S3 key; a local path and each of its parts
 # (PATH_MAX less its terminating NUL, NAME_MAX of ext4, XFS and APFS).

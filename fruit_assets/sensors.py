@@ -16,15 +16,10 @@ from dagster import (
 from fruit_assets.assets import image_embeddings, pca_model, raw_images, reduced_features
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage
-from fruit_assets.steps.changes import (
-    class_fingerprints,
-    decode_cursor,
-    diff,
-    encode_cursor,
-    known_classes,
-    spanning_ranges,
-)
 from fruit_assets.steps.classes import plan_classes, shown
+from fruit_assets.steps.fingerprints import class_fingerprints, decode_cursor, diff, encode_cursor
+from fruit_assets.steps.ghosts import known_classes
+from fruit_assets.steps.run_ranges import spanning_ranges
 
 
 def _shorten(names: list[str], limit: int = 10) -> str:

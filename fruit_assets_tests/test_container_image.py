@@ -17,7 +17,7 @@ import pytest
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import load_pca
-from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.published_files import dataset_files
 from fruit_assets.storage.parquet_io import column_matrix, read_tables
 from fruit_assets.storage import open_store
 from fruit_assets.storage.sync import sync_folder

@@ -31,7 +31,7 @@ def test_a_new_subclass_is_recognised_directly_and_inside_a_task_trace():
 
 def test_the_package_errors_are_recognised_by_name_in_a_trace():
     assert user_facing_message(ConfigurationError("set X")) == "set X"
-    assert user_facing_message(spark_like_trace("fruit_assets.storage.objects.StorageError: bucket b is gone")) \
+    assert user_facing_message(spark_like_trace("fruit_assets.storage.errors.StorageError: bucket b is gone")) \
         == "bucket b is gone"
     assert user_facing_message(spark_like_trace("fruit_assets.errors.ConfigurationError: FRUIT_X is wrong")) \
         == "FRUIT_X is wrong"
@@ -50,7 +50,7 @@ def test_other_errors_are_bugs_and_give_none():
 
 def test_the_last_matching_line_wins():
     trace = spark_like_trace(
-        "fruit_assets.storage.objects.StorageError: the first, wrapped one",
+        "fruit_assets.storage.errors.StorageError: the first, wrapped one",
         "During handling of the above exception, another exception occurred:",
         "fruit_assets.some.module.BrandNewTestError: the one raised last  ",
     )
@@ -81,12 +81,12 @@ def test_transient_errors_are_told_apart_directly_and_inside_a_task_trace():
     assert issubclass(TransientStorageError, StorageError) and issubclass(TransientStorageError, TransientError)
     assert not is_transient(StorageError("bucket b is gone")) and not is_transient(ConfigurationError("set X"))
     assert not is_transient(RuntimeError("boom"))  # a bug: no user-facing class at all
-    trace = spark_like_trace("fruit_assets.storage.objects.TransientStorageError: S3 kept answering SlowDown")
+    trace = spark_like_trace("fruit_assets.storage.errors.TransientStorageError: S3 kept answering SlowDown")
     assert is_transient(trace) and user_facing_message(trace) == "S3 kept answering SlowDown"
     # The error raised last decides, as for the message.
     assert not is_transient(spark_like_trace(
-        "fruit_assets.storage.objects.TransientStorageError: throttled first",
+        "fruit_assets.storage.errors.TransientStorageError: throttled first",
         "During handling of the above exception, another exception occurred:",
-        "fruit_assets.storage.objects.StorageError: then the bucket was gone",
+        "fruit_assets.storage.errors.StorageError: then the bucket was gone",
     ))
     assert not is_transient(spark_like_trace("otherlib.TransientStorageError: not ours"))

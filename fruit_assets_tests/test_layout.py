@@ -3,7 +3,7 @@
 import pytest
 
 from fruit_assets.layout import DataLayout
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 
 
 @pytest.fixture(params=["s3", "local"])

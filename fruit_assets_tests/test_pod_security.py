@@ -21,7 +21,7 @@ def values():
 
 def spark_conf_of_the_run_pod(values) -> dict[str, str]:
     """The executor settings a run pod builds from the deployment's environment."""
-    from fruit_assets.spark_jobs.session import KubernetesSettings, kubernetes_conf
+    from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
 
     [deployment] = values["dagster-user-deployments"]["deployments"]
     env = {e["name"]: e.get("value") for e in deployment["env"]}

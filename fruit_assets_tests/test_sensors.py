@@ -12,7 +12,7 @@ from dagster import DeleteDynamicPartitionsRequest, build_sensor_context
 from fruit_assets.partitions import fruit_class_partitions
 from fruit_assets.resources import FruitStorage
 from fruit_assets.sensors import new_uploads_sensor
-from fruit_assets.steps.changes import decode_cursor
+from fruit_assets.steps.fingerprints import decode_cursor
 from fruit_assets.storage import open_store
 
 CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]
@@ -232,7 +232,7 @@ def test_a_deliberate_mass_deletion_unsticks_the_sensor_and_a_refused_one_still_
     --allow-mass-deletion runs too), the sensor no longer refuses, and a class uploaded afterwards
     is requested."""
     from fruit_assets.assets.pca import remove_gone_classes
-    from fruit_assets.steps.changes import output_classes
+    from fruit_assets.steps.ghosts import output_classes
     from fruit_assets.steps.classes import MassDeletionError
 
     root, layout = six_classes

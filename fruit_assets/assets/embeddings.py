@@ -10,7 +10,7 @@ from fruit_assets.assets.metadata import (
     run_metadata,
     spark_metadata,
 )
-from fruit_assets.assets.model import embedding_model as embedding_model_asset
+from fruit_assets.assets.model import embedding_model
 from fruit_assets.assets.plots import class_counts_bars, markdown_image
 from fruit_assets.assets.quality import REVIEW_CHECKS, review_check, review_metadata
 from fruit_assets.assets.raw import raw_images
@@ -30,7 +30,7 @@ from fruit_assets.steps.review import review_new_images
 @asset(
     pool=DATA_ROOT_POOL,
     retry_policy=RERUN_POLICY,
-    deps=[raw_images, embedding_model_asset],
+    deps=[raw_images, embedding_model],
     partitions_def=fruit_class_partitions,
     # A backfill over many classes is one Spark application: one JVM and one model per worker,
     # not one per class.
@@ -43,18 +43,18 @@ def image_embeddings(
     context: AssetExecutionContext,
     storage: FruitStorage,
     spark: SparkResource,
-    embedding_model: EmbeddingModelResource,
+    embedding_settings: EmbeddingModelResource,
 ) -> MaterializeResult:
     layout = storage.layout
     with reported_as_one_line():
         classes = list(context.partition_keys)
         model_report = inference_model(
             layout,
-            embedding_model.engine_name,
-            embedding_model.weights,
-            embedding_model.random_seed,
-            embedding_model.fidelity_limits,
-            embedding_model.fidelity_sample_images,
+            embedding_settings.engine_name,
+            embedding_settings.weights,
+            embedding_settings.random_seed,
+            embedding_settings.fidelity_limits,
+            embedding_settings.fidelity_sample_images,
         )
         model = model_report.model
         if model_report.fidelity is not None:
@@ -70,10 +70,10 @@ def image_embeddings(
         # A steady pulse in the run log (Dagster UI) while the long step runs: every 10 s or 5%.
         progress = Throttled(lambda p: context.log.info(f"embedding progress: {p.describe()}"))
         report = build_embeddings(
-            session, layout, classes, model, context.run_id, embedding_model.settings, on_progress=[progress]
+            session, layout, classes, model, context.run_id, embedding_settings.settings, on_progress=[progress]
         )
     _log_counts(context, report, model)
-    checks = check_results(embedding_checks(session, layout, report, embedding_model.max_quarantine_rate))
+    checks = check_results(embedding_checks(session, layout, report, embedding_settings.max_quarantine_rate))
     # New images that do not look like their class (a file dropped into the wrong folder).
     # Rows moved in from another path are new to their class too: a misplaced copy must be seen.
     review = review_new_images(

@@ -42,23 +42,23 @@ MODEL_CHECKS = [
     "(models/embedding/<fingerprint>.onnx); its parity with TensorFlow is measured on every materialization.",
 )
 def embedding_model(
-    context: AssetExecutionContext, storage: FruitStorage, embedding_model: EmbeddingModelResource
+    context: AssetExecutionContext, storage: FruitStorage, embedding_settings: EmbeddingModelResource
 ) -> MaterializeResult:
     with reported_as_one_line():
-        precision = embedding_model.precision_name
-        limits = embedding_model.fidelity_limits
-        engine = embedding_model.engine_name
+        precision = embedding_settings.precision_name
+        limits = embedding_settings.fidelity_limits
+        engine = embedding_settings.engine_name
         if precision != FP32:
             from fruit_assets.featurize.openvino_model import require_native
 
             require_native(precision)
         report = build_embedding_model(
-            storage.layout, embedding_model.weights, embedding_model.random_seed, verify=True
+            storage.layout, embedding_settings.weights, embedding_settings.random_seed, verify=True
         )
         # Measured on every materialization: the dataset may have changed since the last one.
         gate = (
             gated_precision(
-                storage.layout, report, precision, limits, embedding_model.fidelity_sample_images, remeasure=True
+                storage.layout, report, precision, limits, embedding_settings.fidelity_sample_images, remeasure=True
             )
             if precision != FP32
             else None

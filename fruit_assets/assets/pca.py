@@ -9,9 +9,9 @@ from fruit_assets.automation import eager_on_changed_data
 from fruit_assets.concurrency import DATA_ROOT_POOL
 from fruit_assets.partitions import fruit_class_partitions, registered_classes
 from fruit_assets.resources import FruitStorage, PcaSettings, SparkResource
-from fruit_assets.steps.changes import GhostRemoval, remove_ghost_classes
 from fruit_assets.steps.checks import pca_checks
 from fruit_assets.steps.classes import CLASS_NAMES_CHECK, class_names_outcome
+from fruit_assets.steps.ghosts import GhostRemoval, remove_ghost_classes
 from fruit_assets.steps.pca import fit_pca_reporting, unchanged_fit
 
 

@@ -44,7 +44,7 @@ def plan_runs(selected: list[str], ordered: list[str], convert_model: bool, span
     found by the command itself: one run from the first to the last, the unchanged ones in between
     left as published), the PCA (fit on every class), then the projection of every class: a refit
     basis is never published beside rows of the previous one."""
-    from fruit_assets.steps.changes import contiguous_ranges, spanning_range
+    from fruit_assets.steps.run_ranges import contiguous_ranges, spanning_range
 
     blocks = spanning_range(selected, ordered) if span else contiguous_ranges(selected, ordered)
     return (
@@ -111,10 +111,10 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     instance, new, gone = reconciled
     if unchanged_images is not None and not new and not gone:
         # What a publication killed after its switch left behind goes even when there is nothing to do.
-        from fruit_assets.steps.changes import recover_publications
+        from fruit_assets.storage.versions import recover
 
         release_runs_of_dead_commands(instance)
-        recover_publications(layout)
+        recover(layout.root)
         terminal.always(
             f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
             f"images): no run launched; the features are at {layout.reduced_features}"
@@ -171,7 +171,7 @@ def command_settings() -> CommandSettings:
     from fruit_assets.resources.env import resolved
 
     resources = defs.resources or {}
-    model = resources["embedding_model"]
+    model = resources["embedding_settings"]
     return CommandSettings(
         data_uri=resolved(resources["storage"].data_uri),
         master=resolved(resources["spark"].master),
@@ -191,7 +191,7 @@ def _discover(fruit_classes, terminal):
 
     from fruit_assets.layout import DataLayout
     from fruit_assets.partitions import registered_classes
-    from fruit_assets.steps.changes import known_classes
+    from fruit_assets.steps.ghosts import known_classes
     from fruit_assets.steps.manifest import no_classes_error, training_folders
     from fruit_assets.storage import StorageError
 
@@ -228,7 +228,7 @@ def _model_tag(layout) -> str | None:
 def _unchanged_since_publication(layout, classes) -> int | None:
     """Images in the published table if it is exactly what a run would publish now, else None."""
     from fruit_assets.pca import check_variance_target
-    from fruit_assets.steps.changes import unchanged_since_publication
+    from fruit_assets.steps.publication import unchanged_since_publication
     from fruit_assets.storage import StorageError
 
     try:
@@ -244,7 +244,7 @@ def _unchanged_since_publication(layout, classes) -> int | None:
 def _changed_classes(layout, classes) -> list[str]:
     """The classes to embed again: those whose images or model differ from their publication
     (all of them when that cannot be told; the embedding step then keeps what still stands)."""
-    from fruit_assets.steps.changes import changed_since_publication
+    from fruit_assets.steps.publication import changed_since_publication
     from fruit_assets.storage import StorageError
 
     try:

@@ -8,15 +8,9 @@ from pydantic import Field, PrivateAttr
 from fruit_assets.layout import DataLayout
 from fruit_assets.resources.env import resolved
 from fruit_assets.spark_jobs.history import ApplicationFacts, application_facts, local_event_log_dir, publish_event_logs
-from fruit_assets.spark_jobs.session import (
-    KubernetesSettings,
-    SparkDeployment,
-    SparkSettings,
-    build_spark_session,
-    check_sizing_value,
-    kubernetes_conf,
-    run_sizing_conf,
-)
+from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
+from fruit_assets.spark_jobs.run_conf import check_sizing_value, run_sizing_conf
+from fruit_assets.spark_jobs.session import SparkDeployment, SparkSettings, build_spark_session
 
 # Sessions this process already runs and lends to the runs it executes: `fruit-assets materialize`
 # keeps one Spark application (and each worker's model) across its runs. Dagster builds a run's
@@ -43,7 +37,7 @@ class SparkResource(ConfigurableResource):
     (a run pod would leave executors behind) and cannot reuse a session the caller already owns.
 
     Anyone who can launch a run can edit this resource's config in the launchpad, so the config is
-    only what a run may size: ``conf`` (the spark.* keys on session.RUN_CONFIG_SPARK_KEYS; any
+    only what a run may size: ``conf`` (the spark.* keys on run_conf.RUN_CONFIG_SPARK_KEYS; any
     other key fails the run at resource init, before Spark starts) and the ``k8s_executor_*``
     fields. Where Spark runs and as whom (master, namespace, service account, executor image,
     driver pod, the standalone cluster's secret) is ``deployment``, a ``SparkDeployment`` read from
@@ -62,7 +56,7 @@ class SparkResource(ConfigurableResource):
     conf: dict[str, str] = Field(
         default_factory=dict,
         description="Sizing only (memory, cores, executor counts, partitions): "
-        "spark.* keys outside session.RUN_CONFIG_SPARK_KEYS fail the run.",
+        "spark.* keys outside run_conf.RUN_CONFIG_SPARK_KEYS fail the run.",
     )
     data_uri: str = Field(
         default="",

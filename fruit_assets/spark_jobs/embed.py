@@ -25,7 +25,7 @@ from fruit_assets.spark_jobs.files import collect_over_files
 from fruit_assets.spark_jobs.progress import JobProgress
 from fruit_assets.spark_jobs.task_metrics import group_task_time, python_cpu_time
 from fruit_assets.storage import schemas
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 
 # "seconds" and "cpu_seconds" (the Python worker's CPU time: spark_jobs/task_metrics.py) are the
 # task's, reported once, on its first row.

@@ -6,7 +6,7 @@ from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.pca import Moments
 from fruit_assets.spark_jobs.files import collect_over_files, over_files
 from fruit_assets.storage import schemas
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 
 
 def file_moments(uris) -> Moments:

@@ -15,7 +15,7 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel
 from fruit_assets.spark_jobs.validate import reduced_file_bases, vector_file_stats
 from fruit_assets.steps.reports import StepReport
-from fruit_assets.storage.commit import class_files
+from fruit_assets.storage.published_files import class_files
 
 
 @dataclass(frozen=True)

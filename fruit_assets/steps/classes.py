@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from fruit_assets.errors import UserFacingError
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.checks import CheckOutcome, ClassTable
-from fruit_assets.storage.partitions import escape_partition_value
+from fruit_assets.storage.class_folders import escape_partition_value
 
 
 class MassDeletionError(UserFacingError):

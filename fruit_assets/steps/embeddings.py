@@ -17,11 +17,12 @@ from fruit_assets.layout import DataLayout
 from fruit_assets.spark_jobs.embed import EmbedSettings, carry_forward, embed_images, reuse_by_content
 from fruit_assets.steps.manifest import read_manifest, read_manifest_if_any
 from fruit_assets.steps.moments import publish_keeping_moments
-from fruit_assets.steps.publication import current_made_from, made_with, manifest_digest
+from fruit_assets.steps.publication import embeddings_as_published
 from fruit_assets.steps.reports import ClassCounts, StepReport
-from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
-from fruit_assets.storage.partitions import classes_in
-from fruit_assets.storage.versions import Version, current_version
+from fruit_assets.steps.staging import discard_staging
+from fruit_assets.storage.class_folders import classes_in
+from fruit_assets.storage.published_files import class_files, dataset_files
+from fruit_assets.storage.versions import current_version
 
 KINDS = ("embeddings", "quarantine")
 
@@ -56,7 +57,7 @@ def build_embeddings(
         # Classes whose published rows were made from these very images with this model: nothing
         # to read, nothing to publish (a run over a range of classes costs what changed in it).
         model_tag = f"{model.engine}/{model.fingerprint}"
-        report.up_to_date = [c for c in classes if _as_published(published, c, manifests[c], model_tag)]
+        report.up_to_date = [c for c in classes if embeddings_as_published(published, c, manifests[c], model_tag)]
         for fruit_class in report.up_to_date:
             counts = report.per_class[fruit_class]
             counts.embedded = counts.reused = counts.images
@@ -109,20 +110,6 @@ def build_embeddings(
         discard_staging(staging)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _as_published(published: Version, fruit_class: str, manifest, model_tag: str) -> bool:
-    """Were the class's published embeddings made from exactly these images (the manifest's
-    digest, as the projection recorded it, from these very files) with this model? A class with
-    quarantine files takes the long way: a quarantined image that vanished and is back is read again."""
-    entry = current_made_from(published, fruit_class)
-    return (
-        entry is not None
-        and not published.class_uris("quarantine", fruit_class)
-        and made_with(entry, model_tag)
-        and entry.get("rows") == len(manifest)
-        and entry.get("manifest") == manifest_digest(manifest)
-    )
 
 
 def _carry_forward(

@@ -30,8 +30,9 @@ from fruit_assets.pca import Moments
 from fruit_assets.spark_jobs.pca import embedding_moments, file_moments
 from fruit_assets.steps.publication import embeddings_digest
 from fruit_assets.storage import StorageError, open_store
-from fruit_assets.storage.objects import join_uri
-from fruit_assets.storage.versions import Version, current_version, publish
+from fruit_assets.storage.uris import join_uri
+from fruit_assets.storage.version_record import Version
+from fruit_assets.storage.versions import current_version, publish
 
 # Up to this many files (a few classes changed), the driver reads them itself: a Spark job costs
 # more than reading a few MB. More than that (a round of uploads to many classes), tasks do.

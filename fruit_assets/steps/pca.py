@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel, check_variance_target, fit_from_moments, load_pca, save_pca
 from fruit_assets.spark_jobs.pca import embedding_moments
+from fruit_assets.steps.fitted_pca_record import read_fitted_pca_record, write_fitted_pca_record
 from fruit_assets.steps.moments import save_moments, saved_moments
-from fruit_assets.steps.publication import embeddings_digest, read_json, write_json
+from fruit_assets.steps.publication import embeddings_digest
 from fruit_assets.storage import StorageError, open_store
-from fruit_assets.storage.versions import Version, current_version
+from fruit_assets.storage.version_record import Version
+from fruit_assets.storage.versions import current_version
 
 
 def embedding_files(layout: DataLayout, classes: list[str], version: Version | None = None) -> dict[str, list[str]]:
@@ -56,8 +58,8 @@ def fit_pca_reporting(spark, layout: DataLayout, classes: list[str], variance_ta
         save_moments(layout, published, moments, classes=classes)
     model = fit_from_moments(moments, variance_target)
     open_store(layout.pca_fitted).write_bytes(layout.pca_fitted, save_pca(model))
-    write_json(
-        layout.pca_fitted_record,
+    write_fitted_pca_record(
+        layout,
         {
             "fingerprint": model.fingerprint,
             "k": model.k,
@@ -74,7 +76,7 @@ def unchanged_fit(layout: DataLayout, classes: list[str], variance_target: float
     files, hence the same rows) with this target: refitting would give the same basis. Small files
     only, no Spark."""
     check_variance_target(variance_target)
-    record = pca_record(layout)
+    record = read_fitted_pca_record(layout)
     published = current_version(layout.root)
     embedding_files(layout, classes, published)  # the same "materialize image_embeddings first" error as a fit
     if (
@@ -88,12 +90,6 @@ def unchanged_fit(layout: DataLayout, classes: list[str], variance_target: float
     except StorageError:
         return None
     return model if model.fingerprint == record["fingerprint"] else None
-
-
-def pca_record(layout: DataLayout) -> dict | None:
-    """{"fingerprint", "k", "variance_target", "num_samples", "embeddings"} of the basis pca_model
-    fitted last, or None."""
-    return read_json(layout.pca_fitted_record)
 
 
 def read_pca(layout: DataLayout) -> PcaModel:

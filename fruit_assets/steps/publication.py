@@ -4,19 +4,27 @@ Each published version (storage/versions.py) holds, per class, the digest of the
 were embedded from, the (engine, weights) that embedded them and the PCA basis that projected them;
 the reduced_features step publishes them with the rows, in the same atomic write. They let
 ``fruit-assets materialize`` tell, from listings and small files alone (no Spark, no Dagster run),
-that nothing changed since the table was published.
+that nothing changed since the table was published, and let each step leave a class as published.
+The rule "this class is already as published" lives here, once per kind of input: the images and
+model its embeddings were made from (``embeddings_as_published`` for a step holding the manifest,
+``unchanged_since_publication`` and ``changed_since_publication`` for the command line, from
+listings), the basis its rows were projected on (``projected_as_published``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
 from fruit_assets.layout import DataLayout
+from fruit_assets.steps.fingerprints import matches_manifest
+from fruit_assets.steps.fitted_pca_record import read_fitted_pca_record
+from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.storage import open_store
-from fruit_assets.storage.versions import Version, current_version
+from fruit_assets.storage.version_record import Version
+from fruit_assets.storage.versions import current_version
 
 
 def manifest_digest(manifest: pa.Table) -> str:
@@ -27,15 +35,6 @@ def manifest_digest(manifest: pa.Table) -> str:
     ):
         digest.update(f"{path}\0{etag}\0{size}\n".encode())
     return digest.hexdigest()[:20]
-
-
-def read_json(uri: str) -> dict | None:
-    store = open_store(uri)
-    return json.loads(store.read_bytes(uri)) if store.exists(uri) else None
-
-
-def write_json(uri: str, record: dict) -> None:
-    open_store(uri).write_bytes(uri, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 def published_entries(layout: DataLayout) -> dict[str, dict]:
@@ -68,3 +67,77 @@ def made_with(entry: dict, model_tag: str) -> bool:
 def published_embeddings_version(layout: DataLayout, classes) -> str:
     """The data version of image_embeddings for ``classes``: which files are published for them now."""
     return embeddings_digest(current_version(layout.root), classes)
+
+
+def embeddings_as_published(published: Version, fruit_class: str, manifest, model_tag: str) -> bool:
+    """Were the class's published embeddings made from exactly these images (the manifest's
+    digest, as the projection recorded it, from these very files) with this model? A class with
+    quarantine files takes the long way: a quarantined image that vanished and is back is read again."""
+    entry = current_made_from(published, fruit_class)
+    return (
+        entry is not None
+        and not published.class_uris("quarantine", fruit_class)
+        and made_with(entry, model_tag)
+        and entry.get("rows") == len(manifest)
+        and entry.get("manifest") == manifest_digest(manifest)
+    )
+
+
+def projected_as_published(published: Version, fruit_class: str, pca_fingerprint: str) -> bool:
+    entry = published.made_from.get(fruit_class) or {}
+    projected = bool(published.class_uris("reduced_features", fruit_class)) or not published.class_uris(
+        "embeddings", fruit_class
+    )
+    return (
+        projected
+        and entry.get("pca") == pca_fingerprint
+        and entry.get("embeddings") == embeddings_digest(published, [fruit_class])
+    )
+
+
+def unchanged_since_publication(
+    layout: DataLayout, classes: list[str], model_tag: str, variance_target: float
+) -> int | None:
+    """The number of images if the published features are exactly what ``classes`` (Training/ now),
+    the model ``model_tag`` ("engine/weights fingerprint") and the variance target would give
+    again; None as soon as anything differs. Listings and small files only: no Spark."""
+    pca = read_fitted_pca_record(layout)
+    if pca is None or abs(pca["variance_target"] - variance_target) > 1e-12:
+        return None
+    entries = published_entries(layout)
+    if any((entries.get(c) or {}).get("pca") != pca["fingerprint"] for c in classes):
+        return None
+    images = 0
+    for fruit_class in classes:
+        count = _images_if_as_published(layout, fruit_class, entries.get(fruit_class), model_tag)
+        if count is None:
+            return None
+        images += count
+    return images
+
+
+def changed_since_publication(layout: DataLayout, classes: list[str], model_tag: str, threads: int = 16) -> list[str]:
+    """The classes whose images (by key, ETag and size) or model differ from what their published
+    rows were made from: those a run must embed again. The others' embeddings stand as published.
+    Listings and small files only, the classes looked at concurrently."""
+    version = current_version(layout.root)
+
+    def changed(fruit_class: str) -> bool:
+        return _images_if_as_published(layout, fruit_class, current_made_from(version, fruit_class), model_tag) is None
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return [c for c, differs in zip(classes, pool.map(changed, classes)) if differs]
+
+
+def _images_if_as_published(layout: DataLayout, fruit_class: str, entry: dict | None, model_tag: str) -> int | None:
+    if entry is None or not made_with(entry, model_tag):
+        return None
+    manifest = read_manifest_if_any(layout, fruit_class)
+    if manifest is None or manifest_digest(manifest) != entry["manifest"]:
+        return None
+    folder = layout.training_class(fruit_class)
+    if not matches_manifest(
+        layout, fruit_class, list(open_store(folder).list_objects(folder, content_hash=False)), manifest
+    ):
+        return None
+    return manifest.num_rows

@@ -12,11 +12,13 @@ from fruit_assets.spark_jobs.pca import project_files
 from fruit_assets.spark_jobs.validate import sample_first_components
 from fruit_assets.steps.manifest import read_manifest_if_any, training_classes
 from fruit_assets.steps.pca import embedding_files, read_pca
-from fruit_assets.steps.publication import embeddings_digest, manifest_digest
+from fruit_assets.steps.publication import embeddings_digest, manifest_digest, projected_as_published
 from fruit_assets.steps.reports import ClassCounts, StepReport, TakenSample
+from fruit_assets.steps.staging import discard_staging
 from fruit_assets.storage import open_store
-from fruit_assets.storage.commit import class_files, discard_staging
-from fruit_assets.storage.versions import Version, current_version, publish
+from fruit_assets.storage.published_files import class_files
+from fruit_assets.storage.version_record import Version
+from fruit_assets.storage.versions import current_version, publish
 
 
 class MixedModelsError(UserFacingError):
@@ -41,7 +43,7 @@ def build_reduced_features(
     if (published.pca or {}).get("fingerprint") != model.fingerprint:
         classes = sorted(set(classes) | set(published.classes("reduced_features")))
     else:
-        report.up_to_date = [c for c in classes if _up_to_date(published, c, model.fingerprint)]
+        report.up_to_date = [c for c in classes if projected_as_published(published, c, model.fingerprint)]
         classes = [c for c in classes if c not in report.up_to_date]
         for fruit_class in report.up_to_date:
             rows = published.made_from[fruit_class].get("rows", 0)
@@ -151,18 +153,6 @@ def _published_entry(
         "embeddings": embeddings,
         "rows": rows,
     }
-
-
-def _up_to_date(published: Version, fruit_class: str, pca_fingerprint: str) -> bool:
-    entry = published.made_from.get(fruit_class) or {}
-    projected = bool(published.class_uris("reduced_features", fruit_class)) or not published.class_uris(
-        "embeddings", fruit_class
-    )
-    return (
-        projected
-        and entry.get("pca") == pca_fingerprint
-        and entry.get("embeddings") == embeddings_digest(published, [fruit_class])
-    )
 
 
 def first_components(spark, layout: DataLayout, classes: list[str]) -> tuple[list[str], list[list[float]]]:

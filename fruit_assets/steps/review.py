@@ -23,8 +23,8 @@ from fruit_assets.spark_jobs.quality import review_new_images as review_job
 from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.steps.reports import TakenSample
 from fruit_assets.storage import open_store
-from fruit_assets.storage.commit import class_files, dataset_files
 from fruit_assets.storage.parquet_io import write_table
+from fruit_assets.storage.published_files import class_files, dataset_files
 
 REVIEW_SCHEMA = pa.schema(
     [

@@ -14,9 +14,12 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fruit_assets.storage.objects import StorageError, normalize_uri, open_store
+from fruit_assets.storage.errors import StorageError
+from fruit_assets.storage.objects import open_store
 from fruit_assets.storage.schemas import EMBEDDINGS, QUARANTINE, REDUCED_FEATURES
-from fruit_assets.storage.versions import Version, current_version
+from fruit_assets.storage.uris import normalize_uri
+from fruit_assets.storage.version_record import Version
+from fruit_assets.storage.versions import current_version
 
 EMPTY = {"embeddings": EMBEDDINGS, "quarantine": QUARANTINE, "reduced_features": REDUCED_FEATURES}
 

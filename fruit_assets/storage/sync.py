@@ -7,7 +7,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from fruit_assets.storage.objects import join_uri, normalize_uri, open_store
+from fruit_assets.storage.objects import open_store
+from fruit_assets.storage.uris import join_uri, normalize_uri
 
 
 @dataclass

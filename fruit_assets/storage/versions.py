@@ -7,7 +7,7 @@ The highest number is the current version. Readers take their file set from it, 
 listing, so a listing taken mid-commit cannot mix versions; a writer that raced another one to the
 same number fails loudly (:class:`ConcurrentPublicationError`) instead of deleting its files.
 
-A publication, step by step (each step a named checkpoint, see ``_checkpoint``):
+A publication, step by step (each step a named checkpoint, see storage/checkpoints.py):
 
 1. ``intent``: ``_publications/_pending/<writer>.json`` names the files about to appear in the data
    folders; whatever this writer leaves behind is found from it.
@@ -28,35 +28,23 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from fruit_assets.storage.objects import (
-    LocalObjectStore,
-    ObjectStore,
-    StorageError,
-    TransientStorageError,
-    join_uri,
-    normalize_uri,
-    open_store,
-)
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.checkpoints import checkpoint
+from fruit_assets.storage.class_folders import class_folder
+from fruit_assets.storage.errors import StorageError, TransientStorageError
+from fruit_assets.storage.local_store import LocalObjectStore
+from fruit_assets.storage.objects import ObjectStore, open_store
+from fruit_assets.storage.uris import join_uri, normalize_uri
+from fruit_assets.storage.version_record import DATASETS, Version
 
 LOG = "_publications"
 PENDING = "_pending"
-# Dataset name -> folder under the root. The order is the order files are copied in: the published
-# features last, so an interrupted copy leaves the least visible part behind.
-DATASETS = {
-    "embeddings": "embeddings",
-    "quarantine": "quarantine",
-    "reduced_features": "output/resultats_features_parquet",
-}
 KEEP_VERSIONS = 20  # version objects kept for history and for readers of slightly older versions
 # A writer renews its intent every third of this while it works; an intent not renewed for this
 # long (by the storage's clock) belongs to a dead writer, whom recovery fences off before deleting
@@ -73,66 +61,6 @@ PLAIN_BASIS, PLAIN_BASIS_RECORD = "models/pca/pca.npz", "models/pca/pca.json"
 
 class ConcurrentPublicationError(StorageError):
     """Another writer published the version this one was building on."""
-
-
-@dataclass(frozen=True)
-class Version:
-    root: str
-    number: int
-    # dataset -> class -> file paths relative to the root
-    files: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
-    pca: dict | None = None  # {"fingerprint", "k", "model": path relative to the root}
-    made_from: dict = field(default_factory=dict)  # class -> what its features were made from
-    created: float = 0.0
-
-    def classes(self, dataset: str) -> list[str]:
-        return sorted(self.files.get(dataset, {}))
-
-    def class_uris(self, dataset: str, fruit_class: str) -> list[str]:
-        return [join_uri(self.root, path) for path in self.files.get(dataset, {}).get(fruit_class, ())]
-
-    def uris(self, dataset: str) -> list[str]:
-        return [uri for fruit_class in self.classes(dataset) for uri in self.class_uris(dataset, fruit_class)]
-
-    def all_paths(self) -> set[str]:
-        paths = {p for classes in self.files.values() for files in classes.values() for p in files}
-        if self.pca and self.pca.get("model"):
-            paths.add(self.pca["model"])
-        return paths
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "version": self.number,
-                "created": self.created,
-                "pca": self.pca,
-                "made_from": self.made_from,
-                "files": {d: {c: list(f) for c, f in classes.items()} for d, classes in self.files.items()},
-            },
-            indent=1,
-            sort_keys=True,
-        ).encode()
-
-    @classmethod
-    def from_json(cls, root: str, data: bytes) -> Version:
-        record = json.loads(data)
-        return cls(
-            root,
-            record["version"],
-            {d: {c: tuple(f) for c, f in classes.items()} for d, classes in record["files"].items()},
-            record.get("pca"),
-            record.get("made_from") or {},
-            record.get("created", 0.0),
-        )
-
-
-def dataset_location(dataset_uri: str) -> tuple[str, str]:
-    """``<root>/output/resultats_features_parquet`` -> (root, "reduced_features")."""
-    dataset_uri = normalize_uri(dataset_uri)
-    for name, folder in DATASETS.items():
-        if dataset_uri.endswith("/" + folder):
-            return dataset_uri[: -len(folder) - 1], name
-    raise StorageError(f"{dataset_uri} is not a published dataset ({', '.join(DATASETS.values())})")
 
 
 def _log(root: str) -> str:
@@ -173,35 +101,6 @@ def current_version(root: str) -> Version:
                 raise
             # pruned between the listing and the read: a newer version exists, list again
     raise StorageError(f"the version log under {_log(root)} changes faster than it can be read")
-
-
-# ------------------------------------------------------------------------------------------------
-# Fault injection: FRUIT_PUBLICATION_KILL_AT=<checkpoint>[@<dataset>][:<n>] SIGKILLs this process the
-# n-th time it reaches that checkpoint (of a publication that changes <dataset>, if given). The crash
-# tests use it to stop a real publication between any two of its storage operations; unset, it does
-# nothing. FRUIT_PUBLICATION_FAULT=stop sends SIGSTOP instead (a writer stalled whole, its lease
-# renewal too, until SIGCONT); =hold creates the file FRUIT_PUBLICATION_HOLD_FILE names and waits
-# there, its lease renewed, until the file is gone (a slow writer, alive).
-_reached: Counter = Counter()
-
-
-def _checkpoint(name: str, datasets: Iterable[str] = ()) -> None:
-    target = os.environ.get("FRUIT_PUBLICATION_KILL_AT")
-    if not target:
-        return
-    wanted, _, nth = target.partition(":")
-    wanted, _, dataset = wanted.partition("@")
-    if wanted == name and (not dataset or dataset in datasets):
-        _reached[target] += 1
-        if _reached[target] == int(nth or 1):
-            fault = os.environ.get("FRUIT_PUBLICATION_FAULT", "kill")
-            if fault == "hold":
-                hold_file = os.environ["FRUIT_PUBLICATION_HOLD_FILE"]
-                open(hold_file, "w").close()
-                while os.path.exists(hold_file):
-                    time.sleep(0.1)
-            else:
-                os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
 
 
 def grace_seconds() -> float:
@@ -325,12 +224,12 @@ def publish(
     intent = {"base": base.number, "paths": finals, "host": socket.gethostname(), "pid": os.getpid()}
     version = Version(root, base.number + 1, files, new_pca, made, time.time())
     with _Lease(store, intent_uri, json.dumps(intent).encode()):
-        _checkpoint("intent", changes)
+        checkpoint("intent", changes)
         for staged_uri, final in moves:
             if staged_uri != join_uri(root, final):
                 store.copy(staged_uri, join_uri(root, final))
-            _checkpoint("copy", changes)
-        _checkpoint("switch", changes)
+            checkpoint("copy", changes)
+        checkpoint("switch", changes)
         # Last look before the commit point: a recovery that took this writer for dead deleted its
         # intent (and may have deleted its copies); a version published meanwhile is newer than
         # the base these changes were computed on.
@@ -355,7 +254,7 @@ def publish(
     if not switched:
         _undo(store, root, intent_uri, finals, base)
         raise _concurrent(root, version.number, "")
-    _checkpoint("switched", changes)
+    checkpoint("switched", changes)
     if _latest_number(store, root) != version.number:
         # Our number had been pruned from the log and a later version exists: ours is below the
         # current maximum, so no reader takes it, and it must not count as published.
@@ -363,7 +262,7 @@ def publish(
         raise _concurrent(root, version.number, "long before this one switched (its version number had been pruned)")
     _plain_basis_follows(store, root, version)  # the current version: checked just above
     cleanup(root, grace)
-    _checkpoint("cleaned", changes)
+    checkpoint("cleaned", changes)
     store.delete([intent_uri])
     return version
 
@@ -425,7 +324,7 @@ def _undo(store: ObjectStore, root: str, intent_uri: str, paths: list[str], base
     for path in paths:
         if path not in current:
             store.delete([join_uri(root, path)])
-            _checkpoint("undo")
+            checkpoint("undo")
     store.delete([intent_uri])
 
 
@@ -519,7 +418,7 @@ def cleanup(root: str, grace: float | None = None) -> None:
     batch = 1 if isinstance(store, LocalObjectStore) else 1000
     for start in range(0, len(doomed), batch):
         store.delete(doomed[start : start + batch])
-        _checkpoint("delete", ("cleanup",))
+        checkpoint("delete", ("cleanup",))
     store.delete(_version_uri(root, n) for n in numbers[:-KEEP_VERSIONS] if n not in recent)
 
 
@@ -574,7 +473,7 @@ def recover(root: str) -> list[str]:
             _fence(store, root, intent)
         # Read after the fence: a writer that switched before it is published, files and all.
         published = current_version(root).all_paths()
-        _checkpoint("recover")
+        checkpoint("recover")
         store.delete(join_uri(root, p) for p in intent.paths if p not in published)
         store.delete([intent.uri])
     cleanup(root)  # superseded files a writer killed after its switch had not deleted yet

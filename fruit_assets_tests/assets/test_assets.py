@@ -25,7 +25,7 @@ def resources(root, weights_file, target="0.9"):
     return {
         "storage": FruitStorage(data_uri=root),
         "spark": SparkResource(master=SPARK_MASTER),
-        "embedding_model": EmbeddingModelResource(weights=weights_file, max_images_per_task=8),
+        "embedding_settings": EmbeddingModelResource(weights=weights_file, max_images_per_task=8),
         "pca_settings": PcaSettings(variance_target=target),
     }
 
@@ -393,7 +393,7 @@ def test_odd_keys_a_huge_photo_and_a_bomb_on_s3(spark, s3_bucket, sample_source,
     assert (meta["run_num_images"], meta["run_num_embedded"], meta["run_num_quarantined"]) == (6, 5, 1)
 
     from fruit_assets.layout import DataLayout
-    from fruit_assets.storage.commit import dataset_files
+    from fruit_assets.storage.published_files import dataset_files
     from fruit_assets.storage.parquet_io import read_tables
 
     layout = DataLayout.at(root)

@@ -21,7 +21,7 @@ from fruit_assets.steps.embeddings import build_embeddings
 from fruit_assets.steps.manifest import build_manifests
 from fruit_assets.steps.pca import fit_pca
 from fruit_assets.steps.reduce import build_reduced_features
-from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.published_files import dataset_files
 from fruit_assets.storage.parquet_io import column_matrix, read_tables
 from fruit_assets.storage import normalize_uri, open_store
 from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, resources, run_graph
@@ -151,7 +151,7 @@ def test_run_process_killed_mid_write_leaves_no_partial_output(spark, sample_roo
     }
     # Small tasks: staged files appear one after another, so the kill lands mid-write.
     # (Run config replaces the resource's whole config, so the weights are repeated here.)
-    config = json.dumps({"resources": {"embedding_model": {"config": {"weights": weights_file, "max_images_per_task": 2}}}})
+    config = json.dumps({"resources": {"embedding_settings": {"config": {"weights": weights_file, "max_images_per_task": 2}}}})
     bin_dir = os.path.dirname(sys.executable)
     log = open(os.path.join(tmp_path, "killed_run.log"), "wb")
     process = subprocess.Popen(

@@ -14,7 +14,7 @@ from fruit_assets_tests.assets.test_assets import ALL_ASSETS, CLASSES, metadata_
 
 def with_precision(root, weights, precision, **limits):
     res = resources(root, weights)
-    res["embedding_model"] = EmbeddingModelResource(weights=weights, max_images_per_task=8, precision=precision, **limits)
+    res["embedding_settings"] = EmbeddingModelResource(weights=weights, max_images_per_task=8, precision=precision, **limits)
     return res
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 
-from fruit_assets.spark_jobs.session import AUTH_FILE_VARIABLE, NETWORK_SECURITY_CONF, SHARED_KEY_SETTING
+from fruit_assets.spark_jobs.network_security import AUTH_FILE_VARIABLE, NETWORK_SECURITY_CONF, SHARED_KEY_SETTING
 
 # Loopback only: never through a proxy from the environment (or one a test left installed).
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))

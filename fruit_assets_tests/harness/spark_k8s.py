@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 
-from fruit_assets.spark_jobs.session import KubernetesSettings, SparkSettings, kubernetes_conf, session_conf
+from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
+from fruit_assets.spark_jobs.session import SparkSettings, session_conf
 from fruit_assets_tests.harness import REPO
 
 K8S_MASTER = "k8s://https://kubernetes.default.svc"

@@ -19,7 +19,7 @@ from dagster import (
 
 from fruit_assets.resources import SparkResource
 from fruit_assets.spark_jobs.history import local_event_log_dir
-from fruit_assets.spark_jobs.session import RUN_CONFIG_SPARK_KEYS
+from fruit_assets.spark_jobs.run_conf import RUN_CONFIG_SPARK_KEYS
 
 
 @asset

@@ -8,7 +8,7 @@ from fruit_assets.pca import Moments, fit_from_moments, project, save_pca
 from fruit_assets.spark_jobs.pca import embedding_moments, project_files
 from fruit_assets.storage import normalize_uri, open_store
 from fruit_assets.storage.parquet_io import column_matrix, read_table, vectors_column, write_table
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 from fruit_assets.storage.schemas import REDUCED_FEATURES, embeddings_schema, pca_fingerprint_of
 
 DIM = 1280

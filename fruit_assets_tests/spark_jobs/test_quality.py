@@ -8,7 +8,7 @@ from fruit_assets.quality.separability import sampled
 from fruit_assets.spark_jobs.quality import CARRIED_PREFIX, class_centroids, review_new_images, sample_embeddings
 from fruit_assets.storage import normalize_uri
 from fruit_assets.storage.parquet_io import vectors_column, write_table
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 from fruit_assets.storage.schemas import EMBEDDINGS
 
 DIM = 16

@@ -5,17 +5,10 @@ import sys
 import pytest
 
 from fruit_assets.errors import ConfigurationError, RunConfigNotAllowed, user_facing_message
-from fruit_assets.spark_jobs.session import (
-    NETWORK_SECURITY_CONF,
-    RUN_CONFIG_SPARK_KEYS,
-    SHARED_KEY_SETTING,
-    KubernetesSettings,
-    SparkSettings,
-    kubernetes_conf,
-    read_auth_secret,
-    run_sizing_conf,
-    session_conf,
-)
+from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
+from fruit_assets.spark_jobs.network_security import NETWORK_SECURITY_CONF, SHARED_KEY_SETTING, read_auth_secret
+from fruit_assets.spark_jobs.run_conf import RUN_CONFIG_SPARK_KEYS, run_sizing_conf
+from fruit_assets.spark_jobs.session import SparkSettings, session_conf
 
 K8S = KubernetesSettings(namespace="fruits", service_account="fruit-assets-spark", image="registry.example/fruit:1.2",
                          driver_pod_name="dagster-run-abc", driver_pod_ip="10.1.2.3")

@@ -8,7 +8,7 @@ from fruit_assets.steps.embeddings import build_embeddings
 from fruit_assets.steps.manifest import build_manifests
 from fruit_assets.steps.pca import fit_pca
 from fruit_assets.steps.reduce import build_reduced_features
-from fruit_assets.storage.commit import dataset_files
+from fruit_assets.storage.published_files import dataset_files
 from fruit_assets.storage.schemas import pca_fingerprint_of
 
 CLASSES = ["Apple Red 1", "Banana", "Pepper Red"]

@@ -8,7 +8,7 @@ import pytest
 
 from fruit_assets.layout import LONGEST_CLASS_FILE_NAME, S3_KEY_BYTES, DataLayout
 from fruit_assets.steps.classes import MassDeletionError, check_class_names, plan_classes
-from fruit_assets.storage.partitions import escape_partition_value
+from fruit_assets.storage.class_folders import escape_partition_value
 
 WHERE = "s3://b/p/Training"
 

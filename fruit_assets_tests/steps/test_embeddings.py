@@ -4,6 +4,7 @@ import os
 import shutil
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from fruit_assets.layout import DataLayout
@@ -12,7 +13,10 @@ from fruit_assets.steps.embeddings import build_embeddings
 from fruit_assets.steps.manifest import build_manifests
 from fruit_assets.steps.pca import fit_pca
 from fruit_assets.steps.reduce import build_reduced_features
+from fruit_assets.storage.parquet_io import read_tables
+from fruit_assets.storage.published_files import dataset_files
 from fruit_assets_tests.harness.images import fresh_jpeg
+from fruit_assets_tests.steps.test_ghosts import publish
 
 
 def embed(spark, layout, model, token):
@@ -138,3 +142,24 @@ def test_a_run_records_the_executor_cpu_seconds_of_its_featurization(spark, samp
     assert again.images_per_cpu_second is None
     metadata = embedding_metadata(again, onnx_model, "local[2]", None)
     assert metadata["executor_cpu_seconds"] == 0 and "images_per_cpu_second" not in metadata
+
+
+def test_the_embedding_of_identical_bytes_is_taken_from_the_first_file_that_holds_it(spark, sample_root, onnx_model):
+    """Two classes hold the same image, then a third copy arrives: one row, the same vector."""
+    layout = DataLayout.at(sample_root)
+    banana = os.path.join(sample_root, "Training", "Banana")
+    with open(os.path.join(banana, "0_100.jpg"), "rb") as handle:
+        data = handle.read()
+    with open(os.path.join(sample_root, "Training", "Pepper Red", "twin.jpg"), "wb") as handle:
+        handle.write(data)
+    publish(spark, layout, onnx_model, "first001")
+    with open(os.path.join(sample_root, "Training", "Apple Red 1", "third.jpg"), "wb") as handle:
+        handle.write(data)
+    report, _, _ = publish(spark, layout, onnx_model, "second01")
+    assert (report.featurized, report.moved) == (0, 1)
+    table = read_tables(dataset_files(layout.embeddings, "Apple Red 1"))
+    third = table.filter(pc.equal(table["path"], f"file://{sample_root}/Training/Apple Red 1/third.jpg"))
+    assert third.num_rows == 1
+    banana_rows = read_tables(dataset_files(layout.embeddings, "Banana"))
+    original = banana_rows.filter(pc.equal(banana_rows["path"], f"file://{banana}/0_100.jpg"))
+    assert third["embedding"].to_pylist() == original["embedding"].to_pylist()

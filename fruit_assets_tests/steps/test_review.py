@@ -104,7 +104,7 @@ def test_the_sample_the_projection_takes_is_the_one_a_pass_of_its_own_would_take
     from fruit_assets.spark_jobs.quality import sample_embeddings
     from fruit_assets.steps.reduce import build_reduced_features
     from fruit_assets.steps.review import separability_rates
-    from fruit_assets.storage.commit import class_files
+    from fruit_assets.storage.published_files import class_files
 
     layout, _report, pca = embedded
     rates, per_class = separability_rates(layout, CLASSES, max_sample=30)

@@ -7,7 +7,7 @@ import pytest
 
 from fruit_assets.errors import is_transient, user_facing_message
 from fruit_assets.storage import AccessDeniedError, MissingObjectError, StorageError, open_store
-from fruit_assets.storage.objects import S3ObjectStore
+from fruit_assets.storage.s3_store import S3ObjectStore
 from fruit_assets_tests.harness.fault_proxy import ACCESS_DENIED, AccessDenied, FaultProxy
 from fruit_assets_tests.test_errors import spark_like_trace
 
@@ -51,7 +51,7 @@ def test_a_refused_get_names_the_action_the_object_and_the_role(s3_server, s3_bu
                                "names no reason: a wrong secret key answers it too)")
 
     # From a Spark task the driver sees the class by name in the trace, and keeps the one line.
-    trace = spark_like_trace(f"fruit_assets.storage.objects.AccessDeniedError: {message}")
+    trace = spark_like_trace(f"fruit_assets.storage.errors.AccessDeniedError: {message}")
     assert user_facing_message(trace) == message and not is_transient(trace)
 
 

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from fruit_assets.storage import StorageError, open_store
-from fruit_assets.storage.objects import S3ObjectStore
+from fruit_assets.storage.s3_store import S3ObjectStore
 
 
 def test_s3_store_lists_reads_writes_copies_and_creates_exclusively(s3_bucket):

@@ -8,7 +8,7 @@ import pytest
 
 from fruit_assets.errors import is_transient
 from fruit_assets.storage import MissingObjectError, StorageError, TransientStorageError, open_store
-from fruit_assets.storage.objects import S3ObjectStore
+from fruit_assets.storage.s3_store import S3ObjectStore
 from fruit_assets_tests.harness.fault_proxy import RESET, SLOW_DOWN, FaultProxy, Reset
 
 

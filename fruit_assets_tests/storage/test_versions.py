@@ -12,7 +12,7 @@ import pytest
 
 from fruit_assets.storage import normalize_uri, open_store
 from fruit_assets.storage.parquet_io import write_table
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 from fruit_assets.storage.readers import read_published
 from fruit_assets.storage.versions import (
     ConcurrentPublicationError, cleanup, current_version, publish, recover,

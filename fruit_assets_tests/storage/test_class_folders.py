@@ -8,7 +8,7 @@ import pytest
 
 from fruit_assets.storage import normalize_uri
 from fruit_assets.storage.parquet_io import write_table
-from fruit_assets.storage.partitions import class_folder, escape_partition_value
+from fruit_assets.storage.class_folders import class_folder, escape_partition_value
 
 ODD_NAMES = ['Pêche "plate" d\'été #1', "Apple Red 1", "50% off: a/b=c?", "tab\there {x}[y]^*\\"]
 

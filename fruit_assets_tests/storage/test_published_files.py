@@ -3,9 +3,10 @@
 import pytest
 
 from fruit_assets.storage import normalize_uri, open_store
-from fruit_assets.storage.commit import class_files, dataset_files, discard_staging
+from fruit_assets.steps.staging import discard_staging
+from fruit_assets.storage.published_files import class_files, dataset_files
 from fruit_assets.storage.versions import publish
-from fruit_assets.storage.partitions import class_folder
+from fruit_assets.storage.class_folders import class_folder
 
 CLASS = 'Pêche "plate" #1'
 

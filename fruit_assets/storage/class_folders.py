@@ -3,7 +3,8 @@ partition values, so Spark and ``pyarrow.dataset`` read every output with partit
 
 from __future__ import annotations
 
-from fruit_assets.storage.objects import join_uri, open_store
+from fruit_assets.storage.objects import open_store
+from fruit_assets.storage.uris import join_uri
 
 # The characters Spark escapes in partition folder names (ExternalCatalogUtils.charToEscape).
 _ESCAPED = set("\"#%'*/:=?\\\x7f{[]^") | {chr(c) for c in range(0x20)}

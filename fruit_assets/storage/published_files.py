@@ -1,22 +1,16 @@
-"""Driver-side commit of files staged by Spark tasks, and the published file sets of a dataset.
+"""The published file sets of a dataset, per class, all taken from one version.
 
-Tasks write under ``_staging/<run>/<dataset>/fruit_class=<c>/`` with names that carry their run,
-partition index and attempt number. Only the files that successful attempts reported to the
-driver are published; leftovers of failed or speculative attempts never enter a version and go
-with the staging folder, so a retried task never duplicates rows. Every class a step touched is
-published in one version (storage/versions.publish).
+Readers take a dataset's files from the current version (storage/versions.py), never from a
+listing of its folders: files of a publication in progress, or leftovers of failed or speculative
+task attempts, are in no version and so never read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fruit_assets.storage.objects import open_store
-from fruit_assets.storage.versions import current_version, dataset_location
-
-
-def discard_staging(staging_uri: str) -> None:
-    open_store(staging_uri).delete_prefix(staging_uri)
+from fruit_assets.storage.version_record import dataset_location
+from fruit_assets.storage.versions import current_version
 
 
 def dataset_files(dataset_uri: str, fruit_class: str) -> list[str]:
