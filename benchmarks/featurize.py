@@ -128,7 +128,6 @@ def ours(root: str, weights_file: str, engine: str):
 
 
 def _decode_udf():
-    import numpy as np
     import pandas as pd
     from pyspark.sql.functions import pandas_udf
 

@@ -30,7 +30,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fruit_assets.layout import DataLayout
-    from fruit_assets.steps.manifest import discover_classes, read_manifest
+    from fruit_assets.steps.manifest import discover_classes
     from fruit_assets.models.build import inference_model
     from fruit_assets.steps.embeddings import build_embeddings
     from fruit_assets.steps.manifest import build_manifests

@@ -6,10 +6,9 @@ import sys
 
 import jsonschema
 import pytest
-import yaml
 
 from fruit_assets_tests.harness import REPO
-from fruit_assets_tests.harness.deployment import SCHEMAS, deep_merge, helm_values, image_name, k8s_documents, load, run_job
+from fruit_assets_tests.harness.deployment import SCHEMAS, deep_merge, helm_values, k8s_documents, load, run_job
 
 def validate(schema_file, values):
     with open(os.path.join(SCHEMAS, schema_file)) as handle:

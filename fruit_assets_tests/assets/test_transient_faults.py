@@ -11,7 +11,6 @@ import sys
 from contextlib import contextmanager
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from dagster import DagsterEventType, materialize
 

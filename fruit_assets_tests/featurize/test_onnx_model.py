@@ -1,6 +1,5 @@
 """The ONNX Runtime engine: same embeddings as TensorFlow, dynamic batches, no TensorFlow on workers."""
 
-import os
 import subprocess
 import sys
 

@@ -153,7 +153,7 @@ class AdmissionPolicy:
             param = self.params.get((ref["namespace"], ref["name"]))
             if param is None:
                 assert ref["parameterNotFoundAction"] == "Deny"
-                return Decision(True, [f"no params found for policy binding with `Deny` parameterNotFoundAction"], [])
+                return Decision(True, ["no params found for policy binding with `Deny` parameterNotFoundAction"], [])
             activation["params"] = param
         activation = cel_values(activation)
         errors = []

@@ -1,5 +1,4 @@
 import glob
-import os
 
 import numpy as np
 import pyarrow.dataset as ds

@@ -92,7 +92,7 @@ def test_a_kill_at_any_step_of_a_publication_leaves_a_complete_version_and_the_n
     assert killed.returncode == -9, killed.stderr[-2000:]
 
     # Right after the crash, whoever reads gets one whole version: the old one or the new one.
-    version = assert_one_complete_version(root, old if visible == "old" else new)
+    assert_one_complete_version(root, old if visible == "old" else new)
 
     # Until the dead writer's lease runs out its files are left alone; then the next run fences it
     # and cleans what it left.
