@@ -75,8 +75,8 @@ def separability_metadata(report: SeparabilityReport) -> dict:
     if result is None:
         return {"separability": report.why_not}
     rows = "".join(
-        f"| {name} | {result.full.per_class.get(name, (0, 0))[0] / max(1, total):.2f} | {correct / max(1, total):.2f} | {total} |\n"
-        for name, (correct, total) in sorted(result.reduced.per_class.items())
+        f"| {name} | {full:.2f} | {reduced:.2f} | {total} |\n"
+        for name, (full, reduced, total) in sorted(_class_rates(result).items())
     )
     metadata = {
         "knn_accuracy_full_embeddings": round(result.full.overall, 4),
@@ -101,20 +101,26 @@ def separability_metadata(report: SeparabilityReport) -> dict:
     return metadata
 
 
+def _class_rates(result) -> dict[str, tuple[float, float, int]]:
+    """{class: (5-NN accuracy on the full embeddings, on the reduced features, images held out)}."""
+    return {
+        name: (result.full.per_class.get(name, (0, 0))[0] / max(1, total), correct / max(1, total), total)
+        for name, (correct, total) in result.reduced.per_class.items()
+    }
+
+
 def class_separability(report: SeparabilityReport) -> dict[str, dict]:
     """Each class's own 5-NN accuracy on its held-out sample, full embeddings and reduced features."""
-    result = report.result
-    if result is None:
+    if report.result is None:
         return {}
-    figures = {}
-    for name, (correct, total) in result.reduced.per_class.items():
-        full = result.full.per_class.get(name, (0, 0))[0]
-        figures[name] = {
-            "class_knn_accuracy_full_embeddings": round(full / max(1, total), 4),
-            "class_knn_accuracy_reduced_features": round(correct / max(1, total), 4),
+    return {
+        name: {
+            "class_knn_accuracy_full_embeddings": round(full, 4),
+            "class_knn_accuracy_reduced_features": round(reduced, 4),
             "class_knn_held_out": total,
         }
-    return figures
+        for name, (full, reduced, total) in _class_rates(report.result).items()
+    }
 
 
 def separability_check(report: SeparabilityReport, variance_target: float, tolerance: float = 0.02) -> AssetCheckResult:
