@@ -22,7 +22,7 @@ from fruit_assets.progress import Throttled
 from fruit_assets.resources import EmbeddingModelResource, FruitStorage, SparkResource
 from fruit_assets.steps.checks import embedding_checks
 from fruit_assets.steps.embeddings import build_embeddings
-from fruit_assets.steps.publication import published_embeddings_version
+from fruit_assets.steps.publication import published_embeddings_versions
 from fruit_assets.steps.reports import StepReport
 from fruit_assets.steps.review import review_new_images
 
@@ -97,18 +97,13 @@ def image_embeddings(
                 for name, value in model_report.fidelity.metadata().items()
             }
         )
-    record_by_partition(
-        context,
-        {c: class_metadata(report, model, c, published_embeddings_version(layout, [c])) for c in classes},
-        of_run,
-    )
+    of_class, of_all = published_embeddings_versions(layout, classes)
+    record_by_partition(context, {c: class_metadata(report, model, c, of_class[c]) for c in classes}, of_run)
     # Which files are published for these classes: a re-run over unchanged images keeps them, so
     # downstream automation (automation.py) sees no change. Dagster 1.13 gives every partition of a
     # ranged run this one value (dagster-io/dagster#34013): each partition's own is its metadata's
     # class_data_version.
-    return MaterializeResult(
-        check_results=checks, data_version=DataVersion(published_embeddings_version(layout, classes))
-    )
+    return MaterializeResult(check_results=checks, data_version=DataVersion(of_all))
 
 
 def _log_counts(context: AssetExecutionContext, report: StepReport, model: InferenceModel) -> None:

@@ -64,9 +64,11 @@ def made_with(entry: dict, model_tag: str) -> bool:
     return entry.get("model") in (model_tag, "")
 
 
-def published_embeddings_version(layout: DataLayout, classes) -> str:
-    """The data version of image_embeddings for ``classes``: which files are published for them now."""
-    return embeddings_digest(current_version(layout.root), classes)
+def published_embeddings_versions(layout: DataLayout, classes) -> tuple[dict[str, str], str]:
+    """The data versions of image_embeddings: which files are published for each of ``classes``,
+    and for all of them together, from one read of the current version."""
+    version = current_version(layout.root)
+    return {c: embeddings_digest(version, [c]) for c in classes}, embeddings_digest(version, classes)
 
 
 def embeddings_as_published(published: Version, fruit_class: str, manifest, model_tag: str) -> bool:

@@ -81,7 +81,8 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     assert embed_meta["run_num_quarantined"] == 0 and embed_meta["run_num_classes"] == 3
     # Each partition's materialization describes its own class: its counts, its own published
     # files' digest; the run's figures and pictures are on the run's last partition only.
-    from fruit_assets.steps.publication import published_embeddings_version
+    from fruit_assets.steps.publication import embeddings_digest
+    from fruit_assets.storage.versions import current_version
 
     for asset_name, run in (("raw_images", embed_run), ("image_embeddings", embed_run), ("reduced_features", reduce_run)):
         by_partition = metadata_by_partition(run, asset_name)
@@ -93,7 +94,7 @@ def test_full_graph_through_dagster(spark, sample_root, weights_file, dagster_in
     assert {c: (m["num_embedded"], m["num_featurized"], m["num_reused"]) for c, m in embedded.items()} == {
         c: (12, 12, 0) for c in CLASSES}
     assert {c: m["class_data_version"] for c, m in embedded.items()} == {
-        c: published_embeddings_version(DataLayout.at(sample_root), [c]) for c in CLASSES}
+        c: embeddings_digest(current_version(DataLayout.at(sample_root).root), [c]) for c in CLASSES}
     assert len({m["class_data_version"] for m in embedded.values()}) == 3
     assert not any("class_counts" in embedded[c] or "executor_cpu_seconds" in embedded[c] for c in CLASSES[:-1])
     assert {"thumbnails", "images_per_class"} <= set(metadata_of(embed_run, "raw_images"))
