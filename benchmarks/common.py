@@ -67,3 +67,17 @@ def ensure_env():
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def materialize_env(work: str, root: str, home: str, variance_target: str) -> dict[str, str]:
+    """The environment of `fruit-assets materialize` on the local root, with random weights saved
+    under ``work`` and converted beforehand, so no step of the measured runs pays the conversion."""
+    from fruit_assets.featurize.model import calibrated_random_model
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.models.build import build_embedding_model
+
+    weights = os.path.join(work, "w.weights.h5")
+    calibrated_random_model(seed=1).save_weights(weights)
+    build_embedding_model(DataLayout.at(root), weights, 1234)
+    return {**os.environ, "FRUIT_DATA_URI": root, "FRUIT_MODEL_WEIGHTS": weights, "DAGSTER_HOME": home,
+            "SPARK_MASTER": "local[*]", "FRUIT_PCA_VARIANCE": variance_target}

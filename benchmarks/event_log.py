@@ -19,6 +19,8 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import materialize_env  # noqa: E402
+
 BIN = os.path.dirname(sys.executable)
 
 
@@ -29,19 +31,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fruit_assets.cli.sample import write_sample_dataset
-    from fruit_assets.featurize.model import calibrated_random_model
-    from fruit_assets.layout import DataLayout
-    from fruit_assets.models.build import build_embedding_model
 
     work = tempfile.mkdtemp(prefix="bench-event-log-")
     root, home = os.path.join(work, "data"), os.path.join(work, "home")
     os.makedirs(home)
     write_sample_dataset(root, args.classes, args.images, seed=1)
-    weights = os.path.join(work, "w.weights.h5")
-    calibrated_random_model(seed=1).save_weights(weights)
-    build_embedding_model(DataLayout.at(root), weights, 1234)
-    env = {**os.environ, "FRUIT_DATA_URI": root, "FRUIT_MODEL_WEIGHTS": weights, "DAGSTER_HOME": home,
-           "SPARK_MASTER": "local[*]", "FRUIT_PCA_VARIANCE": "0.9"}
+    env = materialize_env(work, root, home, "0.9")
     subprocess.run([f"{BIN}/fruit-assets", "materialize", "-q"], env=env, check=True, capture_output=True)
 
     from dagster import DagsterInstance

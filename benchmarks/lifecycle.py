@@ -23,6 +23,8 @@ import time
 # The test harness's image helpers (fresh_jpeg) live beside the package, not in it.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import materialize_env  # noqa: E402
+
 BIN = os.path.dirname(sys.executable)
 
 
@@ -36,10 +38,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fruit_assets.cli.sample import write_sample_dataset
-    from fruit_assets.featurize.model import calibrated_random_model
     from fruit_assets.featurize.synthetic import class_styles
-    from fruit_assets.layout import DataLayout
-    from fruit_assets.models.build import build_embedding_model
     from fruit_assets_tests.harness.images import fresh_jpeg
 
     work = tempfile.mkdtemp(prefix="bench-lifecycle-")
@@ -50,11 +49,7 @@ def main(argv=None):
         shutil.copytree(os.path.join(args.sample, "Training"), os.path.join(root, "Training"))
     else:
         write_sample_dataset(root, args.classes, args.images, seed=1)
-    weights = os.path.join(work, "w.weights.h5")
-    calibrated_random_model(seed=1).save_weights(weights)
-    build_embedding_model(DataLayout.at(root), weights, 1234)
-    env = {**os.environ, "FRUIT_DATA_URI": root, "FRUIT_MODEL_WEIGHTS": weights, "DAGSTER_HOME": home,
-           "SPARK_MASTER": "local[*]", "FRUIT_PCA_VARIANCE": "0.95"}
+    env = materialize_env(work, root, home, "0.95")
 
     def materialize(label, *extra):
         started = time.perf_counter()
