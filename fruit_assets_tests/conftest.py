@@ -28,6 +28,28 @@ os.environ.setdefault("FRUIT_PUBLICATION_GRACE_SECONDS", "0")
 SPARK_MASTER = "local[2]"
 
 
+def _test_cache() -> str:
+    from fruit_assets_tests.harness.trained_backbone import default_cache_dir
+
+    return default_cache_dir()
+
+
+# Every JVM of the session (this process's, the commands' and Dagster's run workers') maps Spark's
+# classes from one archive (spark_jobs/class_archive.py), kept with the tests' other downloads and
+# recorded first if this machine has none (``spark_class_archive``).
+os.environ.setdefault("FRUIT_SPARK_CLASS_ARCHIVE", os.path.join(_test_cache(), "spark-class-archive"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spark_class_archive():
+    """Records the class archive (about 13 s, once per machine) before any test starts a JVM: each
+    later start is about 2 s shorter, and a JVM that recorded it at its own exit would hold the lock
+    for the whole session."""
+    from fruit_assets.spark_jobs.class_archive import record_now
+
+    record_now()
+
+
 def _native_bf16() -> bool:
     from fruit_assets.featurize.openvino_model import native_precisions
 
@@ -141,11 +163,11 @@ def s3_sample_root(s3_bucket, sample_source) -> str:
 
 @pytest.fixture(scope="session")
 def spark(s3_server):
-    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session
+    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session, stop_spark_session
 
     session = build_spark_session(SparkSettings(master=SPARK_MASTER, app_name="fruit_assets_tests"))
     yield session
-    session.stop()
+    stop_spark_session(session)
 
 
 @pytest.fixture(scope="session")

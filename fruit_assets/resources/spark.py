@@ -10,7 +10,7 @@ from fruit_assets.resources.env import resolved
 from fruit_assets.spark_jobs.history import ApplicationFacts, application_facts, local_event_log_dir, publish_event_logs
 from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
 from fruit_assets.spark_jobs.run_conf import check_sizing_value, run_sizing_conf
-from fruit_assets.spark_jobs.session import SparkDeployment, SparkSettings, build_spark_session
+from fruit_assets.spark_jobs.session import SparkDeployment, SparkSettings, build_spark_session, stop_spark_session
 
 # Sessions this process already runs and lends to the runs it executes: `fruit-assets materialize`
 # keeps one Spark application (and each worker's model) across its runs. Dagster builds a run's
@@ -151,7 +151,7 @@ class SparkResource(ConfigurableResource):
         on this machine) to ``<root>/spark-events/``."""
         if self._session is not None and self._owned:
             try:
-                self._session.stop()
+                stop_spark_session(self._session)
             finally:
                 if self.data_uri:
                     publish_event_logs(self._event_log_dir(), self._root())

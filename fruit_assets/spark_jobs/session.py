@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field, fields
 
 from fruit_assets.errors import ConfigurationError
+from fruit_assets.spark_jobs.class_archive import RECORD, USE, ClassArchive, discard, finish_recording, plan_archive
 from fruit_assets.spark_jobs.network_security import (
     AUTH_FILE_VARIABLE,
     SHARED_KEY_SETTING,
@@ -78,14 +79,48 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
 
 
 def build_spark_session(settings: SparkSettings):
+    """The session for ``settings``; the process's JVM is started if it has none, with the class
+    archive (class_archive.py)."""
+    from pyspark import SparkContext
+    from pyspark.errors import PySparkRuntimeError
+
+    global _recording
     if settings.event_log_dir:
         os.makedirs(settings.event_log_dir, exist_ok=True)
     if settings.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    conf = session_conf(settings)
+    archive = plan_archive(conf) if SparkContext._gateway is None else ClassArchive()
+    try:
+        session = _start(settings, _with_archive(conf, archive))
+    except PySparkRuntimeError:
+        if archive.mode == RECORD:
+            finish_recording(archive, None)
+        if archive.mode != USE:
+            raise
+        # A JVM that will not start with the archive (one of another build): removed, started without.
+        logging.getLogger(__name__).warning("the JVM did not start with %s: removed, started without", archive.path)
+        discard(archive.path)
+        session = _start(settings, conf)
+    if archive.mode == RECORD:
+        _recording = archive
+    session.sparkContext.setLogLevel("WARN")
+    if settings.executor_wait_seconds > 0 and not settings.master.startswith("local"):
+        from fruit_assets.spark_jobs.executors import ExecutorWatch
+
+        ExecutorWatch(session.sparkContext, settings.executor_wait_seconds).start()
+    return session
+
+
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# The class archive this process's JVM is recording (class_archive.py): finished when it stops.
+_recording: ClassArchive | None = None
+
+
+def _start(settings: SparkSettings, conf: dict[str, str]):
     from pyspark.sql import SparkSession
 
-    conf = session_conf(settings)
     secret = ""
     if settings.master.startswith("spark://") and conf.get("spark.authenticate") == "true":
         # Standalone needs the secret in the application's conf (Spark generates one only for
@@ -104,13 +139,45 @@ def build_spark_session(settings: SparkSettings):
         builder = builder.config(key, value)
     if secret:
         builder = builder.config(SHARED_KEY_SETTING, secret)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
-    if settings.executor_wait_seconds > 0 and not settings.master.startswith("local"):
-        from fruit_assets.spark_jobs.executors import ExecutorWatch
+    return builder.getOrCreate()
 
-        ExecutorWatch(session.sparkContext, settings.executor_wait_seconds).start()
-    return session
+
+def _with_archive(conf: dict[str, str], archive: ClassArchive) -> dict[str, str]:
+    if not archive.java_options:
+        return conf
+    options = f"{conf.get(DRIVER_JAVA_OPTIONS, '')} {archive.java_options}".strip()
+    return {**conf, DRIVER_JAVA_OPTIONS: options}
+
+
+def stop_spark_session(session) -> str | None:
+    """Stops ``session`` (its SparkContext, and so its event log); when its JVM was recording the
+    class archive, also ends that JVM and returns the archive it wrote (else None)."""
+    import threading
+
+    from pyspark import SparkContext
+
+    global _recording
+    context = session.sparkContext
+    # pyspark's stop waits for its accumulator server to notice, which polls every second: nothing
+    # needs that wait (no accumulator is updated once the JVM stopped), so it ends in the background.
+    server = getattr(context, "_accumulatorServer", None)
+    context._accumulatorServer = None
+    session.stop()
+    if server is not None:
+        threading.Thread(target=server.shutdown, name="accumulator-server-stop", daemon=True).start()
+    if _recording is None:
+        return None
+    archive, _recording = _recording, None
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    try:
+        if gateway is not None:
+            gateway.shutdown()
+    finally:
+        # The next session of this process starts a JVM of its own.
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    return finish_recording(archive, process)
 
 
 def _start_jvm(conf: dict[str, str]) -> None:
