@@ -10,12 +10,19 @@ import numpy as np
 MAX_BYTES = 200_000
 
 
-def _figure(width=5.0, height=3.2):
+def load_plotting():
+    """matplotlib with its file-only backend: half a second to import, which a caller that waits
+    for something else anyway (the CLI, for Spark's start) can spend there."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure(width=5.0, height=3.2):
+    plt = load_plotting()
     return plt, plt.figure(figsize=(width, height), dpi=90)
 
 

@@ -123,6 +123,10 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
     spark_starting = spark_starting or start_spark()  # the files were as published, the partitions not
     ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
     runs = plan_runs(selected, ordered, _model_needs_building(layout), span=fruit_classes is None)
+    # The runs draw their pictures with matplotlib: imported while the JVM is still starting.
+    from fruit_assets.assets.plots import load_plotting
+
+    load_plotting()
     # One Spark application for the whole command: every run reuses it (and the model each Python
     # worker already built).
     spark = spark_starting.result()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -87,10 +88,11 @@ class PcaModel:
     def explained_variance(self) -> float:
         return float(self.explained_variance_ratio.sum())
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Names the basis (mean and components as stored): every reduced-features file records the
-        one that projected it, so a table mixing bases is detectable."""
+        one that projected it, so a table mixing bases is detectable. (Computed once: a model's
+        arrays are never changed in place, and a run asks for it once per class.)"""
         digest = hashlib.sha256()
         for array in (self.mean, self.components):
             digest.update(str(array.shape).encode())

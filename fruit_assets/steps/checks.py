@@ -13,7 +13,7 @@ import numpy as np
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.layout import DataLayout
 from fruit_assets.pca import PcaModel
-from fruit_assets.spark_jobs.validate import reduced_file_bases, vector_file_stats
+from fruit_assets.spark_jobs.validate import feature_table_stats, vector_file_stats
 from fruit_assets.steps.reports import StepReport
 from fruit_assets.storage.published_files import class_files
 
@@ -103,16 +103,22 @@ def pca_checks(model: PcaModel) -> list[CheckOutcome]:
 
 
 def reduced_checks(spark, layout: DataLayout, classes, model: PcaModel, published_classes) -> list[CheckOutcome]:
-    """``classes``: those this run projected; ``published_classes``: every class of the table."""
-    return _reduced_rows_check(spark, layout, classes, model.k) + [
-        _one_basis_check(spark, layout, model, published_classes)
-    ]
+    """``classes``: those this run projected; ``published_classes``: every class of the table. One
+    read of the table as published answers both checks."""
+    stats = feature_table_stats(
+        spark,
+        class_files(layout.reduced_features, published_classes),
+        class_files(layout.embeddings, classes),
+        set(classes),
+        model.k,
+    )
+    return [_reduced_rows_check(stats, classes, model.k), _one_basis_check(stats, model)]
 
 
-def _one_basis_check(spark, layout: DataLayout, model: PcaModel, published_classes) -> CheckOutcome:
+def _one_basis_check(stats: dict[str, dict], model: PcaModel) -> CheckOutcome:
     """Whoever reads the output folder trains on one table: every published row must come from the
     current basis (a refit followed by a partial projection leaves rows of two bases)."""
-    bases = reduced_file_bases(spark, class_files(layout.reduced_features, published_classes))
+    bases = {c: s["bases"] for c, s in stats.items() if s["bases"]}
     current = (model.fingerprint, model.k)
     stale = {
         c: {"bases": ", ".join(f"{fp or 'unrecorded'} (k={k})" for fp, k in sorted(found))}
@@ -131,19 +137,20 @@ def _one_basis_check(spark, layout: DataLayout, model: PcaModel, published_class
     return CheckOutcome("reduced_features_share_one_basis", not stale, metadata, description=description)
 
 
-def _reduced_rows_check(spark, layout: DataLayout, classes, k: int) -> list[CheckOutcome]:
-    reduced = vector_file_stats(spark, class_files(layout.reduced_features, classes), "features", k)
-    embedded = vector_file_stats(spark, class_files(layout.embeddings, classes), "embedding", EMBEDDING_SIZE)
+def _reduced_rows_check(stats: dict[str, dict], classes, k: int) -> CheckOutcome:
     problems = {}
     for fruit_class in classes:
-        r = reduced.get(fruit_class, {"rows": 0, "bad": 0})
-        e = embedded.get(fruit_class, {"rows": 0})
-        if r["rows"] != e["rows"] or r["bad"]:
-            problems[fruit_class] = {"reduced_rows": r["rows"], "embedding_rows": e["rows"], "bad_rows": r["bad"]}
-    return [
-        CheckOutcome(
-            "reduced_rows_match_embeddings",
-            not problems,
-            {"problems": ClassTable(problems)} if problems else {"k": k, "classes": len(classes)},
-        )
-    ]
+        found = stats.get(fruit_class, {})
+        rows, embedded, bad = found.get("rows", 0), found.get("embedding_rows", 0), found.get("bad", 0)
+        if rows != embedded or bad or not found.get("same_images", True):
+            problems[fruit_class] = {
+                "reduced_rows": rows,
+                "embedding_rows": embedded,
+                "bad_rows": bad,
+                "same_images": found.get("same_images", True),
+            }
+    return CheckOutcome(
+        "reduced_rows_match_embeddings",
+        not problems,
+        {"problems": ClassTable(problems)} if problems else {"k": k, "classes": len(classes)},
+    )

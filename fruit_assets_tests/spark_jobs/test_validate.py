@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fruit_assets.spark_jobs.validate import reduced_file_bases, sample_first_components, vector_file_stats
+from fruit_assets.spark_jobs.validate import feature_table_stats, sample_first_components, vector_file_stats
 from fruit_assets.storage import normalize_uri
 from fruit_assets.storage.parquet_io import vectors_column, write_table
 from fruit_assets.storage.schemas import REDUCED_FEATURES, reduced_features_schema
@@ -77,8 +77,45 @@ def test_the_bases_and_feature_lengths_each_class_holds(spark, folder):
         ("Pepper Red", vectors_file(f"{folder}/p2.parquet", [], np.zeros((0, 3), np.float32), "features",
                                     reduced_features_schema("fp1"))),
     ]
-    assert reduced_file_bases(spark, work) == {
-        "Banana": {("fp1", 3)},
-        "Kiwi": {("fp1", 3), ("fp2", 5)},
-        "Pepper Red": {("", 3), ("fp1", 0)},  # a file from before bases were recorded; an empty file
+    assert feature_table_stats(spark, work, [], set(), 3) == {
+        "Banana": {"bases": {("fp1", 3)}},
+        "Kiwi": {"bases": {("fp1", 3), ("fp2", 5)}},
+        "Pepper Red": {"bases": {("", 3), ("fp1", 0)}},  # a file from before bases were recorded; an empty file
     }
+
+
+def test_a_projected_class_s_rows_are_compared_with_its_embeddings_images(spark, folder):
+    def reduced(name, paths, vectors=None):
+        vectors = np.ones((len(paths), 3), np.float32) if vectors is None else vectors
+        return vectors_file(f"{folder}/r-{name}.parquet", paths, vectors, "features", reduced_features_schema("fp1"))
+
+    def embedded(name, paths):
+        return vectors_file(f"{folder}/e-{name}.parquet", paths, np.ones((len(paths), DIM), np.float32))
+
+    with_nan = np.ones((2, 3), np.float32)
+    with_nan[0, 1] = np.nan
+    reduced_files = [
+        ("Banana", reduced("b1", ["b/0", "b/1"])), ("Banana", reduced("b2", ["b/2"])),  # as embedded
+        ("Kiwi", reduced("k", ["k/0", "k/9"])),  # one image swapped for another
+        ("Lime", reduced("l", ["l/0", "l/0"])),  # one image twice, one missing
+        ("Mango", reduced("m", ["m/0", "m/1"], with_nan)),
+        ("Pepper Red", reduced("p", ["p/0"])),  # not projected by this run: its basis only
+    ]
+    embedding_files = [
+        ("Banana", embedded("b", ["b/0", "b/1", "b/2"])),
+        ("Kiwi", embedded("k", ["k/0", "k/1"])),
+        ("Lime", embedded("l", ["l/0", "l/1"])),
+        ("Mango", embedded("m", ["m/0", "m/1"])),
+        ("Nectarine", embedded("n", ["n/0"])),  # its projection is missing
+    ]
+    stats = feature_table_stats(spark, reduced_files, embedding_files, {"Banana", "Kiwi", "Lime", "Mango", "Nectarine"}, 3)
+    one = {("fp1", 3)}
+    assert stats == {
+        "Banana": {"bases": one, "rows": 3, "bad": 0, "embedding_rows": 3, "same_images": True},
+        "Kiwi": {"bases": one, "rows": 2, "bad": 0, "embedding_rows": 2, "same_images": False},
+        "Lime": {"bases": one, "rows": 2, "bad": 0, "embedding_rows": 2, "same_images": False},
+        "Mango": {"bases": one, "rows": 2, "bad": 1, "embedding_rows": 2, "same_images": True},
+        "Nectarine": {"bases": set(), "rows": 0, "bad": 0, "embedding_rows": 1, "same_images": False},
+        "Pepper Red": {"bases": one},
+    }
+    assert feature_table_stats(spark, [], [], set(), 3) == {}

@@ -70,3 +70,27 @@ def test_the_same_basis_loaded_again_has_the_same_fingerprint(spark, sample_root
     build_embeddings(spark, layout, CLASSES, onnx_model, "run-embed")
     fitted = fit_pca(spark, layout, CLASSES, 0.9)
     assert read_pca(layout).fingerprint == fitted.fingerprint
+
+
+def test_a_projection_that_lost_a_row_fails_the_rows_check(spark, sample_root, onnx_model):
+    from fruit_assets.storage.parquet_io import read_table, write_table
+    from fruit_assets.storage.versions import publish
+
+    layout = DataLayout.at(sample_root)
+    build_manifests(layout, CLASSES)
+    build_embeddings(spark, layout, CLASSES, onnx_model, "run-embed")
+    model = fit_pca(spark, layout, CLASSES, 0.9)
+    build_reduced_features(spark, layout, CLASSES, "run-reduce")
+    tables = [read_table(uri) for uri in dataset_files(layout.reduced_features, "Banana")]
+    rows_before = sum(len(t) for t in tables)
+    tables[0] = tables[0].slice(0, len(tables[0]) - 1)
+    staged = [f"{layout.root}/_staging/rogue/reduced/part-{i:05d}-rogue.parquet" for i in range(len(tables))]
+    for uri, table in zip(staged, tables):
+        write_table(uri, table)
+    publish(layout.root, "rogue", {"reduced_features": {"Banana": staged}})
+    outcomes = {o.name: o for o in reduced_checks(spark, layout, ["Banana"], model, CLASSES)}
+    rows = outcomes["reduced_rows_match_embeddings"]
+    assert not rows.passed
+    assert rows.metadata["problems"].rows == {"Banana": {
+        "reduced_rows": rows_before - 1, "embedding_rows": rows_before, "bad_rows": 0, "same_images": False}}
+    assert outcomes["reduced_features_share_one_basis"].passed  # the rows it kept are of the current basis
