@@ -117,14 +117,15 @@ def soak(args, work: str, root: str) -> int:
         for _ in range(3):
             evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=state["automation_cursor"])
             state["automation_cursor"] = evaluation.cursor
-            if evaluation.get_requested_partitions(dg.AssetKey("pca_model")):
-                execute("fit_pca", {})
-                downstream += 1
+            refit = bool(evaluation.get_requested_partitions(dg.AssetKey("pca_model")))
             keys = sorted(evaluation.get_requested_partitions(dg.AssetKey("reduced_features")) or [])
+            ordered = instance.get_dynamic_partitions("fruit_class")
+            # A refit is published only with every class projected on it: one run of both.
+            keys = ordered if refit and not keys else keys
             if keys:
-                ordered = instance.get_dynamic_partitions("fruit_class")
-                execute("reduce_classes", {"dagster/asset_partition_range_start": min(keys, key=ordered.index),
-                                           "dagster/asset_partition_range_end": max(keys, key=ordered.index)})
+                execute("fit_and_reduce" if refit else "reduce_classes",
+                        {"dagster/asset_partition_range_start": min(keys, key=ordered.index),
+                         "dagster/asset_partition_range_end": max(keys, key=ordered.index)})
                 downstream += 1
             if evaluation.total_requested == 0:
                 break

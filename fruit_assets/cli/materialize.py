@@ -42,16 +42,15 @@ def plan_runs(selected: list[str], ordered: list[str], convert_model: bool, span
     """The runs, in order: the model's conversion when needed, one embedding run per contiguous
     block of ``selected`` in the instance's partition order (with ``span``, the changed classes
     found by the command itself: one run from the first to the last, the unchanged ones in between
-    left as published), the PCA (fit on every class), then the projection of every class: a refit
-    basis is never published beside rows of the previous one."""
+    left as published), then one run of the PCA (fit on every class) and the projection of every
+    class: a refit basis is never published beside rows of the previous one."""
     from fruit_assets.steps.run_ranges import contiguous_ranges, spanning_range
 
     blocks = spanning_range(selected, ordered) if span else contiguous_ranges(selected, ordered)
     return (
         ([PlannedRun("convert_model")] if convert_model else [])
         + [PlannedRun("embed_classes", r) for r in blocks]
-        + [PlannedRun("fit_pca")]
-        + [PlannedRun("reduce_classes", r) for r in contiguous_ranges(ordered, ordered)]
+        + [PlannedRun("fit_and_reduce", r) for r in contiguous_ranges(ordered, ordered)]
     )
 
 

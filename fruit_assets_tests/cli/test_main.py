@@ -64,8 +64,8 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert "target 0.8" in out and "(onnxruntime)" in out
     # A screenful: one line per run, progress lines (stdout is a pipe: plain lines, no bar), summary.
     assert [line.split("  (run")[0] for line in out.splitlines() if line.startswith("[")] == [
-        "[1/4] convert_model", "[2/4] embed_classes [Apple Red 1 .. Pepper Red]", "[3/4] fit_pca",
-        "[4/4] reduce_classes [Apple Red 1 .. Pepper Red]"]
+        "[1/3] convert_model", "[2/3] embed_classes [Apple Red 1 .. Pepper Red]",
+        "[3/3] fit_and_reduce [Apple Red 1 .. Pepper Red]"]
     progress = [line for line in out.splitlines() if line.startswith("   embedding: ")]
     assert progress and progress[-1].startswith("   embedding: 36/36 images (100%)")
     assert len(out.splitlines()) < 30, out
@@ -87,7 +87,7 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     shutil.copy(tmp_path / "data" / "Training" / "Banana" / "0_100.jpg", tmp_path / "data" / "Training" / "Banana" / "copy_100.jpg")
     verbose = run([f"{BIN}/fruit-assets", "materialize", "-v"], env)
     assert verbose.returncode == 0, verbose.stderr[-3000:]
-    assert "[1/3] embed_classes [Banana]  (run" in verbose.stdout and "convert_model" not in verbose.stdout
+    assert "[1/2] embed_classes [Banana]  (run" in verbose.stdout and "convert_model" not in verbose.stdout
     assert " - dagster - INFO - embed_classes - " in verbose.stderr
     # Only the class that changed is embedded again (the others' files stand), every class is projected.
     assert "classes              3 (2 unchanged since their publication: not embedded again)" in verbose.stdout
@@ -102,7 +102,7 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert "4 featurized now, 13 reused" in screen
     # The PCA was refit over every class: every class is projected again, never only Banana, so the
     # published table holds one basis (the measured bug: 1,000 rows of the previous basis stayed).
-    assert "reduce_classes [Apple Red 1 .. Pepper Red]" in screen
+    assert "fit_and_reduce [Apple Red 1 .. Pepper Red]" in screen
     assert published_bases(tmp_path / "data") == {current_basis(tmp_path / "data")}
 
     # Nothing changed since: no Dagster run, no Spark, one line, even with -q.

@@ -1,5 +1,5 @@
 """`fruit-assets materialize` plans its runs: embeddings per contiguous block of the selected classes,
-then the PCA, then the projection of every class (one basis in the published table)."""
+then one run of the PCA and the projection of every class (one basis in the published table)."""
 
 from fruit_assets.cli.materialize import PlannedRun, plan_runs
 
@@ -11,17 +11,15 @@ def test_every_class_is_one_run_per_partitioned_job():
     assert runs == [
         PlannedRun("convert_model"),
         PlannedRun("embed_classes", ("Apple Red 1", "Pepper Red")),
-        PlannedRun("fit_pca"),
-        PlannedRun("reduce_classes", ("Apple Red 1", "Pepper Red")),
+        PlannedRun("fit_and_reduce", ("Apple Red 1", "Pepper Red")),
     ]
     assert [run.label for run in runs] == [
-        "convert_model", "embed_classes [Apple Red 1 .. Pepper Red]", "fit_pca",
-        "reduce_classes [Apple Red 1 .. Pepper Red]"]
+        "convert_model", "embed_classes [Apple Red 1 .. Pepper Red]", "fit_and_reduce [Apple Red 1 .. Pepper Red]"]
 
 
 def test_the_model_conversion_runs_only_when_needed():
     assert [run.job_name for run in plan_runs(ORDER, ORDER, convert_model=False)] == [
-        "embed_classes", "fit_pca", "reduce_classes"]
+        "embed_classes", "fit_and_reduce"]
 
 
 def test_a_selection_with_gaps_is_embedded_per_block_in_the_instance_order_and_every_class_reduced():
@@ -29,25 +27,24 @@ def test_a_selection_with_gaps_is_embedded_per_block_in_the_instance_order_and_e
     assert [(run.job_name, run.key_range) for run in runs] == [
         ("embed_classes", ("Apple Red 1", "Banana")),
         ("embed_classes", ("Pepper Red", "Pepper Red")),
-        ("fit_pca", None),
-        ("reduce_classes", ("Apple Red 1", "Pepper Red")),
+        ("fit_and_reduce", ("Apple Red 1", "Pepper Red")),
     ]
     assert [run.label for run in runs[:2]] == ["embed_classes [Apple Red 1 .. Banana]", "embed_classes [Pepper Red]"]
 
 
 def test_one_class_selected_still_reprojects_every_class_after_the_refit():
     runs = plan_runs(["Banana"], ORDER, convert_model=False)
-    assert [run.label for run in runs] == ["embed_classes [Banana]", "fit_pca", "reduce_classes [Apple Red 1 .. Pepper Red]"]
+    assert [run.label for run in runs] == ["embed_classes [Banana]", "fit_and_reduce [Apple Red 1 .. Pepper Red]"]
 
 
 def test_partitioned_runs_carry_dagster_s_partition_range_tags():
     ranged = PlannedRun("embed_classes", ("Apple Red 1", "Kiwi"))
     assert ranged.tags == {"dagster/asset_partition_range_start": "Apple Red 1",
                            "dagster/asset_partition_range_end": "Kiwi"}
-    single = PlannedRun("reduce_classes", ("Banana", "Banana"))
+    single = PlannedRun("fit_and_reduce", ("Banana", "Banana"))
     assert single.tags == {"dagster/asset_partition_range_start": "Banana",
                            "dagster/asset_partition_range_end": "Banana"}
-    assert PlannedRun("fit_pca").tags == {} and PlannedRun("convert_model").tags == {}
+    assert PlannedRun("convert_model").tags == {}
 
 
 def test_the_tags_are_the_ones_dagster_reads_a_partition_range_from():
@@ -58,7 +55,7 @@ def test_the_tags_are_the_ones_dagster_reads_a_partition_range_from():
 
 
 def test_a_selection_outside_the_instance_order_embeds_nothing():
-    assert [run.job_name for run in plan_runs(["Mango"], ORDER, convert_model=False)] == ["fit_pca", "reduce_classes"]
+    assert [run.job_name for run in plan_runs(["Mango"], ORDER, convert_model=False)] == ["fit_and_reduce"]
 
 
 def test_the_summary_prints_the_embedding_s_cpu_seconds_and_images_per_cpu_second(capsys, tmp_path):
