@@ -74,6 +74,34 @@ def materialize(
 
 
 def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion: bool = False) -> int:
+    from fruit_assets.spark_jobs.session import (
+        SparkDeployment,
+        SparkSettings,
+        launch_driver_jvm,
+        stop_unused_driver_jvm,
+    )
+
+    # The JVM takes seconds to start: it starts now, beside Dagster's import and the change
+    # detection, and the Spark application (with its event log) only once there is work for it.
+    jvm_launch = ThreadPoolExecutor(1, thread_name_prefix="jvm-launch").submit(
+        launch_driver_jvm, SparkSettings(master=SparkDeployment.from_environ().master)
+    )
+    try:
+        return _materialize_after_launch(fruit_classes, terminal, progress_display, allow_mass_deletion, jvm_launch)
+    finally:
+        # A command that ran nothing (nothing changed, an error first) leaves no JVM behind.
+        _wait_for(jvm_launch)
+        stop_unused_driver_jvm()
+
+
+def _wait_for(jvm_launch) -> None:
+    try:
+        jvm_launch.result()
+    except Exception:  # noqa: BLE001 - only a head start: the session's own start reports the error
+        pass
+
+
+def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_mass_deletion: bool, jvm_launch) -> int:
     # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
     from fruit_assets import progress
     from fruit_assets.errors import ConfigurationError
@@ -94,7 +122,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
         # The JVM and the Python workers take seconds to start: do it while the model is looked
         # up and the partitions reconciled (an incremental run is mostly such fixed costs).
         return ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, command_settings().master, layout.root
+            _start_spark, command_settings().master, layout.root, jvm_launch
         )
 
     unchanged_images = _unchanged_since_publication(layout, classes)
@@ -477,11 +505,15 @@ def _stop(spark_starting) -> None:
         pass
 
 
-def _start_spark(master: str, data_uri: str):
-    """The Spark resource with its session started, and, in the background, its Python workers
-    (they overlap the first run's start-up and manifest step; the first Spark job of the run then
-    finds them ready). The runs find the session and reuse it; the command stops it."""
+def _start_spark(master: str, data_uri: str, jvm_launch=None):
+    """The Spark resource with its session started (on the JVM ``jvm_launch`` started), and, in the
+    background, its Python workers (they overlap the first run's start-up and manifest step; the
+    first Spark job of the run then finds them ready). The runs find the session and reuse it; the
+    command stops it."""
     import threading
+
+    if jvm_launch is not None:
+        _wait_for(jvm_launch)
 
     from fruit_assets.resources.spark import SparkResource
     from fruit_assets.spark_jobs.session import warm_up_workers

@@ -79,32 +79,12 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
 
 
 def build_spark_session(settings: SparkSettings):
-    """The session for ``settings``; the process's JVM is started if it has none, with the class
-    archive (class_archive.py)."""
-    from pyspark import SparkContext
-    from pyspark.errors import PySparkRuntimeError
-
-    global _recording
+    """The session for ``settings``; the process's JVM is started first if it has none
+    (``launch_driver_jvm``)."""
     if settings.event_log_dir:
         os.makedirs(settings.event_log_dir, exist_ok=True)
-    if settings.master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    conf = session_conf(settings)
-    archive = plan_archive(conf) if SparkContext._gateway is None else ClassArchive()
-    try:
-        session = _start(settings, _with_archive(conf, archive))
-    except PySparkRuntimeError:
-        if archive.mode == RECORD:
-            finish_recording(archive, None)
-        if archive.mode != USE:
-            raise
-        # A JVM that will not start with the archive (one of another build): removed, started without.
-        logging.getLogger(__name__).warning("the JVM did not start with %s: removed, started without", archive.path)
-        discard(archive.path)
-        session = _start(settings, conf)
-    if archive.mode == RECORD:
-        _recording = archive
+    launch_driver_jvm(settings)
+    session = _start(settings, session_conf(settings))
     session.sparkContext.setLogLevel("WARN")
     if settings.executor_wait_seconds > 0 and not settings.master.startswith("local"):
         from fruit_assets.spark_jobs.executors import ExecutorWatch
@@ -118,6 +98,67 @@ DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 _recording: ClassArchive | None = None
 
 
+def launch_driver_jvm(settings: SparkSettings) -> None:
+    """Starts this process's JVM, with the class archive (class_archive.py), unless it has one. A
+    session built afterwards only creates its SparkContext on it: a caller with other work to do
+    first (the command line: Dagster's import, the change detection) overlaps the JVM's start with
+    it. The configuration goes on spark-submit's command line, where what the JVM itself needs is
+    read (driver memory, JVM options); never a secret (the standalone one is set after the start)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.errors import PySparkRuntimeError
+
+    global _recording
+    if settings.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    with SparkContext._lock:
+        if SparkContext._gateway is not None:
+            return
+        conf = {**session_conf(settings), "spark.master": settings.master, "spark.app.name": settings.app_name}
+        archive = plan_archive(conf)
+
+        def start(options: dict[str, str]) -> None:
+            SparkContext._ensure_initialized(conf=SparkConf(loadDefaults=False).setAll(list(options.items())))
+
+        try:
+            start(_with_archive(conf, archive))
+        except PySparkRuntimeError:
+            if archive.mode == RECORD:
+                finish_recording(archive, None)
+            if archive.mode != USE:
+                raise
+            # A JVM that will not start with the archive (one of another build): removed, started without.
+            logging.getLogger(__name__).warning("the JVM did not start with %s: removed, started without", archive.path)
+            discard(archive.path)
+            start(conf)
+        if archive.mode == RECORD:
+            _recording = archive
+
+
+def stop_unused_driver_jvm() -> None:
+    """Ends this process's JVM if no SparkContext runs on it (a command that found nothing to run):
+    at once, without recording the class archive."""
+    from pyspark import SparkContext
+
+    global _recording
+    with SparkContext._lock:
+        gateway = SparkContext._gateway
+        if gateway is None or SparkContext._active_spark_context is not None:
+            return
+        process = getattr(gateway, "proc", None)
+        try:
+            gateway.shutdown()
+        finally:
+            SparkContext._gateway = None
+            SparkContext._jvm = None
+        if process is not None:
+            process.kill()
+            process.wait()
+        if _recording is not None:
+            archive, _recording = _recording, None
+            finish_recording(archive, None)
+
+
 def _start(settings: SparkSettings, conf: dict[str, str]):
     from pyspark.sql import SparkSession
 
@@ -125,9 +166,9 @@ def _start(settings: SparkSettings, conf: dict[str, str]):
     if settings.master.startswith("spark://") and conf.get("spark.authenticate") == "true":
         # Standalone needs the secret in the application's conf (Spark generates one only for
         # local, YARN and Kubernetes). Builder settings reach spark-submit as arguments anyone on
-        # the machine can read with ps, unless the JVM is already up: start it without the secret.
+        # the machine can read with ps, unless the JVM is already up, as it is here
+        # (launch_driver_jvm): the secret is set on the application only.
         secret = read_auth_secret(settings.auth_secret_file)
-        _start_jvm({**conf, "spark.master": settings.master, "spark.app.name": settings.app_name})
     elif settings.master.startswith("spark://"):
         logging.getLogger(__name__).warning(
             "Spark traffic with %s is neither authenticated nor encrypted: set %s (docs/operations.md)",
@@ -178,14 +219,6 @@ def stop_spark_session(session) -> str | None:
         SparkContext._gateway = None
         SparkContext._jvm = None
     return finish_recording(archive, process)
-
-
-def _start_jvm(conf: dict[str, str]) -> None:
-    """Starts PySpark's JVM (if this process has none yet) with ``conf`` on its command line, where
-    spark-submit reads what it needs before the JVM exists (driver memory, JVM options)."""
-    from pyspark import SparkConf, SparkContext
-
-    SparkContext._ensure_initialized(conf=SparkConf(loadDefaults=False).setAll(list(conf.items())))
 
 
 def warm_up_workers(session) -> None:

@@ -27,7 +27,9 @@ SESSION_SCRIPT = textwrap.dedent(
     extra = json.loads(sys.argv[1])
     session = build_spark_session(SparkSettings(master="local[1]", conf=extra))
     total = session.sparkContext.parallelize(range(10), 2).map(lambda x: x * x).sum()
-    options = session.sparkContext.getConf().get("spark.driver.extraJavaOptions", "")
+    # What the JVM was started with (the archive's options are on its command line, not in the conf).
+    runtime = session.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    options = " ".join(runtime.getInputArguments())
     recorded = stop_spark_session(session)
     for thread in threading.enumerate():
         if thread.name == "accumulator-server-stop":
@@ -122,3 +124,25 @@ def test_off_and_an_unwritable_folder_start_without_an_archive(tmp_path, monkeyp
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv(ARCHIVE_VARIABLE, str(tmp_path / "a-file" / "archive"))  # no folder can be made there
     assert plan_archive(CONF).mode == ""
+
+
+def test_a_jvm_launched_for_nothing_ends_at_once_without_recording_or_a_lock(tmp_path):
+    """What `fruit-assets materialize` does when nothing changed: the JVM it started early goes."""
+    script = textwrap.dedent(
+        """
+        import json
+        from pyspark import SparkContext
+        from fruit_assets.spark_jobs.session import SparkSettings, launch_driver_jvm, stop_unused_driver_jvm
+        launch_driver_jvm(SparkSettings(master="local[1]"))
+        process = SparkContext._gateway.proc
+        stop_unused_driver_jvm()
+        print("RESULT " + json.dumps({"exit": process.poll(), "gateway": SparkContext._gateway is None}))
+        """
+    )
+    folder = tmp_path / "archive"
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, ARCHIVE_VARIABLE: str(folder)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result["exit"] == -9 and result["gateway"]  # killed: no archive written at its exit
+    assert os.listdir(folder) == []  # the recording lock released, no temporary file
