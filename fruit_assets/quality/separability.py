@@ -49,28 +49,49 @@ def sample_rates(counts: dict[str, int], per_class: int) -> dict[str, float]:
 def knn_predict(
     train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k: int = 5, chunk: int = 1024
 ) -> np.ndarray:
-    """Majority label among the ``k`` nearest training points (Euclidean); a tie goes to the label
-    whose tied neighbours are nearer in total."""
+    """Majority label among the ``k`` nearest training points (Euclidean, float64); a tie goes to
+    the label whose tied neighbours are nearer in total, then to the earlier training points.
+
+    The distances are first computed in float32 (half the time of float64 on this sample's 10,000 x
+    1280 floats), which only chooses candidates: every point whose float32 distance is within the
+    float32 rounding bound of the k-th smallest is measured again in float64, and the k nearest of
+    those are the k nearest in float64 (the bound is a proven one, not a tolerance)."""
     train = np.asarray(train, dtype=np.float64)
     test = np.asarray(test, dtype=np.float64)
     k = max(1, min(k, len(train)))
-    train_norms = (train**2).sum(axis=1)
+    train32 = train.astype(np.float32)
+    train_norms32 = (train32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    largest_train = float(np.sqrt((train**2).sum(axis=1)).max()) if len(train) else 0.0
+    # |float32 distance - exact| <= (d + 4) * eps32 * (|x| + |y|)^2: inputs rounded to float32,
+    # a d-term dot product and two sums (Higham's bound); doubled for the conversions around it.
+    rounding = 2.0 * (train.shape[1] + 4) * float(np.finfo(np.float32).eps)
     predictions = np.empty(len(test), dtype=train_labels.dtype)
     for start in range(0, len(test), chunk):
         block = test[start : start + chunk]
-        distances = (block**2).sum(axis=1)[:, None] - 2.0 * block @ train.T + train_norms[None, :]
-        nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
-        for row, neighbours in enumerate(nearest):
-            labels = train_labels[neighbours]
-            near = distances[row, neighbours]
-            best = None
-            for label in np.unique(labels):
-                votes, total = int((labels == label).sum()), float(near[labels == label].sum())
-                if best is None or (votes, -total) > (best[1], -best[2]):
-                    best = (label, votes, total)
-            assert best is not None  # k >= 1 neighbours: at least one label voted
-            predictions[start + row] = best[0]
+        block32 = block.astype(np.float32)
+        block_norms32 = (block32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+        approximate = block_norms32[:, None] - 2.0 * (block32 @ train32.T) + train_norms32[None, :]
+        kth = np.partition(approximate, k - 1, axis=1)[:, k - 1].astype(np.float64)
+        bound = rounding * (np.sqrt((block**2).sum(axis=1)) + largest_train) ** 2
+        # A true k-nearest point is within the bound of its float32 distance, which is itself
+        # within the bound of the k-th float32 distance's true value: twice the bound in all.
+        limits = kth + 2.0 * bound
+        for row in range(len(block)):
+            candidates = np.flatnonzero(approximate[row] <= limits[row])
+            exact = ((train[candidates] - block[row]) ** 2).sum(axis=1)
+            order = np.lexsort((candidates, exact))[:k]
+            predictions[start + row] = _vote(train_labels[candidates[order]], exact[order])
     return predictions
+
+
+def _vote(labels: np.ndarray, distances: np.ndarray):
+    best = None
+    for label in np.unique(labels):
+        votes, total = int((labels == label).sum()), float(distances[labels == label].sum())
+        if best is None or (votes, -total) > (best[1], -best[2]):
+            best = (label, votes, total)
+    assert best is not None  # k >= 1 neighbours: at least one label voted
+    return best[0]
 
 
 @dataclass

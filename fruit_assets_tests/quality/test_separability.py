@@ -71,3 +71,28 @@ def test_confusion_names_the_classes_that_mix():
     accuracy = knn_accuracy(vectors, labels, np.array([held_out(p) for p in paths]))
     assert accuracy.per_class["class 2"][0] == accuracy.per_class["class 2"][1]  # the far class is perfect
     assert set(accuracy.most_confused(2)) == {"class 0", "class 1"}
+
+
+def test_the_float32_candidate_search_gives_the_float64_neighbours_even_for_near_ties():
+    """Points at distances that differ below float32's resolution, duplicates and a far offset:
+    the prediction is that of an exact float64 search (ties to the nearer total, then the earlier point)."""
+    from fruit_assets.quality.separability import knn_predict
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(1, 64)) * 1000.0  # large norms, small differences: float32 alone cannot tell them
+    train = np.repeat(base, 40, axis=0)
+    train += rng.normal(size=train.shape) * 1e-3
+    train[5] = train[6]  # a duplicate
+    labels = np.array([f"c{i % 4}" for i in range(40)], dtype=object)
+    test = base + rng.normal(size=(30, 64)) * 1e-3
+
+    def exact(row):
+        distances = ((train - row) ** 2).sum(axis=1)
+        order = np.lexsort((np.arange(len(train)), distances))[:5]
+        votes = {}
+        for i in order:
+            count, total = votes.get(labels[i], (0, 0.0))
+            votes[labels[i]] = (count + 1, total + distances[i])
+        return max(sorted(votes), key=lambda label: (votes[label][0], -votes[label][1]))
+
+    assert list(knn_predict(train, labels, test, k=5)) == [exact(row) for row in test]
