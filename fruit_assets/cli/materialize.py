@@ -109,61 +109,64 @@ def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_m
 
     started = time.perf_counter()
     try:
-        _ = command_settings().engine  # an engine, precision or pair that cannot work: said before anything starts
+        settings = command_settings()
+        _ = settings.engine  # an engine, precision or pair that cannot work: said before anything starts
     except ConfigurationError as error:
         terminal.error(str(error))
         return 2
-    discovered = _discover(fruit_classes, terminal)
-    if discovered is None:
-        return 2
-    layout, classes, selected, known = discovered
-
-    def start_spark():
-        # The JVM and the Python workers take seconds to start: do it while the model is looked
-        # up and the partitions reconciled (an incremental run is mostly such fixed costs).
-        return ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-            _start_spark, command_settings().master, layout.root, jvm_launch
-        )
-
-    unchanged_images = _unchanged_since_publication(layout, classes)
-    spark_starting = start_spark() if unchanged_images is None else None
-    if fruit_classes is None and unchanged_images is None:
-        # Every class is looked at; only those whose images or model changed are embedded again.
-        selected = _changed_classes(layout, classes)
-    reconciled = _reconcile(layout, classes, known, terminal, allow_mass_deletion)
-    if reconciled is None:
-        if spark_starting is not None:
-            _stop(spark_starting)
-        return 2
-    instance, new, gone = reconciled
-    if unchanged_images is not None and not new and not gone:
-        # What a publication killed after its switch left behind goes even when there is nothing to do.
-        from fruit_assets.storage.versions import recover
-
-        release_runs_of_dead_commands(instance)
-        recover(layout.root)
-        terminal.always(
-            f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
-            f"images): no run launched; the features are at {layout.reduced_features}"
-        )
-        return 0
-    spark_starting = spark_starting or start_spark()  # the files were as published, the partitions not
-    ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
-    runs = plan_runs(selected, ordered, _model_needs_building(layout), span=fruit_classes is None)
-    # The runs draw their pictures with matplotlib: imported while the JVM is still starting.
-    from fruit_assets.assets.plots import load_plotting
-
-    load_plotting()
-    # One Spark application for the whole command: every run reuses it (and the model each Python
-    # worker already built).
-    spark = spark_starting.result()
-    progress.add_listener(progress_display)
+    # The Spark application starts now, beside the discovery and the change detection (an
+    # incremental run is mostly such fixed costs); if they find nothing to run, it is discarded,
+    # event log and all: an application that ran nothing is nobody's history.
+    spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+        _start_spark, settings.master, settings.data_uri, jvm_launch
+    )
+    ran = False
     try:
-        with lend_session(spark.get_session()):
-            summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
+        discovered = _discover(fruit_classes, terminal)
+        if discovered is None:
+            return 2
+        layout, classes, selected, known = discovered
+        as_published = _classes_as_published(layout, classes)
+        unchanged_images = _unchanged_since_publication(layout, classes, as_published)
+        if fruit_classes is None and unchanged_images is None:
+            # Every class is looked at; only those whose images or model changed are embedded again.
+            selected = [c for c in classes if as_published.get(c) is None]
+        reconciled = _reconcile(layout, classes, known, terminal, allow_mass_deletion)
+        if reconciled is None:
+            return 2
+        instance, new, gone = reconciled
+        if unchanged_images is not None and not new and not gone:
+            # What a publication killed after its switch left behind goes even when there is nothing to do.
+            from fruit_assets.storage.versions import recover
+
+            release_runs_of_dead_commands(instance)
+            recover(layout.root)
+            terminal.always(
+                f"nothing changed since the last publication ({len(classes)} classes, {unchanged_images} "
+                f"images): no run launched; the features are at {layout.reduced_features}"
+            )
+            return 0
+        ran = True
+        _warm_up_when_started(spark_starting)
+        ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
+        runs = plan_runs(selected, ordered, _model_needs_building(layout), span=fruit_classes is None)
+        # The runs draw their pictures with matplotlib: imported while Spark is still starting.
+        from fruit_assets.assets.plots import load_plotting
+
+        load_plotting()
+        # One Spark application for the whole command: every run reuses it (and the model each
+        # Python worker already built).
+        spark = spark_starting.result()
+        progress.add_listener(progress_display)
+        try:
+            with lend_session(spark.get_session()):
+                summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
+        finally:
+            progress.remove_listener(progress_display)
+            spark.stop_session()  # and its event log to <root>/spark-events/
     finally:
-        progress.remove_listener(progress_display)
-        spark.stop_session()  # and its event log to <root>/spark-events/
+        if not ran:
+            _discard(spark_starting)
     if summary is None:
         return 1
     _print_summary(terminal, summary, len(classes), len(selected), time.perf_counter() - started)
@@ -256,33 +259,31 @@ def _model_tag(layout) -> str | None:
     return None if record is None else f"{settings.engine}/{record.fingerprint}"
 
 
-def _unchanged_since_publication(layout, classes) -> int | None:
+def _classes_as_published(layout, classes) -> dict[str, int | None]:
+    """Per class, its images if they and the model are what its published rows were made from,
+    else None (every class None when that cannot be told: the embedding step then keeps what
+    still stands). Listings and small files, one pass."""
+    from fruit_assets.steps.publication import classes_as_published
+    from fruit_assets.storage import StorageError
+
+    try:
+        tag = _model_tag(layout)
+        return dict.fromkeys(classes) if tag is None else classes_as_published(layout, classes, tag)
+    except (StorageError, ValueError, KeyError):
+        return dict.fromkeys(classes)
+
+
+def _unchanged_since_publication(layout, classes, as_published: dict[str, int | None]) -> int | None:
     """Images in the published table if it is exactly what a run would publish now, else None."""
     from fruit_assets.pca import check_variance_target
     from fruit_assets.steps.publication import unchanged_since_publication
     from fruit_assets.storage import StorageError
 
     try:
-        tag = _model_tag(layout)
-        if tag is None:
-            return None
         target = check_variance_target(command_settings().variance_target)
-        return unchanged_since_publication(layout, classes, tag, target)
+        return unchanged_since_publication(layout, classes, as_published, target)
     except (StorageError, ValueError, KeyError):
         return None  # the run itself reports what is wrong
-
-
-def _changed_classes(layout, classes) -> list[str]:
-    """The classes to embed again: those whose images or model differ from their publication
-    (all of them when that cannot be told; the embedding step then keeps what still stands)."""
-    from fruit_assets.steps.publication import changed_since_publication
-    from fruit_assets.storage import StorageError
-
-    try:
-        tag = _model_tag(layout)
-        return classes if tag is None else changed_since_publication(layout, classes, tag)
-    except (StorageError, ValueError, KeyError):
-        return classes
 
 
 def _reconcile(layout, classes, known, terminal, allow_mass_deletion: bool):
@@ -498,34 +499,38 @@ def _model_needs_building(layout) -> bool:
     return gate is None or not stored_gate_holds(layout, gate)
 
 
-def _stop(spark_starting) -> None:
+def _discard(spark_starting) -> None:
+    """The command runs nothing: its Spark application goes, with its event log."""
     try:
-        spark_starting.result().stop_session()
-    except Exception:  # noqa: BLE001 - we are already reporting the error that matters
+        spark_starting.result().discard_session()
+    except Exception:  # noqa: BLE001 - the command's own outcome is what matters
         pass
 
 
-def _start_spark(master: str, data_uri: str, jvm_launch=None):
-    """The Spark resource with its session started (on the JVM ``jvm_launch`` started), and, in the
-    background, its Python workers (they overlap the first run's start-up and manifest step; the
-    first Spark job of the run then finds them ready). The runs find the session and reuse it; the
-    command stops it."""
+def _warm_up_when_started(spark_starting) -> None:
+    """Starts the Python workers (one per task slot, what the embedding imports loaded) once the
+    session is up, in the background: the first Spark job of the runs then finds them ready."""
     import threading
 
-    if jvm_launch is not None:
-        _wait_for(jvm_launch)
-
-    from fruit_assets.resources.spark import SparkResource
     from fruit_assets.spark_jobs.session import warm_up_workers
-
-    spark = SparkResource(master=master, data_uri=data_uri)
-    session = spark.get_session()
 
     def warm():
         try:
-            warm_up_workers(session)
-        except Exception:  # noqa: BLE001 - only a head start; the real jobs start workers anyway
+            warm_up_workers(spark_starting.result().get_session())
+        except Exception:  # noqa: BLE001 - only a head start: the real jobs start workers anyway
             pass
 
     threading.Thread(target=warm, name="spark-warm-up", daemon=True).start()
+
+
+def _start_spark(master: str, data_uri: str, jvm_launch=None):
+    """The Spark resource with its session started, on the JVM ``jvm_launch`` started. The runs
+    find the session and reuse it; the command stops it."""
+    from fruit_assets.layout import DataLayout
+    from fruit_assets.resources.spark import SparkResource
+
+    if jvm_launch is not None:
+        _wait_for(jvm_launch)
+    spark = SparkResource(master=master, data_uri=DataLayout.at(data_uri).root)
+    spark.get_session()
     return spark

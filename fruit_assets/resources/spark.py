@@ -7,7 +7,13 @@ from pydantic import Field, PrivateAttr
 
 from fruit_assets.layout import DataLayout
 from fruit_assets.resources.env import resolved
-from fruit_assets.spark_jobs.history import ApplicationFacts, application_facts, local_event_log_dir, publish_event_logs
+from fruit_assets.spark_jobs.history import (
+    ApplicationFacts,
+    application_facts,
+    discard_event_log,
+    local_event_log_dir,
+    publish_event_logs,
+)
 from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
 from fruit_assets.spark_jobs.run_conf import check_sizing_value, run_sizing_conf
 from fruit_assets.spark_jobs.session import SparkDeployment, SparkSettings, build_spark_session, stop_spark_session
@@ -155,6 +161,18 @@ class SparkResource(ConfigurableResource):
             finally:
                 if self.data_uri:
                     publish_event_logs(self._event_log_dir(), self._root())
+        self._session = None
+
+    def discard_session(self) -> None:
+        """Stops the session this resource built for work that did not come (``fruit-assets
+        materialize`` found nothing to run): its event log is removed, not carried to the root."""
+        if self._session is not None and self._owned:
+            application_id = self._session.sparkContext.applicationId
+            try:
+                stop_spark_session(self._session)
+            finally:
+                if self.data_uri:
+                    discard_event_log(self._event_log_dir(), application_id)
         self._session = None
 
     @property

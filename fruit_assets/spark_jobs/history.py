@@ -46,6 +46,22 @@ def _last_change(folder: str) -> float:
     return max((os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder)), default=0.0)
 
 
+def discard_event_log(local_dir: str, application_id: str) -> None:
+    """Removes the local event log of ``application_id`` (an application that ran nothing)."""
+    if not application_id or not os.path.isdir(local_dir):
+        return
+    for name in os.listdir(local_dir):
+        if application_id in name:
+            path = os.path.join(local_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+
+
 def publish_event_logs(local_dir: str, root: str, now: float | None = None) -> list[str]:
     """Uploads the event logs under ``local_dir`` to ``<root>/spark-events/<log folder>/``: complete
     ones (then removed locally), and those in progress but unchanged for an hour (a killed run's;

@@ -97,38 +97,43 @@ def projected_as_published(published: Version, fruit_class: str, pca_fingerprint
     )
 
 
+def classes_as_published(
+    layout: DataLayout, classes: list[str], model_tag: str, threads: int = 16
+) -> dict[str, int | None]:
+    """Per class, its number of images if its images (by key, ETag and size) and the model
+    ``model_tag`` ("engine/weights fingerprint") are what its published rows were made from, from
+    these very embeddings files; else None: a run must embed it again. Listings and small files
+    only, the classes looked at concurrently: no Spark."""
+    version = current_version(layout.root)
+
+    def images(fruit_class: str) -> int | None:
+        return _images_if_as_published(layout, fruit_class, current_made_from(version, fruit_class), model_tag)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return dict(zip(classes, pool.map(images, classes)))
+
+
+def changed_since_publication(layout: DataLayout, classes: list[str], model_tag: str) -> list[str]:
+    """The classes a run must embed again (``classes_as_published`` says None); the others'
+    embeddings stand as published."""
+    return [c for c, images in classes_as_published(layout, classes, model_tag).items() if images is None]
+
+
 def unchanged_since_publication(
-    layout: DataLayout, classes: list[str], model_tag: str, variance_target: float
+    layout: DataLayout, classes: list[str], as_published: dict[str, int | None], variance_target: float
 ) -> int | None:
-    """The number of images if the published features are exactly what ``classes`` (Training/ now),
-    the model ``model_tag`` ("engine/weights fingerprint") and the variance target would give
-    again; None as soon as anything differs. Listings and small files only: no Spark."""
+    """The number of images if the published features are exactly what ``classes`` (Training/ now,
+    each as ``classes_as_published`` found it) and the variance target would give again: every
+    class as published and projected with the current basis, fit for this target. None as soon
+    as anything differs."""
     pca = read_fitted_pca_record(layout)
     if pca is None or abs(pca["variance_target"] - variance_target) > 1e-12:
         return None
     entries = published_entries(layout)
     if any((entries.get(c) or {}).get("pca") != pca["fingerprint"] for c in classes):
         return None
-    images = 0
-    for fruit_class in classes:
-        count = _images_if_as_published(layout, fruit_class, entries.get(fruit_class), model_tag)
-        if count is None:
-            return None
-        images += count
-    return images
-
-
-def changed_since_publication(layout: DataLayout, classes: list[str], model_tag: str, threads: int = 16) -> list[str]:
-    """The classes whose images (by key, ETag and size) or model differ from what their published
-    rows were made from: those a run must embed again. The others' embeddings stand as published.
-    Listings and small files only, the classes looked at concurrently."""
-    version = current_version(layout.root)
-
-    def changed(fruit_class: str) -> bool:
-        return _images_if_as_published(layout, fruit_class, current_made_from(version, fruit_class), model_tag) is None
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return [c for c, differs in zip(classes, pool.map(changed, classes)) if differs]
+    counts = [as_published.get(c) for c in classes]
+    return None if any(n is None for n in counts) else sum(n for n in counts if n is not None)
 
 
 def _images_if_as_published(layout: DataLayout, fruit_class: str, entry: dict | None, model_tag: str) -> int | None:

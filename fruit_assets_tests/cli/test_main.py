@@ -8,6 +8,8 @@ import time
 import pyarrow.dataset as ds
 import pytest
 
+from fruit_assets.layout import DataLayout
+from fruit_assets.spark_jobs.history import local_event_log_dir
 from fruit_assets_tests.harness import REPO
 from fruit_assets_tests.harness.images import fresh_jpeg
 
@@ -105,16 +107,18 @@ def test_materialize_command_is_quiet_shows_progress_then_dagster_cli(tmp_path, 
     assert "fit_and_reduce [Apple Red 1 .. Pepper Red]" in screen
     assert published_bases(tmp_path / "data") == {current_basis(tmp_path / "data")}
 
-    # Nothing changed since: no Dagster run, no Spark, one line, even with -q.
+    # Nothing changed since: no Dagster run, one line, even with -q. The Spark application the
+    # command started while it looked is discarded: no event log of it, here or under the root.
     runs_before = len(DagsterInstance.from_config(str(home)).get_runs())
-    logs_before = set(os.listdir(home / "logs"))
+    events_before = set(os.listdir(tmp_path / "data" / "spark-events"))
     quiet = run([f"{BIN}/fruit-assets", "materialize", "-q"], env)
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert quiet.stdout.startswith("nothing changed since the last publication (3 classes, 41 images): no run launched")
     assert len(quiet.stdout.splitlines()) == 1
     assert len(DagsterInstance.from_config(str(home)).get_runs()) == runs_before
-    [log] = set(os.listdir(home / "logs")) - logs_before
-    assert "log4j" not in (home / "logs" / log).read_text() and "SparkContext" not in (home / "logs" / log).read_text()
+    assert set(os.listdir(tmp_path / "data" / "spark-events")) == events_before
+    local_logs = local_event_log_dir(DataLayout.at(str(tmp_path / "data")).root)
+    assert not os.path.isdir(local_logs) or os.listdir(local_logs) == []
 
     # `fruit-assets ui` afterwards on the same instance: the sensor's first tick sees every class
     # as materialized and requests nothing; a change after that is requested for that class alone.
