@@ -14,10 +14,13 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from fruit_assets.layout import DataLayout
 from fruit_assets.steps.classes import InvalidClass, check_class_names
-from fruit_assets.steps.manifest import images_only, list_class_images, read_manifest_if_any
+from fruit_assets.steps.manifest import images_only, manifest_listed_at, read_manifest_if_any
 from fruit_assets.storage import open_store
+from fruit_assets.storage.local_store import local_content_etag
 
 CURSOR_VERSION = 1
 
@@ -84,9 +87,9 @@ def class_fingerprints(
 
 def matches_manifest(layout: DataLayout, fruit_class: str, listing: list, manifest=None) -> bool:
     """Are these objects, by (key, ETag, size), exactly what the class's manifest (read here unless
-    given) recorded? Listings of local files carry no content hash (mtime instead): the class is
-    listed again the way raw_images lists it (content hashed), once, and only when paths and sizes
-    already agree."""
+    given) recorded? Listings of local files carry no content hash (mtime instead): when paths and
+    sizes already agree, each file is compared by content unless its modification time shows it
+    untouched since it was hashed (``_local_files_match``)."""
     manifest = manifest if manifest is not None else read_manifest_if_any(layout, fruit_class)
     if manifest is None:
         return False
@@ -95,8 +98,35 @@ def matches_manifest(layout: DataLayout, fruit_class: str, listing: list, manife
     if {(i.uri, i.size) for i in listing} != {(p, size) for p, _e, size in recorded} or len(listing) != len(recorded):
         return False
     if any(info.etag.startswith("mtime:") for info in listing):
-        return _triples(list_class_images(layout, fruit_class)) == recorded
+        return _local_files_match(manifest, listing)
     return {(i.uri, i.etag, i.size) for i in listing} == recorded
+
+
+# A file modified this close before the listing that hashed it may have been modified again within
+# the same millisecond after (git's "racily clean" entries): it is hashed again.
+RACY_SECONDS = 2.0
+
+
+def _local_files_match(manifest, listing: list) -> bool:
+    """Local files, whose paths and sizes are those of the manifest: rsync's quick check. A file
+    whose modification time (to the millisecond) is the one recorded, older than the recording
+    listing by RACY_SECONDS, is taken as unchanged; any other is hashed and compared with the
+    recorded ETag (so a change that keeps the size and the mtime to the millisecond, which only
+    a deliberate ``touch -d`` makes, is not seen: S3 listings compare ETags always). A manifest
+    written before listings were timed has every file hashed."""
+    listed_at = manifest_listed_at(manifest)
+    recorded = {
+        path: (etag, ms)
+        for path, etag, ms in zip(
+            manifest["path"].to_pylist(), manifest["etag"].to_pylist(), manifest["mtime"].cast(pa.int64()).to_pylist()
+        )
+    }
+    for info in listing:
+        etag, ms = recorded[info.uri]
+        untouched = listed_at is not None and int(info.mtime * 1000) == ms and info.mtime < listed_at - RACY_SECONDS
+        if not untouched and local_content_etag(info.uri) != etag:
+            return False
+    return True
 
 
 def _triples(manifest) -> set[tuple[str, str, int]]:

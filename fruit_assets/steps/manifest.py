@@ -55,6 +55,7 @@ def list_class_images(layout: DataLayout, fruit_class: str) -> pa.Table:
     """Every object directly or indirectly under Training/<class>/: nothing is filtered here, so
     a stray .DS_Store is accounted for (quarantined later) rather than silently dropped."""
     folder = layout.training_class(fruit_class)
+    listed_at = time.time()
     objects = images_only(open_store(folder).list_objects(folder))
     if not objects:
         # An empty manifest would "succeed" with nothing in it: a wrong root must fail loudly.
@@ -72,7 +73,21 @@ def list_class_images(layout: DataLayout, fruit_class: str) -> pa.Table:
             "mtime": [dt.datetime.fromtimestamp(info.mtime, dt.UTC) for info in objects],
         },
         schema=schemas.MANIFEST,
-    )
+    ).replace_schema_metadata({LISTED_AT: repr(listed_at)})
+
+
+# When the listing a manifest records began (seconds since the epoch), in its schema's metadata: a
+# local file modified since then, or too close before it, is hashed again (steps/fingerprints.py).
+LISTED_AT = "fruit_assets.listed_at"
+
+
+def manifest_listed_at(manifest: pa.Table) -> float | None:
+    """When the manifest's listing began; None for a manifest written before it was recorded."""
+    value = (manifest.schema.metadata or {}).get(LISTED_AT.encode())
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def write_manifest(layout: DataLayout, fruit_class: str, manifest: pa.Table) -> str:

@@ -27,6 +27,11 @@ def _md5_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def local_content_etag(uri: str) -> str:
+    """What a content-hashing listing gives a local file as its ETag (its MD5)."""
+    return _md5_file(_local_path(uri))
+
+
 class LocalObjectStore(ObjectStore):
     def list_objects(self, prefix_uri: str, recursive: bool = True, content_hash: bool = True) -> Iterator[ObjectInfo]:
         root = _local_path(prefix_uri)
