@@ -60,8 +60,8 @@ def knn_predict(
     test = np.asarray(test, dtype=np.float64)
     k = max(1, min(k, len(train)))
     train32 = train.astype(np.float32)
-    train_norms32 = (train32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-    largest_train = float(np.sqrt((train**2).sum(axis=1)).max()) if len(train) else 0.0
+    train_norms32 = _squared_norms(train32).astype(np.float32)
+    largest_train = float(np.sqrt(_squared_norms(train).max())) if len(train) else 0.0
     # |float32 distance - exact| <= (d + 4) * eps32 * (|x| + |y|)^2: inputs rounded to float32,
     # a d-term dot product and two sums (Higham's bound); doubled for the conversions around it.
     rounding = 2.0 * (train.shape[1] + 4) * float(np.finfo(np.float32).eps)
@@ -69,10 +69,10 @@ def knn_predict(
     for start in range(0, len(test), chunk):
         block = test[start : start + chunk]
         block32 = block.astype(np.float32)
-        block_norms32 = (block32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+        block_norms32 = _squared_norms(block32).astype(np.float32)
         approximate = block_norms32[:, None] - 2.0 * (block32 @ train32.T) + train_norms32[None, :]
         kth = np.partition(approximate, k - 1, axis=1)[:, k - 1].astype(np.float64)
-        bound = rounding * (np.sqrt((block**2).sum(axis=1)) + largest_train) ** 2
+        bound = rounding * (np.sqrt(_squared_norms(block)) + largest_train) ** 2
         # A true k-nearest point is within the bound of its float32 distance, which is itself
         # within the bound of the k-th float32 distance's true value: twice the bound in all.
         limits = kth + 2.0 * bound
@@ -82,6 +82,11 @@ def knn_predict(
             order = np.lexsort((candidates, exact))[:k]
             predictions[start + row] = _vote(train_labels[candidates[order]], exact[order])
     return predictions
+
+
+def _squared_norms(rows: np.ndarray) -> np.ndarray:
+    # Summed in float64 whatever the rows' type, without a float64 copy of them.
+    return np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
 
 
 def _vote(labels: np.ndarray, distances: np.ndarray):
