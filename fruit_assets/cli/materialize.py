@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 
@@ -117,8 +117,9 @@ def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_m
     # The Spark application starts now, beside the discovery and the change detection (an
     # incremental run is mostly such fixed costs); if they find nothing to run, it is discarded,
     # event log and all: an application that ran nothing is nobody's history.
+    context_started: Future = Future()
     spark_starting = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
-        _start_spark, settings.master, settings.data_uri, jvm_launch
+        _start_spark, settings.master, settings.data_uri, jvm_launch, context_started.set_result
     )
     ran = False
     try:
@@ -147,7 +148,7 @@ def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_m
             )
             return 0
         ran = True
-        _warm_up_when_started(spark_starting)
+        _warm_up_when_started(context_started, spark_starting)
         ordered = _apply_partitions(instance, layout, classes, selected, new, gone, terminal)
         runs = plan_runs(selected, ordered, _model_needs_building(layout), span=fruit_classes is None)
         # The runs draw their pictures with matplotlib: imported while Spark is still starting.
@@ -155,15 +156,14 @@ def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_m
 
         load_plotting()
         # One Spark application for the whole command: every run reuses it (and the model each
-        # Python worker already built).
-        spark = spark_starting.result()
+        # Python worker already built), from its first Spark job on: the first run starts meanwhile.
         progress.add_listener(progress_display)
         try:
-            with lend_session(spark.get_session()):
+            with lend_session(_session_of(spark_starting)):
                 summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
         finally:
             progress.remove_listener(progress_display)
-            spark.stop_session()  # and its event log to <root>/spark-events/
+            _stop(spark_starting)  # and its event log to <root>/spark-events/
     finally:
         if not ran:
             _discard(spark_starting)
@@ -499,6 +499,29 @@ def _model_needs_building(layout) -> bool:
     return gate is None or not stored_gate_holds(layout, gate)
 
 
+def _session_of(spark_starting: Future) -> Future:
+    """A Future of the session the starting resource builds (or of the reason it could not)."""
+    session: Future = Future()
+
+    def resolve(started: Future) -> None:
+        try:
+            session.set_result(started.result().get_session())
+        except BaseException as error:  # noqa: BLE001 - handed to the run that asks for the session
+            session.set_exception(error)
+
+    spark_starting.add_done_callback(resolve)
+    return session
+
+
+def _stop(spark_starting: Future) -> None:
+    """Stops the command's session, if it started (the run that needed it reported why not)."""
+    try:
+        spark = spark_starting.result()
+    except Exception:  # noqa: BLE001 - see above
+        return
+    spark.stop_session()
+
+
 def _discard(spark_starting) -> None:
     """The command runs nothing: its Spark application goes, with its event log."""
     try:
@@ -507,30 +530,35 @@ def _discard(spark_starting) -> None:
         pass
 
 
-def _warm_up_when_started(spark_starting) -> None:
-    """Starts the Python workers (one per task slot, what the embedding imports loaded) once the
-    session is up, in the background: the first Spark job of the runs then finds them ready."""
+def _warm_up_when_started(context_started: Future, spark_starting: Future) -> None:
+    """Starts the Python workers (one per task slot, what the embedding imports loaded) as soon as
+    the SparkContext runs, in the background, while the session is still being made: the first
+    Spark job of the runs then finds them ready."""
     import threading
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     from fruit_assets.spark_jobs.session import warm_up_workers
 
     def warm():
+        wait([context_started, spark_starting], return_when=FIRST_COMPLETED)
+        if not context_started.done():
+            return  # the start failed before the context: the runs report it
         try:
-            warm_up_workers(spark_starting.result().get_session())
+            warm_up_workers(context_started.result())
         except Exception:  # noqa: BLE001 - only a head start: the real jobs start workers anyway
             pass
 
     threading.Thread(target=warm, name="spark-warm-up", daemon=True).start()
 
 
-def _start_spark(master: str, data_uri: str, jvm_launch=None):
-    """The Spark resource with its session started, on the JVM ``jvm_launch`` started. The runs
-    find the session and reuse it; the command stops it."""
+def _start_spark(master: str, data_uri: str, jvm_launch=None, on_context=None):
+    """The Spark resource with its session started, on the JVM ``jvm_launch`` started (``on_context``:
+    see build_spark_session). The runs find the session and reuse it; the command stops it."""
     from fruit_assets.layout import DataLayout
     from fruit_assets.resources.spark import SparkResource
 
     if jvm_launch is not None:
         _wait_for(jvm_launch)
     spark = SparkResource(master=master, data_uri=DataLayout.at(data_uri).root)
-    spark.get_session()
+    spark.get_session(on_context)
     return spark

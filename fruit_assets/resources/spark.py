@@ -1,3 +1,4 @@
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import ClassVar
@@ -27,8 +28,10 @@ _LENT_SESSIONS: list = []
 
 @contextmanager
 def lend_session(session):
-    """Runs executed in this process inside the block use ``session`` when their master is its
-    master, and leave it running when they end (its owner stops it)."""
+    """Runs executed in this process inside the block use ``session`` (or what the Future
+    ``session`` gives, waited for when a run first asks: the runs' own start overlaps the
+    session's) when their master is its master, and leave it running when they end (its owner
+    stops it)."""
     _LENT_SESSIONS.append(session)
     try:
         yield session
@@ -88,7 +91,9 @@ class SparkResource(ConfigurableResource):
     def master(self) -> str:
         return self.deployment.master
 
-    def get_session(self):
+    def get_session(self, on_context=None):
+        """The run's session (``on_context``: see build_spark_session; called only when this
+        resource builds the session)."""
         if self._session is None:
             from pyspark.sql import SparkSession
 
@@ -96,7 +101,8 @@ class SparkResource(ConfigurableResource):
             # (a test's or a notebook's, built on another thread: getActiveSession is per thread and
             # no public API returns the process's session): used, never stopped, by a run whose
             # master is theirs. Building a second one would share, then stop, the same SparkContext.
-            candidates = [*reversed(_LENT_SESSIONS), SparkSession.getActiveSession(), SparkSession._instantiatedSession]
+            lent = [s.result() if isinstance(s, Future) else s for s in reversed(_LENT_SESSIONS)]
+            candidates = [*lent, SparkSession.getActiveSession(), SparkSession._instantiatedSession]
             reusable = [
                 session
                 for session in candidates
@@ -105,7 +111,7 @@ class SparkResource(ConfigurableResource):
             if reusable:
                 self._session, self._owned = reusable[0], False
             else:
-                self._session = build_spark_session(self.settings())
+                self._session = build_spark_session(self.settings(), on_context)
                 self._owned = True
         return self._session
 

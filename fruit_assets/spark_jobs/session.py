@@ -78,13 +78,15 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
     return conf
 
 
-def build_spark_session(settings: SparkSettings):
+def build_spark_session(settings: SparkSettings, on_context=None):
     """The session for ``settings``; the process's JVM is started first if it has none
-    (``launch_driver_jvm``)."""
+    (``launch_driver_jvm``). ``on_context`` is called with the SparkContext as soon as it runs,
+    before the SparkSession (a second on this machine) is made on it: work for the context alone,
+    such as starting the Python workers, overlaps it."""
     if settings.event_log_dir:
         os.makedirs(settings.event_log_dir, exist_ok=True)
     launch_driver_jvm(settings)
-    session = _start(settings, session_conf(settings))
+    session = _start(settings, session_conf(settings), on_context)
     session.sparkContext.setLogLevel("WARN")
     if settings.executor_wait_seconds > 0 and not settings.master.startswith("local"):
         from fruit_assets.spark_jobs.executors import ExecutorWatch
@@ -159,7 +161,8 @@ def stop_unused_driver_jvm() -> None:
             finish_recording(archive, None)
 
 
-def _start(settings: SparkSettings, conf: dict[str, str]):
+def _start(settings: SparkSettings, conf: dict[str, str], on_context=None):
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     secret = ""
@@ -175,11 +178,16 @@ def _start(settings: SparkSettings, conf: dict[str, str]):
             settings.master,
             AUTH_FILE_VARIABLE,
         )
-    builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
-    for key, value in conf.items():
-        builder = builder.config(key, value)
+    application = {**conf, "spark.master": settings.master, "spark.app.name": settings.app_name}
     if secret:
-        builder = builder.config(SHARED_KEY_SETTING, secret)
+        application[SHARED_KEY_SETTING] = secret
+    # The context first (what the builder would make: the same settings), then the session on it.
+    context = SparkContext.getOrCreate(SparkConf().setAll(list(application.items())))
+    if on_context is not None:
+        on_context(context)
+    builder = SparkSession.builder
+    for key, value in application.items():
+        builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
@@ -221,10 +229,10 @@ def stop_spark_session(session) -> str | None:
     return finish_recording(archive, process)
 
 
-def warm_up_workers(session) -> None:
-    """Starts one Python worker per task slot and imports what embedding tasks need (numpy, PIL,
-    pyarrow, ONNX Runtime): the first real job then finds them ready (worker reuse is on)."""
-    sc = session.sparkContext
+def warm_up_workers(sc) -> None:
+    """Starts one Python worker per task slot of SparkContext ``sc`` and imports what embedding
+    tasks need (numpy, PIL, pyarrow, ONNX Runtime): the first real job then finds them ready
+    (worker reuse is on)."""
 
     def warm(_):
         import onnxruntime  # noqa: F401
