@@ -79,7 +79,7 @@ def reduced_features(context: AssetExecutionContext, storage: FruitStorage, spar
         for c in classes
     }
     classes = [c for c in classes if c not in report.removed]
-    labels, points = first_components(session, layout, classes)
+    labels, points = first_components(session, layout, classes, report)
     if len(points) > 1 and model.k >= 2:
         of_run["first_two_components"] = MetadataValue.md(
             markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2")

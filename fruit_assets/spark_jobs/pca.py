@@ -42,12 +42,14 @@ def project_files(
     staging_dataset: str,
     file_tag: str = "",
     sample_rates: dict[str, float] | None = None,
+    head_rows: int = 300,
 ) -> list[tuple]:
     """``work``: (fruit_class, embeddings file). Each task projects its files and stages one reduced
     file per input file; returns (fruit_class, staged uri, rows, "engine/weights fingerprint" of the
-    embeddings it projected, sample) per file. With ``sample_rates`` (class -> share), the sample is
-    what ``quality.sample_embeddings`` would take of the file, (paths, float32 vector bytes), taken
-    while the rows are read anyway; otherwise None."""
+    embeddings it projected, sample, head) per file. With ``sample_rates`` (class -> share), the
+    sample is what ``quality.sample_embeddings`` would take of the file, (paths, float32 vector
+    bytes), taken while the rows are read anyway; otherwise None. ``head``: the first two
+    components of the file's first ``head_rows`` rows, float32 bytes (the PC plot's sample)."""
     if not work:
         return []
     pca_broadcast = spark.sparkContext.broadcast(pca_bytes)
@@ -83,7 +85,8 @@ def project_files(
                     paths = table["path"].to_pylist()
                     keep = sampled_indices(paths, sample_rates[fruit_class])
                     sample = ([paths[i] for i in keep], embeddings[keep].tobytes())
-                yield fruit_class, target, len(reduced), f"{engine}/{weights}", sample
+                head = features.reshape(len(table), model.k)[:head_rows, :2].astype("float32").tobytes()
+                yield fruit_class, target, len(reduced), f"{engine}/{weights}", sample, head
 
         return collect_over_files(spark, work, task, with_index=True)
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from fruit_assets.errors import UserFacingError
 from fruit_assets.featurize.engines import precision_of
 from fruit_assets.layout import DataLayout
@@ -68,9 +70,11 @@ def build_reduced_features(
         staged: dict[str, list[str]] = {}
         models: dict[str, set[str]] = {c: set() for c in classes}
         samples = []
-        for fruit_class, uri, rows, model_tag, sample in project_files(
+        heads: list[tuple[str, str, bytes]] = []
+        for fruit_class, uri, rows, model_tag, sample, head in project_files(
             spark, work, pca_bytes, f"{staging}/reduced", run_token[:8], sample_rates
         ):
+            heads.append((fruit_class, uri, head))
             if sample is not None:
                 samples.append((fruit_class, *sample))
             staged.setdefault(fruit_class, []).append(uri)
@@ -80,6 +84,9 @@ def build_reduced_features(
             counts.embedded += rows
         for fruit_class in classes:
             report.per_class.setdefault(fruit_class, ClassCounts())
+        for fruit_class, _uri, head in sorted(heads):
+            points = np.frombuffer(head, np.float32).reshape(-1, min(2, model.k)) if model.k else np.zeros((0, 0))
+            report.first_components.setdefault(fruit_class, []).extend(points.astype(float).tolist())
         if sample_rates is not None:
             report.sample = TakenSample({c: sample_rates[c] for c in classes if c in sample_rates}, samples)
         _require_one_model(published, models, set(open_store(layout.training).list_folders(layout.training)))
@@ -155,6 +162,16 @@ def _published_entry(
     }
 
 
-def first_components(spark, layout: DataLayout, classes: list[str]) -> tuple[list[str], list[list[float]]]:
-    """(class labels, [pc1, pc2]) of a bounded sample of the committed reduced features, for a plot."""
-    return sample_first_components(spark, class_files(layout.reduced_features, classes))
+def first_components(
+    spark, layout: DataLayout, classes: list[str], report: StepReport | None = None
+) -> tuple[list[str], list[list[float]]]:
+    """(class labels, [pc1, pc2]) of a bounded sample of the committed reduced features, for a plot:
+    of the classes ``report``'s projection wrote, what it took as it wrote them; the others' read."""
+    taken = report.first_components if report is not None else {}
+    labels, points = sample_first_components(
+        spark, class_files(layout.reduced_features, [c for c in classes if c not in taken])
+    )
+    for fruit_class in sorted(c for c in classes if c in taken):
+        labels += [fruit_class] * len(taken[fruit_class])
+        points += taken[fruit_class]
+    return labels, points

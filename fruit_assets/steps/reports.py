@@ -38,8 +38,11 @@ class StepReport:
     # Of the embeddings step, when it published: whether it derived the moments of what it
     # published (steps/moments.py), so that the next PCA refit reads no embedding.
     moments_updated: bool | None = None
-    # Of reduced_features: the separability sample its projection took (steps/review.py).
+    # Of reduced_features: the separability sample its projection took (steps/review.py), and the
+    # first two components of the first rows of each file it wrote, {class: [[pc1, pc2], ...]}
+    # (the PC plot; what validate.sample_first_components reads of a published file).
     sample: TakenSample | None = None
+    first_components: dict[str, list[list[float]]] = field(default_factory=dict)
     # Of the embeddings step: what its featurization (the embedding tasks; not the carry-forward
     # of previous rows) cost on the executors (spark_jobs/task_metrics.py). 0.0 when nothing was
     # featurized (no task ran); None where not measured (other steps) or Spark's task metrics

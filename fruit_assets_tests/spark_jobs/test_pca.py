@@ -61,9 +61,13 @@ def test_each_file_is_projected_into_one_staged_file_named_after_its_source(spar
     work = [(uri.split("fruit_class=")[1].split("/")[0], uri) for uri in files]
     staged = project_files(spark, work, save_pca(model, with_basis=False), staging, file_tag="r2")
 
-    assert {tag for _c, _u, _n, tag, _sample in staged} == {"onnxruntime/w1"}  # each file's engine/weights
-    assert {sample for *_rest, sample in staged} == {None}  # no rates, no sample
-    staged = [(c, u, n) for c, u, n, _tag, _sample in staged]
+    assert {tag for _c, _u, _n, tag, _sample, _head in staged} == {"onnxruntime/w1"}  # each file's engine/weights
+    assert {sample for *_rest, sample, _head in staged} == {None}  # no rates, no sample
+    # The PC plot's sample: what sample_first_components reads back of each staged file.
+    for _c, uri, n, _tag, _sample, head in staged:
+        written = column_matrix(read_table(uri)["features"], model.k).reshape(n, model.k)[:300, :2]
+        assert np.frombuffer(head, np.float32).reshape(-1, 2).tolist() == written.tolist()
+    staged = [(c, u, n) for c, u, n, _tag, _sample, _head in staged]
     assert sorted((c, u.rsplit("/", 1)[-1], n) for c, u, n in staged) == [
         ("Banana", "part-00003-r2-a0.parquet", 9),
         ("Banana", "part-carry-r2-a0.parquet", 14),
@@ -94,7 +98,7 @@ def test_with_rates_each_file_also_gives_its_hash_chosen_sample(spark, dataset, 
     work = [(uri.split("fruit_class=")[1].split("/")[0], uri) for uri in files]
     staged = project_files(spark, work, save_pca(model, with_basis=False), staging, "r3", {"Banana": 0.0, "Kiwi": 1.0})
     by_source_rows = {}
-    for fruit_class, _uri, rows, _tag, (paths, vectors) in staged:
+    for fruit_class, _uri, rows, _tag, (paths, vectors), _head in staged:
         by_source_rows.setdefault(fruit_class, []).append((rows, len(paths), len(vectors)))
     assert sorted(by_source_rows["Banana"]) == [(9, 0, 0), (14, 0, 0)]
     assert sorted(by_source_rows["Kiwi"]) == [(0, 0, 0), (6, 6, 6 * DIM * 4)]

@@ -94,3 +94,20 @@ def test_a_projection_that_lost_a_row_fails_the_rows_check(spark, sample_root, o
     assert rows.metadata["problems"].rows == {"Banana": {
         "reduced_rows": rows_before - 1, "embedding_rows": rows_before, "bad_rows": 0, "same_images": False}}
     assert outcomes["reduced_features_share_one_basis"].passed  # the rows it kept are of the current basis
+
+
+def test_the_pc_plot_sample_taken_by_the_projection_is_what_a_read_of_the_table_gives(spark, sample_root, onnx_model):
+    from fruit_assets.steps.reduce import first_components
+
+    layout = DataLayout.at(sample_root)
+    build_manifests(layout, CLASSES)
+    build_embeddings(spark, layout, CLASSES, onnx_model, "run-embed")
+    fit_pca(spark, layout, CLASSES, 0.9)
+    report, _ = build_reduced_features(spark, layout, CLASSES, "run-reduce")
+    assert set(report.first_components) == set(CLASSES)
+    taken = first_components(spark, layout, CLASSES, report)
+    read = first_components(spark, layout, CLASSES)
+    assert sorted(zip(*taken)) == sorted(zip(*read)) and len(taken[0]) == 36
+    # A class the run did not project (left as published) is read back.
+    partial = type(report)(first_components={"Banana": report.first_components["Banana"]})
+    assert sorted(zip(*first_components(spark, layout, CLASSES, partial))) == sorted(zip(*read))
