@@ -18,8 +18,9 @@ import pyarrow as pa
 from fruit_assets.layout import DataLayout
 from fruit_assets.quality.outliers import nearest_class
 from fruit_assets.quality.separability import Separability, sample_rates, separability
-from fruit_assets.spark_jobs.quality import class_centroids, sample_arrays, sample_embeddings
 from fruit_assets.spark_jobs.quality import review_new_images as review_job
+from fruit_assets.spark_jobs.quality import sample_arrays, sample_embeddings
+from fruit_assets.steps.centroids import class_centroids
 from fruit_assets.steps.manifest import read_manifest_if_any
 from fruit_assets.steps.reports import TakenSample
 from fruit_assets.storage import open_store
@@ -64,7 +65,7 @@ def review_new_images(spark, layout: DataLayout, featurized: dict[str, int], all
         candidates += [(fruit_class, mode, *row) for row in flagged]
     centroids = {}
     if candidates:  # naming the nearest other class needs every class's centroid: only then
-        centroids = class_centroids(spark, class_files(layout.embeddings, all_classes))
+        centroids = class_centroids(spark, layout, all_classes)
     rows_by_class: dict[str, list[dict]] = {c: [] for c in report.checked}
     for fruit_class, mode, path, distance, threshold, vector in candidates:
         other, other_distance = nearest_class(np.frombuffer(vector, np.float32), centroids, exclude=fruit_class)
