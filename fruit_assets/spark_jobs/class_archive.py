@@ -25,6 +25,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -129,8 +130,19 @@ def finish_recording(archive: ClassArchive, gateway_process, timeout: float = 30
 
 
 def discard(path: str) -> None:
-    """Removes an archive the JVM would not start with."""
+    """Removes an archive the JVM would not start with, and the crash report (``hs_err_pid*.log``)
+    the JVM wrote about it in the working directory: the failure is handled, so the report would
+    only be litter in the user's folder (or repository)."""
     _remove(path)
+    for folder in {os.getcwd(), tempfile.gettempdir()}:
+        for report in glob.glob(os.path.join(glob.escape(folder), "hs_err_pid*.log")):
+            try:
+                with open(report, errors="replace") as handle:
+                    mentions_archive = f"-XX:SharedArchiveFile={path} " in handle.read(1 << 20)
+            except OSError:
+                continue
+            if mentions_archive:
+                _remove(report)
 
 
 def _complete_archive(folder: str, key: str) -> str | None:

@@ -40,10 +40,10 @@ SESSION_SCRIPT = textwrap.dedent(
 )
 
 
-def run_session(folder: str, log: str = "") -> dict:
+def run_session(folder: str, log: str = "", cwd: str | None = None) -> dict:
     extra = {"spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={log}"} if log else {}
     env = {**os.environ, ARCHIVE_VARIABLE: folder}
-    done = subprocess.run([sys.executable, "-c", SESSION_SCRIPT, json.dumps(extra)], env=env,
+    done = subprocess.run([sys.executable, "-c", SESSION_SCRIPT, json.dumps(extra)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")][-1]
@@ -86,10 +86,14 @@ def test_the_first_jvm_records_the_archive_and_the_next_maps_sparks_classes_from
     truncated = os.path.join(folder, f"{archive_key(CONF)}.{len(head)}.jsa")
     with open(truncated, "wb") as handle:
         handle.write(head)
-    third = run_session(folder)
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    third = run_session(folder, cwd=str(workdir))
     assert third["sum"] == 285 and third["recorded"] is None
     assert f"-XX:SharedArchiveFile={truncated}" not in third["options"]
     assert not os.path.exists(truncated)
+    # The crash it handled leaves no report behind in the working directory.
+    assert os.listdir(workdir) == []
 
 
 def test_an_archive_whose_size_differs_from_its_name_is_not_used(tmp_path, monkeypatch):
