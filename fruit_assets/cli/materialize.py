@@ -560,5 +560,7 @@ def _start_spark(master: str, data_uri: str, jvm_launch=None, on_context=None):
     if jvm_launch is not None:
         _wait_for(jvm_launch)
     spark = SparkResource(master=master, data_uri=DataLayout.at(data_uri).root)
-    spark.get_session(on_context)
+    # The runs may already be waiting for this start's session (lent as a Future when the JVM is
+    # slow to launch, as when it records the class archive): it must not wait for that Future itself.
+    spark.get_session(on_context, borrow=False)
     return spark

@@ -91,9 +91,10 @@ class SparkResource(ConfigurableResource):
     def master(self) -> str:
         return self.deployment.master
 
-    def get_session(self, on_context=None):
+    def get_session(self, on_context=None, borrow: bool = True):
         """The run's session (``on_context``: see build_spark_session; called only when this
-        resource builds the session)."""
+        resource builds the session). ``borrow=False``: never wait for a lent session; the session
+        the CLI lends is the one this call is starting, so waiting for it would wait for itself."""
         if self._session is None:
             from pyspark.sql import SparkSession
 
@@ -101,7 +102,7 @@ class SparkResource(ConfigurableResource):
             # (a test's or a notebook's, built on another thread: getActiveSession is per thread and
             # no public API returns the process's session): used, never stopped, by a run whose
             # master is theirs. Building a second one would share, then stop, the same SparkContext.
-            lent = [s.result() if isinstance(s, Future) else s for s in reversed(_LENT_SESSIONS)]
+            lent = [s.result() if isinstance(s, Future) else s for s in reversed(_LENT_SESSIONS)] if borrow else []
             candidates = [*lent, SparkSession.getActiveSession(), SparkSession._instantiatedSession]
             reusable = [
                 session
