@@ -211,6 +211,10 @@ def stop_spark_session(session) -> str | None:
     # needs that wait (no accumulator is updated once the JVM stopped), so it ends in the background.
     server = getattr(context, "_accumulatorServer", None)
     context._accumulatorServer = None
+    if server is not None:
+        # The JVM closing its end while the server still polls is its end, not an error: without
+        # this, socketserver prints an EOFError traceback (on a verbose command's terminal).
+        server.handle_error = _quiet_at_end_of_stream(server.handle_error)
     session.stop()
     if server is not None:
         threading.Thread(target=server.shutdown, name="accumulator-server-stop", daemon=True).start()
@@ -227,6 +231,14 @@ def stop_spark_session(session) -> str | None:
         SparkContext._gateway = None
         SparkContext._jvm = None
     return finish_recording(archive, process)
+
+
+def _quiet_at_end_of_stream(handle_error):
+    def handle(request, client_address):
+        if not isinstance(sys.exc_info()[1], EOFError):
+            handle_error(request, client_address)
+
+    return handle
 
 
 def warm_up_workers(sc) -> None:
