@@ -30,8 +30,38 @@ def column_matrix(column: pa.ChunkedArray | pa.Array, dim: int | None = None) ->
 
 def write_table(uri: str, table: pa.Table) -> None:
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    floats = float_columns(table.schema)
+    # Floats are split by byte (exponents compress, mantissas do not), never dictionary-encoded:
+    # a dictionary of unique floats is tried, then abandoned: it made a reduced-features file's
+    # write ~3x slower (an embeddings file's 2x) and the files ~1.45x larger, to read slower.
+    pq.write_table(
+        table,
+        buffer,
+        compression="zstd",
+        # pyarrow takes a list of columns here too (its stubs say bool only).
+        use_dictionary=[name for name in _leaf_paths(table.schema) if name not in floats],  # pyright: ignore[reportArgumentType]
+        column_encoding=dict.fromkeys(floats, "BYTE_STREAM_SPLIT"),
+    )
     open_store(uri).write_bytes(uri, buffer.getvalue())
+
+
+def float_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet column paths of the schema's floating-point values (lists of floats included)."""
+    return [path for path, value_type in _leaves(schema) if pa.types.is_floating(value_type)]
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    return [path for path, _ in _leaves(schema)]
+
+
+def _leaves(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    leaves = []
+    for field in schema:
+        path, value_type = field.name, field.type
+        while pa.types.is_list(value_type) or pa.types.is_large_list(value_type):
+            path, value_type = f"{path}.list.element", value_type.value_type
+        leaves.append((path, value_type))
+    return leaves
 
 
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
