@@ -66,5 +66,5 @@ setup(
         # benchmarks/featurize.py compares against Ray Data as well (not needed by the tests).
         "bench": ["ray[data]==2.60.0"],
     },
-    entry_points={"console_scripts": ["fruit-assets=fruit_assets.cli.main:main"]},
+    entry_points={"console_scripts": ["fruit-assets=fruit_assets.cli.main:console"]},
 )

@@ -40,6 +40,24 @@ def test_materialize_without_training_folder_is_one_clear_line(tmp_path):
     assert "Training/<Class>" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_command_ends_fast_with_its_exit_status_and_its_whole_output():
+    # The command skips the interpreter's teardown (os._exit after every exit handler): the status
+    # and the output must be what the command said, whichever way it ended.
+    helped = run([f"{BIN}/fruit-assets", "--help"], {})
+    assert helped.returncode == 0 and "materialize" in helped.stdout and "spark-history" in helped.stdout
+    refused = run([f"{BIN}/fruit-assets", "materialize", "--no-such-flag"], {})
+    assert refused.returncode == 2 and "unrecognized arguments: --no-such-flag" in refused.stderr
+    ending = "import fruit_assets.cli.main as cli\ndef main(argv=None):\n{}\ncli.main = main\ncli.console()\n"
+    for body, status, output in [
+        ("    print('x' * 200_000, end=''); return 3", 3, "x" * 200_000),
+        ("    raise RuntimeError('broken')", 1, "RuntimeError: broken"),
+        ("    raise KeyboardInterrupt", 130, "KeyboardInterrupt"),
+    ]:
+        result = subprocess.run([sys.executable, "-c", ending.format(body)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == status, result.stderr[-2000:]
+        assert output == result.stdout or output in result.stderr
+
+
 NOISE = ("DEBUG", "absl", "I0000", "W0000", "log4j", "Setting default log level", "NativeCodeLoader",
          "Telemetry", "telemetry", "No dagster instance configuration file", "WARN ", "oneDNN", "RESOURCE_INIT")
 
