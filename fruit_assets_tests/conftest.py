@@ -163,11 +163,11 @@ def s3_sample_root(s3_bucket, sample_source) -> str:
 
 @pytest.fixture(scope="session")
 def spark(s3_server):
-    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session, stop_spark_session
+    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session, stop_spark
 
     session = build_spark_session(SparkSettings(master=SPARK_MASTER, app_name="fruit_assets_tests"))
     yield session
-    stop_spark_session(session)
+    stop_spark(session)
 
 
 @pytest.fixture(scope="session")

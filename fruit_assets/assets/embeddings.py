@@ -61,7 +61,7 @@ def image_embeddings(
             context.log.info(f"fidelity gate (admitted): {model_report.fidelity.summary()}")
         if model_report.converted:
             context.log.info(f"first run with weights {model.source}: converted them to {model.location}")
-        session = spark.get_session()
+        spark_context = spark.get_context()
         sweep_staging_of_finished_runs(context, layout)
         context.log.info(
             f"embedding {len(classes)} class(es) with {model.engine}, weights {model.source} ({model.fingerprint}); "
@@ -70,14 +70,14 @@ def image_embeddings(
         # A steady pulse in the run log (Dagster UI) while the long step runs: every 10 s or 5%.
         progress = Throttled(lambda p: context.log.info(f"embedding progress: {p.describe()}"))
         report = build_embeddings(
-            session, layout, classes, model, context.run_id, embedding_settings.settings, on_progress=[progress]
+            spark_context, layout, classes, model, context.run_id, embedding_settings.settings, on_progress=[progress]
         )
     _log_counts(context, report, model)
-    checks = check_results(embedding_checks(session, layout, report, embedding_settings.max_quarantine_rate))
+    checks = check_results(embedding_checks(spark_context, layout, report, embedding_settings.max_quarantine_rate))
     # New images that do not look like their class (a file dropped into the wrong folder).
     # Rows moved in from another path are new to their class too: a misplaced copy must be seen.
     review = review_new_images(
-        session,
+        spark_context,
         layout,
         {c: n.featurized + n.moved for c, n in report.per_class.items()},
         sorted(registered_classes(context.instance)),
@@ -87,7 +87,7 @@ def image_embeddings(
             f"{len(review.flagged)} new image(s) look unlike their class: listed under {layout.review}/"
         )
     checks.append(review_check(review))
-    of_run = embedding_metadata(report, model, session.sparkContext.master, spark.ui_url)
+    of_run = embedding_metadata(report, model, spark_context.master, spark.ui_url)
     of_run.update(review_metadata(review, layout.review))
     of_run.update(spark_metadata(spark))
     if model_report.fidelity is not None:  # the figures this precision was admitted by

@@ -52,7 +52,7 @@ def pca_model(
     with reported_as_one_line():
         # The PCA is fit on the classes Training/ holds now: those gone lose their outputs first.
         removal = remove_gone_classes(
-            context.instance, storage.layout, storage.allow_mass_deletion, spark=spark.get_session
+            context.instance, storage.layout, storage.allow_mass_deletion, spark=spark.get_context
         )
         removed, stale = removal.removed, removal.plan.to_deregister
         if removed:
@@ -72,7 +72,7 @@ def pca_model(
         fit = None
         if refit:
             # Spark only for a pass over the embeddings: saved moments need none.
-            fit = fit_pca_reporting(spark.get_session, storage.layout, classes, pca_settings.target)
+            fit = fit_pca_reporting(spark.get_context, storage.layout, classes, pca_settings.target)
             model = fit.model
     context.log.info(
         f"PCA on {model.num_samples} embeddings of {len(classes)} classes: k={model.k} explains "

@@ -44,12 +44,12 @@ def reduced_features(context: AssetExecutionContext, storage: FruitStorage, spar
     layout = storage.layout
     with reported_as_one_line():
         classes = list(context.partition_keys)
-        session = spark.get_session()
+        spark_context = spark.get_context()
         # The separability sample is taken by the projection tasks, which read every embedding of
         # the classes they project anyway (all of them after a new basis).
         everyone = sorted(registered_classes(context.instance))
         plan = separability_rates(layout, everyone)
-        report, model = build_reduced_features(session, layout, classes, context.run_id, sample_rates=plan[0])
+        report, model = build_reduced_features(spark_context, layout, classes, context.run_id, sample_rates=plan[0])
     of_run = run_metadata(report, ("images",))
     of_run["per_class"] = per_class_table(report, ("images",))
     # A new basis is published with every class projected on it, requested or not.
@@ -79,19 +79,19 @@ def reduced_features(context: AssetExecutionContext, storage: FruitStorage, spar
         for c in classes
     }
     classes = [c for c in classes if c not in report.removed]
-    labels, points = first_components(session, layout, classes, report)
+    labels, points = first_components(spark_context, layout, classes, report)
     if len(points) > 1 and model.k >= 2:
         of_run["first_two_components"] = MetadataValue.md(
             markdown_image(pc_scatter(np.array(points), labels), "PC1 vs PC2")
         )
     # Do the features still separate the classes, and what does the PCA cost? On every class, over
     # a bounded sample chosen by path hash (same images every run).
-    separability = measure_separability(session, layout, everyone, model, taken=report.sample, plan=plan)
+    separability = measure_separability(spark_context, layout, everyone, model, taken=report.sample, plan=plan)
     of_run.update(separability_metadata(separability))
     for fruit_class, figures in class_separability(separability).items():
         if fruit_class in of_partition:
             of_partition[fruit_class].update(figures)
-    checks = check_results(reduced_checks(session, layout, classes, model, everyone))
+    checks = check_results(reduced_checks(spark_context, layout, classes, model, everyone))
     checks.append(separability_check(separability, model.variance_target))
     of_run.update(spark_metadata(spark))
     record_by_partition(context, of_partition, of_run)

@@ -97,7 +97,7 @@ def _materialize(fruit_classes, terminal, progress_display, allow_mass_deletion:
 def _wait_for(jvm_launch) -> None:
     try:
         jvm_launch.result()
-    except Exception:  # noqa: BLE001 - only a head start: the session's own start reports the error
+    except Exception:  # noqa: BLE001 - only a head start: the context's own start reports the error
         pass
 
 
@@ -105,7 +105,7 @@ def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_m
     # Imported here, after stderr is routed: Dagster, Spark and TensorFlow print as they load.
     from fruit_assets import progress
     from fruit_assets.errors import ConfigurationError
-    from fruit_assets.resources.spark import lend_session
+    from fruit_assets.resources.spark import lend_context
 
     started = time.perf_counter()
     try:
@@ -159,7 +159,7 @@ def _materialize_after_launch(fruit_classes, terminal, progress_display, allow_m
         # Python worker already built), from its first Spark job on: the first run starts meanwhile.
         progress.add_listener(progress_display)
         try:
-            with lend_session(_session_of(spark_starting)):
+            with lend_context(_context_of(spark_starting)):
                 summary = _run_all(runs, instance, terminal, progress_display, allow_mass_deletion)
         finally:
             progress.remove_listener(progress_display)
@@ -499,41 +499,41 @@ def _model_needs_building(layout) -> bool:
     return gate is None or not stored_gate_holds(layout, gate)
 
 
-def _session_of(spark_starting: Future) -> Future:
-    """A Future of the session the starting resource builds (or of the reason it could not)."""
-    session: Future = Future()
+def _context_of(spark_starting: Future) -> Future:
+    """A Future of the SparkContext the starting resource builds (or of the reason it could not)."""
+    context: Future = Future()
 
     def resolve(started: Future) -> None:
         try:
-            session.set_result(started.result().get_session())
-        except BaseException as error:  # noqa: BLE001 - handed to the run that asks for the session
-            session.set_exception(error)
+            context.set_result(started.result().get_context())
+        except BaseException as error:  # noqa: BLE001 - handed to the run that asks for Spark
+            context.set_exception(error)
 
     spark_starting.add_done_callback(resolve)
-    return session
+    return context
 
 
 def _stop(spark_starting: Future) -> None:
-    """Stops the command's session, if it started (the run that needed it reported why not)."""
+    """Stops the command's Spark application, if it started (the run that needed it reported why not)."""
     try:
         spark = spark_starting.result()
     except Exception:  # noqa: BLE001 - see above
         return
-    spark.stop_session()
+    spark.stop_application()
 
 
 def _discard(spark_starting) -> None:
     """The command runs nothing: its Spark application goes, with its event log."""
     try:
-        spark_starting.result().discard_session()
+        spark_starting.result().discard_application()
     except Exception:  # noqa: BLE001 - the command's own outcome is what matters
         pass
 
 
 def _warm_up_when_started(context_started: Future, spark_starting: Future) -> None:
     """Starts the Python workers (one per task slot, what the embedding imports loaded) as soon as
-    the SparkContext runs, in the background, while the session is still being made: the first
-    Spark job of the runs then finds them ready."""
+    the SparkContext runs, in the background, while the first run starts: its first Spark job then
+    finds them ready."""
     import threading
     from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -552,15 +552,15 @@ def _warm_up_when_started(context_started: Future, spark_starting: Future) -> No
 
 
 def _start_spark(master: str, data_uri: str, jvm_launch=None, on_context=None):
-    """The Spark resource with its session started, on the JVM ``jvm_launch`` started (``on_context``:
-    see build_spark_session). The runs find the session and reuse it; the command stops it."""
+    """The Spark resource with its context started, on the JVM ``jvm_launch`` started (``on_context``:
+    see build_spark_context). The runs find the context and reuse it; the command stops it."""
     from fruit_assets.layout import DataLayout
     from fruit_assets.resources.spark import SparkResource
 
     if jvm_launch is not None:
         _wait_for(jvm_launch)
     spark = SparkResource(master=master, data_uri=DataLayout.at(data_uri).root)
-    # The runs may already be waiting for this start's session (lent as a Future when the JVM is
+    # The runs may already be waiting for this start's context (lent as a Future when the JVM is
     # slow to launch, as when it records the class archive): it must not wait for that Future itself.
-    spark.get_session(on_context, borrow=False)
+    spark.get_context(on_context, borrow=False)
     return spark

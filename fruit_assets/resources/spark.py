@@ -17,33 +17,34 @@ from fruit_assets.spark_jobs.history import (
 )
 from fruit_assets.spark_jobs.kubernetes import KubernetesSettings, kubernetes_conf
 from fruit_assets.spark_jobs.run_conf import check_sizing_value, run_sizing_conf
-from fruit_assets.spark_jobs.session import SparkDeployment, SparkSettings, build_spark_session, stop_spark_session
+from fruit_assets.spark_jobs.session import SparkDeployment, SparkSettings, build_spark_context, session_on, stop_spark
 
-# Sessions this process already runs and lends to the runs it executes: `fruit-assets materialize`
-# keeps one Spark application (and each worker's model) across its runs. Dagster builds a run's
-# resource anew from its config, so a session cannot travel on the resource instance the command
-# passes; it is lent here, explicitly, for the duration of the runs.
-_LENT_SESSIONS: list = []
+# Spark applications (their SparkContexts) this process already runs and lends to the runs it
+# executes: `fruit-assets materialize` keeps one application (and each worker's model) across its
+# runs. Dagster builds a run's resource anew from its config, so a context cannot travel on the
+# resource instance the command passes; it is lent here, explicitly, for the duration of the runs.
+_LENT_CONTEXTS: list = []
 
 
 @contextmanager
-def lend_session(session):
-    """Runs executed in this process inside the block use ``session`` (or what the Future
-    ``session`` gives, waited for when a run first asks: the runs' own start overlaps the
-    session's) when their master is its master, and leave it running when they end (its owner
-    stops it)."""
-    _LENT_SESSIONS.append(session)
+def lend_context(context):
+    """Runs executed in this process inside the block use ``context`` (or what the Future
+    ``context`` gives, waited for when a run first asks: the runs' own start overlaps Spark's)
+    when their master is its master, and leave it running when they end (its owner stops it)."""
+    _LENT_CONTEXTS.append(context)
     try:
-        yield session
+        yield context
     finally:
-        _LENT_SESSIONS.remove(session)
+        _LENT_CONTEXTS.remove(context)
 
 
 class SparkResource(ConfigurableResource):
-    """The run's Spark session: ``local[*]``, ``spark://host:port`` or ``k8s://...`` (client mode).
+    """The run's Spark application: ``local[*]``, ``spark://host:port`` or ``k8s://...`` (client
+    mode). ``get_context`` is what the product's assets use (its jobs are RDDs of file work items);
+    ``get_session`` gives a Spark SQL session on the same context to assets that want DataFrames.
 
     Our own resource rather than dagster-pyspark's PySparkResource: that one defines no teardown
-    (a run pod would leave executors behind) and cannot reuse a session the caller already owns.
+    (a run pod would leave executors behind) and cannot reuse a context the caller already owns.
 
     Anyone who can launch a run can edit this resource's config in the launchpad, so the config is
     only what a run may size: ``conf`` (the spark.* keys on run_conf.RUN_CONFIG_SPARK_KEYS; any
@@ -70,14 +71,14 @@ class SparkResource(ConfigurableResource):
     data_uri: str = Field(
         default="",
         description="FRUIT_DATA_URI: the event log of every application goes to <root>/spark-events/ "
-        "when its session stops (empty: no event log).",
+        "when its application stops (empty: no event log).",
     )
     # k8s:// masters only: executor pod size and count.
     k8s_executor_cores: int = 2
     k8s_executor_memory: str = "1g"
     k8s_max_executors: int = 10
 
-    _session = PrivateAttr(default=None)
+    _context = PrivateAttr(default=None)
     _owned = PrivateAttr(default=False)
 
     def __init__(self, *, deployment: SparkDeployment | None = None, **values):
@@ -91,30 +92,34 @@ class SparkResource(ConfigurableResource):
     def master(self) -> str:
         return self.deployment.master
 
-    def get_session(self, on_context=None, borrow: bool = True):
-        """The run's session (``on_context``: see build_spark_session; called only when this
-        resource builds the session). ``borrow=False``: never wait for a lent session; the session
-        the CLI lends is the one this call is starting, so waiting for it would wait for itself."""
-        if self._session is None:
-            from pyspark.sql import SparkSession
+    def get_context(self, on_context=None, borrow: bool = True):
+        """The run's SparkContext (``on_context``: see build_spark_context; called only when this
+        resource starts Spark). ``borrow=False``: never wait for a lent context; the context the
+        CLI lends is the one this call is starting, so waiting for it would wait for itself."""
+        if self._context is None:
+            from pyspark import SparkContext
 
-            # A lent session (the CLI's), else the one active on this thread, else the process's
-            # (a test's or a notebook's, built on another thread: getActiveSession is per thread and
-            # no public API returns the process's session): used, never stopped, by a run whose
-            # master is theirs. Building a second one would share, then stop, the same SparkContext.
-            lent = [s.result() if isinstance(s, Future) else s for s in reversed(_LENT_SESSIONS)] if borrow else []
-            candidates = [*lent, SparkSession.getActiveSession(), SparkSession._instantiatedSession]
+            # A lent context (the CLI's), else the process's (a test's or a notebook's): used, never
+            # stopped, by a run whose master is theirs. A process has one SparkContext at most:
+            # building a second would share, then stop, the same one.
+            lent = [c.result() if isinstance(c, Future) else c for c in reversed(_LENT_CONTEXTS)] if borrow else []
+            candidates = [*lent, SparkContext._active_spark_context]
             reusable = [
-                session
-                for session in candidates
-                if session is not None and session._sc._jsc is not None and session.sparkContext.master == self.master
+                context
+                for context in candidates
+                if context is not None and context._jsc is not None and context.master == self.master
             ]
             if reusable:
-                self._session, self._owned = reusable[0], False
+                self._context, self._owned = reusable[0], False
             else:
-                self._session = build_spark_session(self.settings(), on_context)
+                self._context = build_spark_context(self.settings(), on_context)
                 self._owned = True
-        return self._session
+        return self._context
+
+    def get_session(self):
+        """A Spark SQL session on the run's context (made on first use: the product's own assets
+        need none)."""
+        return session_on(self.get_context())
 
     def settings(self) -> SparkSettings:
         deployment, conf = self.deployment, {}
@@ -157,34 +162,35 @@ class SparkResource(ConfigurableResource):
 
     def application_facts(self) -> ApplicationFacts | None:
         """The running application's id, History Server link, executors and failed task attempts."""
-        return application_facts(self._session) if self._session is not None else None
+        return application_facts(self._context) if self._context is not None else None
 
-    def stop_session(self) -> None:
-        """Stops the session this resource built and carries its event log (and any a killed run left
-        on this machine) to ``<root>/spark-events/``."""
-        if self._session is not None and self._owned:
+    def stop_application(self) -> None:
+        """Stops the Spark application this resource started and carries its event log (and any a
+        killed run left on this machine) to ``<root>/spark-events/``."""
+        if self._context is not None and self._owned:
             try:
-                stop_spark_session(self._session)
+                stop_spark(self._context)
             finally:
                 if self.data_uri:
                     publish_event_logs(self._event_log_dir(), self._root())
-        self._session = None
+        self._context = None
 
-    def discard_session(self) -> None:
-        """Stops the session this resource built for work that did not come (``fruit-assets
-        materialize`` found nothing to run): its event log is removed, not carried to the root."""
-        if self._session is not None and self._owned:
-            application_id = self._session.sparkContext.applicationId
+    def discard_application(self) -> None:
+        """Stops the Spark application this resource started for work that did not come
+        (``fruit-assets materialize`` found nothing to run): its event log is removed, not carried
+        to the root."""
+        if self._context is not None and self._owned:
+            application_id = self._context.applicationId
             try:
-                stop_spark_session(self._session)
+                stop_spark(self._context)
             finally:
                 if self.data_uri:
                     discard_event_log(self._event_log_dir(), application_id)
-        self._session = None
+        self._context = None
 
     @property
     def ui_url(self) -> str | None:
-        return self._session.sparkContext.uiWebUrl if self._session is not None else None
+        return self._context.uiWebUrl if self._context is not None else None
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        self.stop_session()
+        self.stop_application()

@@ -228,15 +228,15 @@ def record_now() -> str | None:
     """Records the archive with a short local Spark job unless there is one (the image build and the
     test session run this first, so their later JVMs map it): the archive's path, or None when there
     was nothing to record (one exists, another JVM is recording it, or it is off)."""
-    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session, session_conf, stop_spark_session
+    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_context, session_conf, stop_spark
 
     settings = SparkSettings(master="local[1]", app_name="fruit_assets-class-archive")
     folder = archive_folder()
     if folder is None or _complete_archive(folder, archive_key(session_conf(settings))):
         return None
-    session = build_spark_session(settings)
-    session.sparkContext.parallelize(range(4), 2).map(lambda x: x * x).sum()
-    return stop_spark_session(session)
+    context = build_spark_context(settings)
+    context.parallelize(range(4), 2).map(lambda x: x * x).sum()
+    return stop_spark(context)
 
 
 if __name__ == "__main__":

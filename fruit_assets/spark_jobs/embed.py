@@ -23,6 +23,7 @@ from fruit_assets.featurize.images import MAX_IMAGE_BYTES, RETRIED_REASONS
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.spark_jobs.files import collect_over_files
 from fruit_assets.spark_jobs.progress import JobProgress
+from fruit_assets.spark_jobs.session import spark_context
 from fruit_assets.spark_jobs.task_metrics import group_task_time, python_cpu_time
 from fruit_assets.storage import schemas
 from fruit_assets.storage.class_folders import class_folder
@@ -114,7 +115,7 @@ def embed_images(
 
     ``file_tag`` (the run's id) goes into every file name: on S3 a commit copies files next to the
     previous version's, so names must never collide with an earlier run's."""
-    sc = spark.sparkContext
+    sc = spark_context(spark)
     rows = sorted(manifest_rows, key=lambda row: (row[1], row[0]))
     outcome = EmbedOutcome()
     if not rows:
@@ -178,7 +179,7 @@ def run_contained(spark, group: str, labels: list[str], job, max_rounds: int) ->
     whose worker died or ran out of memory is run again as ``job(index, round)``, round 1, 2, ...
     up to ``max_rounds`` (its task then goes one image at a time and finds the image at fault).
     Any other failure cancels the rest and is raised. -> every job's results, in task order."""
-    from pyspark.util import inheritable_thread_target
+    sc = spark_context(spark)
 
     def contained(index: int) -> list[tuple]:
         last: Exception | None = None  # set by every round that does not return (max_rounds >= 0: one at least)
@@ -195,8 +196,14 @@ def run_contained(spark, group: str, labels: list[str], job, max_rounds: int) ->
             "(spark.executor.memoryOverhead, or spark.executor.pyspark.memory where it is set)"
         ) from last
 
-    # The job group and any other local property of this thread go with every job.
-    target = inheritable_thread_target(spark)(contained)
+    # The job group and any other local property of this thread go with every job (what
+    # pyspark.util.inheritable_thread_target does, which wants a SQL session for it).
+    properties = sc._jsc.sc().getLocalProperties().clone()
+
+    def target(index: int) -> list[tuple]:
+        sc._jsc.sc().setLocalProperties(properties)
+        return contained(index)
+
     # Bounded: a 150,000-image run has 300 tasks, and a driver thread (and a py4j connection) per
     # job in flight. 64 pending tasks already ask dynamic allocation for more executors than
     # helm-values allow (maxExecutors 10 x 2 cores).
@@ -205,7 +212,7 @@ def run_contained(spark, group: str, labels: list[str], job, max_rounds: int) ->
         done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [error for error in (f.exception() for f in futures if f in done) if error is not None]
         if failed:
-            spark.sparkContext.cancelJobGroup(group)
+            sc.cancelJobGroup(group)
             raise failed[0]
     return [summary for future in futures for summary in future.result()]
 
@@ -578,7 +585,7 @@ def reuse_by_content(
     Returns (fruit_class, staged uri, paths) per staged file."""
     if not wanted or not sources:
         return []
-    sc = spark.sparkContext
+    sc = spark_context(spark)
     wanted_broadcast = sc.broadcast(wanted)
     try:
 

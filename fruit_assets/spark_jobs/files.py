@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from fruit_assets.spark_jobs.session import spark_context
+
 
 def file_task_slices(spark_context, count: int) -> int:
     """Tasks for a job over ``count`` files: two per core (balance), never more than the files."""
@@ -19,7 +21,7 @@ def over_files(spark, work: Iterable, task: Callable[..., Iterator], with_index:
     """The RDD of ``task`` applied to slices of the sorted ``work`` items: ``task(items)``, or
     ``task(slice_index, items)`` with ``with_index`` (file names that must not collide between
     tasks). Callers collect it or reduce it."""
-    sc = spark.sparkContext
+    sc = spark_context(spark)
     items = sorted(work)
     rdd = sc.parallelize(items, file_task_slices(sc, len(items)))
     return rdd.mapPartitionsWithIndex(task) if with_index else rdd.mapPartitions(task)

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from fruit_assets.spark_jobs.session import spark_context
 from fruit_assets.storage import join_uri, open_store
 
 EVENTS_FOLDER = "spark-events"
@@ -122,7 +123,7 @@ def history_url(application_id: str) -> str:
 def application_facts(spark) -> ApplicationFacts:
     """From the driver's status store (what the live UI shows): failed task attempts over every job
     so far, executors registered now."""
-    sc = spark.sparkContext
+    sc = spark_context(spark)
     jobs = sc._jsc.sc().statusStore().jobsList(None)
     failed = sum(int(jobs.apply(i).numFailedTasks()) for i in range(jobs.size()))  # a Scala Seq
     executors = len(sc._jsc.sc().statusTracker().getExecutorInfos()) - 1  # the driver is listed too

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fruit_assets.featurize.model import EMBEDDING_SIZE
 from fruit_assets.pca import Moments
 from fruit_assets.spark_jobs.files import collect_over_files, over_files
+from fruit_assets.spark_jobs.session import spark_context
 from fruit_assets.storage import schemas
 from fruit_assets.storage.class_folders import class_folder
 
@@ -52,7 +53,7 @@ def project_files(
     components of the file's first ``head_rows`` rows, float32 bytes (the PC plot's sample)."""
     if not work:
         return []
-    pca_broadcast = spark.sparkContext.broadcast(pca_bytes)
+    pca_broadcast = spark_context(spark).broadcast(pca_bytes)
     try:
 
         def task(index: int, items):

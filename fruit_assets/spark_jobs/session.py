@@ -1,5 +1,6 @@
-"""One way to build a Spark session, for local[*], spark://host:port and k8s:// (client mode): its
-settings, the configuration they give, the builder, and where the deployment says Spark runs."""
+"""One way to build Spark for local[*], spark://host:port and k8s:// (client mode): a context (what
+the product's jobs use) and a SQL session on it for whoever wants one; their settings, the
+configuration they give, and where the deployment says Spark runs."""
 
 from __future__ import annotations
 
@@ -78,21 +79,42 @@ def session_conf(settings: SparkSettings) -> dict[str, str]:
     return conf
 
 
-def build_spark_session(settings: SparkSettings, on_context=None):
-    """The session for ``settings``; the process's JVM is started first if it has none
-    (``launch_driver_jvm``). ``on_context`` is called with the SparkContext as soon as it runs,
-    before the SparkSession (a second on this machine) is made on it: work for the context alone,
-    such as starting the Python workers, overlaps it."""
+def build_spark_context(settings: SparkSettings, on_context=None):
+    """The SparkContext for ``settings``; the process's JVM is started first if it has none
+    (``launch_driver_jvm``). ``on_context`` is called with it as soon as it runs. The product's
+    Spark jobs use nothing else (RDDs of file work items): no Spark SQL session is made for them,
+    whose JVM side alone took a second of every run's start."""
     if settings.event_log_dir:
         os.makedirs(settings.event_log_dir, exist_ok=True)
     launch_driver_jvm(settings)
-    session = _start(settings, session_conf(settings), on_context)
-    session.sparkContext.setLogLevel("WARN")
+    context = _start(settings, session_conf(settings))
+    context.setLogLevel("WARN")
+    if on_context is not None:
+        on_context(context)
     if settings.executor_wait_seconds > 0 and not settings.master.startswith("local"):
         from fruit_assets.spark_jobs.executors import ExecutorWatch
 
-        ExecutorWatch(session.sparkContext, settings.executor_wait_seconds).start()
-    return session
+        ExecutorWatch(context, settings.executor_wait_seconds).start()
+    return context
+
+
+def build_spark_session(settings: SparkSettings, on_context=None):
+    """A Spark SQL session on the context ``build_spark_context`` makes (tests, notebooks, users'
+    own assets: the SQL conf comes from the context's)."""
+    return session_on(build_spark_context(settings, on_context))
+
+
+def session_on(context):
+    """The Spark SQL session of ``context`` (made now if it has none)."""
+    from pyspark.sql import SparkSession
+
+    return _session_of(context) or SparkSession(context)
+
+
+def spark_context(spark):
+    """The SparkContext of ``spark``: a SparkContext, or a SparkSession (a test's, a notebook's).
+    The jobs here use Spark's core API alone, so either will do."""
+    return getattr(spark, "sparkContext", spark)
 
 
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
@@ -161,9 +183,8 @@ def stop_unused_driver_jvm() -> None:
             finish_recording(archive, None)
 
 
-def _start(settings: SparkSettings, conf: dict[str, str], on_context=None):
+def _start(settings: SparkSettings, conf: dict[str, str]):
     from pyspark import SparkConf, SparkContext
-    from pyspark.sql import SparkSession
 
     secret = ""
     if settings.master.startswith("spark://") and conf.get("spark.authenticate") == "true":
@@ -181,14 +202,7 @@ def _start(settings: SparkSettings, conf: dict[str, str], on_context=None):
     application = {**conf, "spark.master": settings.master, "spark.app.name": settings.app_name}
     if secret:
         application[SHARED_KEY_SETTING] = secret
-    # The context first (what the builder would make: the same settings), then the session on it.
-    context = SparkContext.getOrCreate(SparkConf().setAll(list(application.items())))
-    if on_context is not None:
-        on_context(context)
-    builder = SparkSession.builder
-    for key, value in application.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+    return SparkContext.getOrCreate(SparkConf().setAll(list(application.items())))
 
 
 def _with_archive(conf: dict[str, str], archive: ClassArchive) -> dict[str, str]:
@@ -198,15 +212,16 @@ def _with_archive(conf: dict[str, str], archive: ClassArchive) -> dict[str, str]
     return {**conf, DRIVER_JAVA_OPTIONS: options}
 
 
-def stop_spark_session(session) -> str | None:
-    """Stops ``session`` (its SparkContext, and so its event log); when its JVM was recording the
-    class archive, also ends that JVM and returns the archive it wrote (else None)."""
+def stop_spark(spark) -> str | None:
+    """Stops ``spark`` (a SparkContext or a SparkSession: the context, so its event log, and any
+    SQL session made on it); when its JVM was recording the class archive, also ends that JVM and
+    returns the archive it wrote (else None)."""
     import threading
 
     from pyspark import SparkContext
 
     global _recording
-    context = session.sparkContext
+    context = spark_context(spark)
     # pyspark's stop waits for its accumulator server to notice, which polls every second: nothing
     # needs that wait (no accumulator is updated once the JVM stopped), so it ends in the background.
     server = getattr(context, "_accumulatorServer", None)
@@ -215,7 +230,11 @@ def stop_spark_session(session) -> str | None:
         # The JVM closing its end while the server still polls is its end, not an error: without
         # this, socketserver prints an EOFError traceback (on a verbose command's terminal).
         server.handle_error = _quiet_at_end_of_stream(server.handle_error)
-    session.stop()
+    session = _session_of(context)
+    if session is not None:
+        session.stop()  # the context, and the JVM's default session with it
+    else:
+        context.stop()
     if server is not None:
         threading.Thread(target=server.shutdown, name="accumulator-server-stop", daemon=True).start()
     if _recording is None:
@@ -231,6 +250,13 @@ def stop_spark_session(session) -> str | None:
         SparkContext._gateway = None
         SparkContext._jvm = None
     return finish_recording(archive, process)
+
+
+def _session_of(context):
+    """The SQL session made on ``context``, if one was (pyspark.sql unimported: none was)."""
+    sql = sys.modules.get("pyspark.sql.session")
+    session = sql.SparkSession._instantiatedSession if sql is not None else None
+    return session if session is not None and session._sc is context else None
 
 
 def _quiet_at_end_of_stream(handle_error):

@@ -84,18 +84,18 @@ def test_the_summary_prints_the_embedding_s_cpu_seconds_and_images_per_cpu_secon
     assert "9.5 CPU-s on the executors (Python 9.5, JVM ?), 4.21 images per CPU-second" in capsys.readouterr().out
 
 
-def test_the_command_s_spark_start_never_waits_for_the_session_it_lends(spark):
+def test_the_command_s_spark_start_never_waits_for_the_context_it_lends(spark):
     # The command lends the Future of its own start to the runs; when the runs get there first (a
     # slow JVM launch, as when the class archive is recorded), the start must not wait for that
     # Future: it once did, and the command hung forever.
     import threading
     from concurrent.futures import Future
 
-    from fruit_assets.cli.materialize import _session_of, _start_spark
-    from fruit_assets.resources.spark import lend_session
+    from fruit_assets.cli.materialize import _context_of, _start_spark
+    from fruit_assets.resources.spark import lend_context
 
     spark_starting: Future = Future()
-    with lend_session(_session_of(spark_starting)) as lent:
+    with lend_context(_context_of(spark_starting)) as lent:
         def start():
             try:
                 spark_starting.set_result(_start_spark(spark.sparkContext.master, "/tmp/unused-root"))
@@ -103,5 +103,5 @@ def test_the_command_s_spark_start_never_waits_for_the_session_it_lends(spark):
                 spark_starting.set_exception(error)
 
         threading.Thread(target=start, daemon=True).start()
-        # The fixture's session has the same master: reused, so the start takes seconds, not minutes.
-        assert lent.result(timeout=60) is spark
+        # The fixture's context has the same master: reused, so the start takes seconds, not minutes.
+        assert lent.result(timeout=60) is spark.sparkContext

@@ -21,7 +21,7 @@ import psutil
 from fruit_assets.resources import SparkResource
 
 spark = SparkResource(data_uri=sys.argv[1])
-sc = spark.get_session().sparkContext
+sc = spark.get_context()
 
 def where(_):
     from pyspark import TaskContext
@@ -44,7 +44,7 @@ print("RESULT " + json.dumps({
     "driver_commands": list(commands(psutil.Process().children(recursive=True))),
     "conf": {key: sc.getConf().get(key) for key in ("spark.authenticate", "spark.network.crypto.enabled")},
 }), flush=True)
-spark.stop_session()
+spark.stop_application()
 """
 
 

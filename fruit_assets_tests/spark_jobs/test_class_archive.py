@@ -19,18 +19,18 @@ from fruit_assets.spark_jobs.class_archive import (
 )
 from fruit_assets.spark_jobs.session import SparkSettings, session_conf
 
-# A session with the product's builder, one job, the product's stop; prints what the JVM did.
+# A context with the product's builder, one job, the product's stop; prints what the JVM did.
 SESSION_SCRIPT = textwrap.dedent(
     """
     import json, sys, threading
-    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_session, stop_spark_session
+    from fruit_assets.spark_jobs.session import SparkSettings, build_spark_context, stop_spark
     extra = json.loads(sys.argv[1])
-    session = build_spark_session(SparkSettings(master="local[1]", conf=extra))
-    total = session.sparkContext.parallelize(range(10), 2).map(lambda x: x * x).sum()
+    context = build_spark_context(SparkSettings(master="local[1]", conf=extra))
+    total = context.parallelize(range(10), 2).map(lambda x: x * x).sum()
     # What the JVM was started with (the archive's options are on its command line, not in the conf).
-    runtime = session.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    runtime = context._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     options = " ".join(runtime.getInputArguments())
-    recorded = stop_spark_session(session)
+    recorded = stop_spark(context)
     for thread in threading.enumerate():
         if thread.name == "accumulator-server-stop":
             thread.join(10)

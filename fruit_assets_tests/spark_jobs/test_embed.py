@@ -33,7 +33,8 @@ def test_spark_embeddings_equal_single_process_tensorflow(spark, sample_root, in
     build_manifests(layout, classes)
     # Small tasks and batches: several tasks per class and a short last batch in each.
     settings = EmbedSettings(batch_size=5, max_images_per_task=7)
-    report = build_embeddings(spark, layout, classes, inference_model, "run-ref", settings)
+    # A SparkContext, as the product's runs give the steps (they make no SQL session).
+    report = build_embeddings(spark.sparkContext, layout, classes, inference_model, "run-ref", settings)
     assert report.embedded == report.images == 36 and report.quarantined == 0
 
     table = ds.dataset(f"{sample_root}/embeddings", format="parquet").to_table().sort_by("path")
