@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from fruit_assets.spark_jobs.session import spark_context
 
 
-def file_task_slices(spark_context, count: int) -> int:
+def file_task_slices(sc, count: int) -> int:
     """Tasks for a job over ``count`` files: two per core (balance), never more than the files."""
-    return max(1, min(count, spark_context.defaultParallelism * 2))
+    return max(1, min(count, sc.defaultParallelism * 2))
 
 
 def over_files(spark, work: Iterable, task: Callable[..., Iterator], with_index: bool = False):

@@ -39,7 +39,7 @@ def write_table(uri: str, table: pa.Table) -> None:
         buffer,
         compression="zstd",
         # pyarrow takes a list of columns here too (its stubs say bool only).
-        use_dictionary=[name for name in _leaf_paths(table.schema) if name not in floats],  # pyright: ignore[reportArgumentType]
+        use_dictionary=[path for path, _type in _leaves(table.schema) if path not in floats],  # pyright: ignore[reportArgumentType]
         column_encoding=dict.fromkeys(floats, "BYTE_STREAM_SPLIT"),
     )
     open_store(uri).write_bytes(uri, buffer.getvalue())
@@ -48,10 +48,6 @@ def write_table(uri: str, table: pa.Table) -> None:
 def float_columns(schema: pa.Schema) -> list[str]:
     """The Parquet column paths of the schema's floating-point values (lists of floats included)."""
     return [path for path, value_type in _leaves(schema) if pa.types.is_floating(value_type)]
-
-
-def _leaf_paths(schema: pa.Schema) -> list[str]:
-    return [path for path, _ in _leaves(schema)]
 
 
 def _leaves(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
